@@ -1,0 +1,147 @@
+"""Merges defaults, the TOML file, the environment and the command line into one validated settings object.
+
+Precedence is command line > environment > file > defaults. Every error names the option and its source
+(the flag, the variable, or the file and line) so the CLI can print it as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import grp
+import pwd
+import dataclasses
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+from wsgistack.config.errors import ConfigError
+from wsgistack.config.settings import ServeSettings
+
+ENV_PREFIX = "WSGISTACK_"
+DEFAULT_CONFIG_FILE = "wsgistack.toml"
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a setting: WSGISTACK_MAX_REQUESTS for max_requests."""
+    return ENV_PREFIX + field_name.upper()
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare every ServeSettings option on an argparse parser; unset options stay absent from the result."""
+    parser.add_argument("app", nargs="?", default=argparse.SUPPRESS, metavar="APP",
+                        help=ServeSettings.__dataclass_fields__["app"].metadata["help"])
+    for fld in ServeSettings.options():
+        meta = fld.metadata
+        if not meta["flags"]:
+            continue
+        kwargs: dict[str, Any] = {"dest": fld.name, "default": argparse.SUPPRESS, "help": meta["help"]}
+        if meta["switch"]:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = meta["metavar"]
+            if meta["repeatable"]:
+                kwargs["action"] = "append"
+        parser.add_argument(*meta["flags"], **kwargs)
+
+
+def find_config_file(cli: Mapping[str, Any], environ: Mapping[str, str], cwd: Path) -> Path | None:
+    """The config file to read: --config, then $WSGISTACK_CONFIG, then ./wsgistack.toml if it exists."""
+    named = cli.get("config") or environ.get(ENV_PREFIX + "CONFIG")
+    if named:
+        path = Path(named)
+        path = path if path.is_absolute() else cwd / path
+        if not path.is_file():
+            raise ConfigError(f"config file {named}: no such file")
+        return path
+    default = cwd / DEFAULT_CONFIG_FILE
+    return default if default.is_file() else None
+
+
+def read_toml_table(path: Path, table: str) -> tuple[dict[str, Any], str]:
+    """The named table of a TOML file, and the file's text (to point at lines in errors)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    section = document.get(table, {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: '{table}' must be a table ([{table}])")
+    return section, text
+
+
+def _line_of(text: str, key: str) -> int | None:
+    pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=", re.MULTILINE)
+    match = pattern.search(text)
+    return text.count("\n", 0, match.start()) + 1 if match else None
+
+
+def _parse(fld: dataclasses.Field, raw: Any, where: str) -> Any:
+    try:
+        if fld.metadata["repeatable"] and isinstance(raw, list) and raw and all(isinstance(r, str) for r in raw):
+            # repeated flags and TOML arrays may each hold comma-separated items
+            raw = [item for entry in raw for item in entry.split(",")]
+        return fld.metadata["parse"](raw)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_serve_settings(
+    cli: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> ServeSettings:
+    """Build ServeSettings from parsed command-line values (only those given), the environment and the file."""
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    fields = {fld.name: fld for fld in ServeSettings.options()}
+    chosen: dict[str, Any] = {}
+
+    path = find_config_file(cli, environ, cwd)
+    if path is not None:
+        table, text = read_toml_table(path, "serve")
+        for key, raw in table.items():
+            name = key.replace("-", "_")
+            line = _line_of(text, key)
+            where = f"{path}:{line}: serve.{key}" if line else f"{path}: serve.{key}"
+            if name not in fields:
+                raise ConfigError(f"{where}: unknown setting")
+            chosen[name] = _parse(fields[name], raw, where)
+
+    for name, fld in fields.items():
+        var = env_name(name)
+        if var in environ and environ[var] != "":
+            chosen[name] = _parse(fld, environ[var], var)
+
+    for name, raw in cli.items():
+        if name in fields:
+            flag = fields[name].metadata["flags"][-1] if fields[name].metadata["flags"] else name.upper()
+            chosen[name] = _parse(fields[name], raw, flag)
+
+    settings = ServeSettings(**chosen)
+    validate(settings)
+    return settings
+
+
+def validate(settings: ServeSettings) -> None:
+    """Checks that involve more than one setting."""
+    if not settings.app:
+        raise ConfigError("no app given: wsgistack serve MODULE:NAME (or 'app' in the [serve] table)")
+    if settings.user is not None or settings.group is not None:
+        if os.geteuid() != 0:
+            raise ConfigError("--user/--group: only root can switch user or group")
+        try:
+            if settings.user is not None and not settings.user.isdigit():
+                pwd.getpwnam(settings.user)
+        except KeyError:
+            raise ConfigError(f"--user: no user named {settings.user!r}") from None
+        try:
+            if settings.group is not None and not settings.group.isdigit():
+                grp.getgrnam(settings.group)
+        except KeyError:
+            raise ConfigError(f"--group: no group named {settings.group!r}") from None

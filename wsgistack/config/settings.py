@@ -1,0 +1,169 @@
+"""Typed settings, one frozen dataclass per section; each field carries its default, its flags and its help.
+
+The command line, the environment (`WSGISTACK_<NAME>`) and the TOML file are all read from these
+declarations by `config.loader`, so an option is described exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from wsgistack.config import values
+
+WORKER_CLASSES = ("sync", "thread")
+
+
+def option(
+    default: Any,
+    parse: Callable[[Any], Any],
+    help: str,
+    flags: tuple[str, ...] = (),
+    metavar: str | None = None,
+    repeatable: bool = False,
+    switch: bool = False,
+) -> Any:
+    """Declare one setting: its default, the parser of its text, its help and its command-line flags."""
+    meta = {
+        "parse": parse,
+        "help": help,
+        "flags": flags,
+        "metavar": metavar,
+        "repeatable": repeatable,
+        "switch": switch,
+    }
+    if isinstance(default, (list, dict)):
+        raise TypeError("settings are frozen: use a tuple for list defaults")
+    return field(default=default, metadata=meta)
+
+
+def _default_workers() -> int:
+    # gunicorn's convention, kept so platform buildpacks that set it keep working.
+    try:
+        return max(1, int(os.environ.get("WEB_CONCURRENCY", "1")))
+    except ValueError:
+        return 1
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Everything `wsgistack serve` can be told, with gunicorn's option names where gunicorn has one."""
+
+    app: str | None = option(
+        None, values.text, "The WSGI app: module:name, module:factory(), a bare module, or path/to/file.py[:name]."
+    )
+    bind: tuple[str, ...] = option(
+        ("127.0.0.1:8000",), values.text_list,
+        "Address to listen on: HOST:PORT, [::1]:PORT, unix:PATH or fd://N. Repeat to listen on several.",
+        flags=("-b", "--bind"), metavar="ADDRESS", repeatable=True,
+    )
+    workers: int = option(
+        _default_workers(), values.whole(1), "Number of worker processes (default: $WEB_CONCURRENCY or 1).",
+        flags=("-w", "--workers"), metavar="N",
+    )
+    worker_class: str = option(
+        "thread", values.choice(*WORKER_CLASSES),
+        "Worker model: thread (a thread pool per process, keep-alive) or sync (one request at a time, "
+        "no keep-alive; meant to sit behind a buffering proxy).",
+        flags=("-k", "--worker-class"), metavar="CLASS",
+    )
+    threads: int = option(4, values.whole(1), "Threads per worker for the thread worker.", flags=("--threads",),
+                          metavar="N")
+    worker_connections: int = option(
+        1000, values.whole(1), "Most connections one thread worker holds open at once.",
+        flags=("--worker-connections",), metavar="N",
+    )
+    backlog: int = option(2048, values.whole(1), "Length of the kernel's queue of pending connections.",
+                          flags=("--backlog",), metavar="N")
+    timeout: float = option(
+        30.0, values.seconds,
+        "A worker silent for this long (an app stuck in a call) is killed, its stack logged, and replaced. "
+        "0 disables.",
+        flags=("-t", "--timeout"), metavar="SECONDS",
+    )
+    graceful_timeout: float = option(
+        30.0, values.seconds, "On a graceful stop or reload, how long in-flight requests get to finish.",
+        flags=("--graceful-timeout",), metavar="SECONDS",
+    )
+    keep_alive: float = option(
+        5.0, values.seconds, "How long an idle keep-alive connection is kept open; 0 turns keep-alive off.",
+        flags=("--keep-alive",), metavar="SECONDS",
+    )
+    client_timeout: float = option(
+        30.0, values.seconds,
+        "How long a client may take to send a request's head, and the longest pause while sending its body.",
+        flags=("--client-timeout",), metavar="SECONDS",
+    )
+    max_requests: int = option(
+        0, values.whole(0), "Recycle a worker after this many requests (0: never); guards against leaks.",
+        flags=("--max-requests",), metavar="N",
+    )
+    max_requests_jitter: int = option(
+        0, values.whole(0), "Add a random 0..N to --max-requests per worker so they do not all restart at once.",
+        flags=("--max-requests-jitter",), metavar="N",
+    )
+    limit_request_line: int = option(
+        4094, values.whole(0), "Longest request line in bytes (longer: 414). 0: no limit.",
+        flags=("--limit-request-line",), metavar="BYTES",
+    )
+    limit_request_fields: int = option(
+        100, values.whole(0), "Most header fields in a request (more: 431). 0: no limit.",
+        flags=("--limit-request-fields",), metavar="N",
+    )
+    limit_request_field_size: int = option(
+        8190, values.whole(0), "Longest header field, name and value, in bytes (longer: 431). 0: no limit.",
+        flags=("--limit-request-field-size",), metavar="BYTES",
+    )
+    max_body_size: int = option(
+        0, values.size, "Largest request body, e.g. 10m (larger: 413). 0: no limit.",
+        flags=("--max-body-size",), metavar="SIZE",
+    )
+    access_log: str | None = option(
+        None, values.optional_text, "Write one line per request to this file, or '-' for standard output.",
+        flags=("--access-log", "--access-logfile"), metavar="PATH",
+    )
+    access_log_format: str = option(
+        "combined", values.text,
+        "Access-log format: 'combined' (nginx's), 'common', 'json', or a template of nginx variables "
+        "such as '$remote_addr \"$request\" $status $request_time'.",
+        flags=("--access-log-format", "--access-logformat"), metavar="FORMAT",
+    )
+    error_log: str = option("-", values.text, "Where the server's own log goes: a file, or '-' for stderr.",
+                            flags=("--error-log", "--error-logfile", "--log-file"), metavar="PATH")
+    log_level: str = option(
+        "info", values.choice("debug", "info", "warning", "error", "critical"), "Least severity of the error log.",
+        flags=("--log-level",), metavar="LEVEL",
+    )
+    pid: str | None = option(None, values.optional_text, "Write the master's process id to this file.",
+                             flags=("-p", "--pid"), metavar="PATH")
+    preload: bool = option(
+        False, values.boolean, "Load the app in the master before forking (faster start, shared memory; "
+                               "a reload then restarts the code only with a full restart).",
+        flags=("--preload",), switch=True,
+    )
+    reload: bool = option(False, values.boolean, "Restart workers when a source file changes (development only).",
+                          flags=("--reload",), switch=True)
+    forwarded_allow_ips: tuple[str, ...] = option(
+        ("127.0.0.1", "::1"), values.text_list,
+        "Peers trusted to set X-Forwarded-For / X-Forwarded-Proto / Forwarded: comma-separated IPs, or '*'.",
+        flags=("--forwarded-allow-ips",), metavar="IPS",
+    )
+    umask: int | None = option(None, values.umask, "File mode mask for the server (affects unix socket files).",
+                               flags=("-m", "--umask"), metavar="MASK")
+    user: str | None = option(None, values.optional_text, "Run workers as this user (name or id).",
+                              flags=("-u", "--user"), metavar="USER")
+    group: str | None = option(None, values.optional_text, "Run workers as this group (name or id).",
+                               flags=("-g", "--group"), metavar="GROUP")
+    proc_name: str | None = option(None, values.optional_text, "Name shown in process titles (default: the app).",
+                                   flags=("-n", "--name"), metavar="NAME")
+
+    @classmethod
+    def options(cls) -> list[dataclasses.Field]:
+        """The declared settings, in order."""
+        return list(dataclasses.fields(cls))
+
+    def replace(self, **changes: Any) -> "ServeSettings":
+        """A copy with some settings changed."""
+        return dataclasses.replace(self, **changes)

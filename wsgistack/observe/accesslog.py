@@ -1,0 +1,151 @@
+"""The access log: one line per request, in nginx's `combined` format unless told otherwise.
+
+Formats are templates of nginx variable names ($remote_addr, $status, $http_user_agent, ...), compiled
+once at start so that an unknown variable is a config error, not a surprise at the first request. Lines are
+written with one os.write on an O_APPEND descriptor, so lines of several workers never interleave.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from wsgistack.config.errors import ConfigError
+
+FORMATS = {
+    "combined": '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+                '"$http_referer" "$http_user_agent"',
+    "common": '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent',
+}
+JSON_FIELDS = ("time_iso8601", "remote_addr", "remote_user", "request_method", "request_uri", "server_protocol",
+               "status", "body_bytes_sent", "request_time", "http_referer", "http_user_agent", "pid")
+
+_VARIABLE = re.compile(r"\$(\{[a-z0-9_]+\}|[a-z0-9_]+)")
+_UNSAFE = re.compile(r'[\x00-\x1f"\\\x7f-\xff]')
+
+
+@dataclass
+class AccessRecord:
+    """What the access log needs to know about one finished request."""
+
+    environ: dict[str, Any]
+    status: int
+    body_bytes: int
+    started: float  # time.time() when the request's head was complete
+    duration: float  # seconds, monotonic
+
+
+def _escape(text: str) -> str:
+    # as nginx does: quotes, backslashes and non-printable bytes as \xHH, so a header cannot forge a line
+    return _UNSAFE.sub(lambda m: "\\x%02X" % ord(m.group()), text)
+
+
+def _remote_user(environ: dict[str, Any]) -> str:
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if auth[:6].lower() == "basic ":
+        try:
+            return base64.b64decode(auth[6:].strip()).decode("latin-1").split(":", 1)[0] or "-"
+        except ValueError:
+            return "-"
+    return "-"
+
+
+def _request_line(environ: dict[str, Any]) -> str:
+    return f"{environ.get('REQUEST_METHOD', '-')} {environ.get('RAW_URI', '-')} {environ.get('SERVER_PROTOCOL', '-')}"
+
+
+_GETTERS: dict[str, Callable[[AccessRecord], Any]] = {
+    "remote_addr": lambda r: r.environ.get("REMOTE_ADDR") or "-",
+    "remote_port": lambda r: r.environ.get("REMOTE_PORT") or "-",
+    "remote_user": lambda r: _remote_user(r.environ),
+    "time_local": lambda r: time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(r.started)),
+    "time_iso8601": lambda r: time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(r.started)),
+    "msec": lambda r: f"{r.started:.3f}",
+    "request": lambda r: _request_line(r.environ),
+    "request_method": lambda r: r.environ.get("REQUEST_METHOD", "-"),
+    "request_uri": lambda r: r.environ.get("RAW_URI", "-"),
+    "uri": lambda r: r.environ.get("PATH_INFO", "-"),
+    "args": lambda r: r.environ.get("QUERY_STRING", ""),
+    "server_protocol": lambda r: r.environ.get("SERVER_PROTOCOL", "-"),
+    "scheme": lambda r: r.environ.get("wsgi.url_scheme", "-"),
+    "host": lambda r: r.environ.get("HTTP_HOST") or r.environ.get("SERVER_NAME", "-"),
+    "status": lambda r: r.status,
+    "body_bytes_sent": lambda r: r.body_bytes,
+    "request_time": lambda r: f"{r.duration:.3f}",
+    "pid": lambda r: os.getpid(),
+}
+
+
+def _getter(name: str) -> Callable[[AccessRecord], Any]:
+    if name in _GETTERS:
+        return _GETTERS[name]
+    if name.startswith("http_") and len(name) > 5:
+        key = "HTTP_" + name[5:].upper()
+        return lambda r: r.environ.get(key) or "-"
+    raise ConfigError(f"--access-log-format: unknown variable ${name} "
+                      f"(known: {', '.join(sorted(_GETTERS))}, $http_NAME)")
+
+
+def compile_format(spec: str) -> Callable[[AccessRecord], str]:
+    """A function that formats a record as one line (without newline), for a format name or template."""
+    if spec == "json":
+        getters = [(name, _getter(name)) for name in JSON_FIELDS]
+        return lambda r: json.dumps({name: get(r) for name, get in getters}, ensure_ascii=True)
+    template = FORMATS.get(spec, spec)
+    pieces: list[str | Callable[[AccessRecord], Any]] = []
+    position = 0
+    for match in _VARIABLE.finditer(template):
+        pieces.append(template[position:match.start()])
+        pieces.append(_getter(match.group(1).strip("{}")))
+        position = match.end()
+    pieces.append(template[position:])
+
+    def render(record: AccessRecord) -> str:
+        return "".join(p if isinstance(p, str) else _escape(str(p(record))) for p in pieces)
+
+    return render
+
+
+class AccessLog:
+    """Appends formatted lines to a file or standard output; reopen() after log rotation (SIGUSR1)."""
+
+    def __init__(self, target: str | None, fmt: str):
+        self.target = target
+        self.render = compile_format(fmt)
+        self.fd = -1
+        self.errors = 0  # lines that could not be written: counted, never silently lost
+        self.reopen()
+
+    @property
+    def enabled(self) -> bool:
+        """False when no access log was asked for."""
+        return self.target is not None
+
+    def reopen(self) -> None:
+        """Open (again) the target file, e.g. after logrotate moved it away."""
+        if self.target is None:
+            return
+        if self.target == "-":
+            self.fd = 1
+            return
+        old = self.fd
+        try:
+            self.fd = os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"--access-log: cannot open {self.target}: {exc.strerror}") from None
+        if old > 2:
+            os.close(old)
+
+    def write(self, record: AccessRecord) -> None:
+        """Write one line for a finished request."""
+        if self.fd < 0:
+            return
+        try:
+            os.write(self.fd, (self.render(record) + "\n").encode("utf-8", "replace"))
+        except OSError:
+            self.errors += 1

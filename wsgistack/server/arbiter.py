@@ -1,0 +1,457 @@
+"""The master process: binds the sockets, forks the workers and keeps their number right.
+
+It sleeps in a selector on a self-pipe woken by signals and by workers' boot reports; it never runs app
+code after the fork (unless --preload). Signals have gunicorn's meanings: TERM graceful stop, INT/QUIT fast
+stop, HUP reload (new workers first, then the old ones retire), TTIN/TTOU one worker more/less, USR1 reopen
+logs. A worker silent past --timeout gets its stacks dumped (SIGABRT, faulthandler) and is killed.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import selectors
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from wsgistack import __version__
+from wsgistack.config.errors import ConfigError
+from wsgistack.config.settings import ServeSettings
+from wsgistack.observe.errorlog import reopen_error_log, setup_error_log
+from wsgistack.server.heartbeat import Heartbeat
+from wsgistack.server.sockets import Listener, bind_all
+from wsgistack.server.workers import worker_class
+from wsgistack.server.workers.base import EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR, set_process_title
+from wsgistack.wsgi.loader import AppLoadError, load_app
+
+log = logging.getLogger("wsgistack.server")
+
+SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH", "CHLD")
+ABORT_GRACE = 2.0  # seconds between the stack-dump signal and SIGKILL for a timed-out worker
+RESPAWN_BACKOFF = 1.0
+
+
+@dataclass
+class WorkerProcess:
+    """The master's view of one worker."""
+
+    pid: int
+    age: int
+    generation: int
+    heartbeat: Heartbeat
+    boot_fd: int
+    booted: bool = False
+    stopping_since: float | None = None
+    aborted_at: float | None = None
+    boot_buffer: bytearray = field(default_factory=bytearray)
+
+
+class HaltServer(Exception):
+    """Stop the master with a message and an exit code."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+class Arbiter:
+    """Owns the listeners and the workers; `run()` returns the process exit code."""
+
+    def __init__(self, settings: ServeSettings, reload_settings: Callable[[], ServeSettings] | None = None):
+        self.settings = settings
+        self.reload_settings = reload_settings
+        self.num_workers = settings.workers
+        self.workers: dict[int, WorkerProcess] = {}
+        self.listeners: list[Listener] = []
+        self.generation = 0
+        self.worker_age = 0
+        self.signals: list[int] = []
+        self.stopping: str | None = None  # None, "graceful" or "fast"
+        self.stop_started = 0.0
+        self.ready = False  # a first worker booted: "listening" was logged
+        self.next_spawn = 0.0
+        self.app: Any = None
+        self.pid = os.getpid()
+        self.selector = selectors.DefaultSelector()
+        self.wakeup_r = self.wakeup_w = -1
+
+    # -- start and stop --------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start, serve until told to stop, clean up; the exit code."""
+        settings = self.settings
+        if settings.umask is not None:
+            os.umask(settings.umask)
+        self.listeners = bind_all(settings.bind, settings.backlog)
+        try:
+            self._write_pidfile()
+            if settings.preload:
+                try:
+                    self.app = load_app(settings.app or "")
+                except AppLoadError as exc:
+                    raise HaltServer(str(exc), EXIT_APP_LOAD_ERROR) from None
+            set_process_title(f"wsgistack: master [{settings.proc_name or settings.app}]")
+            self._init_signals()
+            log.debug("wsgistack %s master %s starting %s worker(s) of class %s", __version__, self.pid,
+                      self.num_workers, settings.worker_class)
+            return self._loop()
+        except HaltServer as exc:
+            log.error("%s", exc)
+            self._stop_workers(fast=True)
+            self._wait_for_workers(deadline=time.monotonic() + 5.0)
+            return exc.code
+        finally:
+            self._cleanup()
+
+    def _loop(self) -> int:
+        self._manage_workers()
+        while True:
+            self._sleep()
+            self._handle_signals()
+            self._reap_workers()
+            if self.stopping:
+                if not self.workers:
+                    log.info("master %s stopped", self.pid)
+                    return 0
+                self._enforce_stop_deadline()
+                continue
+            self._murder_workers()
+            self._retire_old_generation()
+            self._manage_workers()
+
+    def _wait_for_workers(self, deadline: float) -> None:
+        """Reap the workers of a halted master, killing those that outlive the deadline."""
+        while self.workers:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid:
+                self.workers.pop(pid, None)
+                continue
+            if time.monotonic() > deadline:
+                self._signal_workers(signal.SIGKILL)
+                deadline = float("inf")
+            time.sleep(0.05)
+
+    def _cleanup(self) -> None:
+        for listener in self.listeners:
+            listener.close(unlink=True)
+        self.listeners = []
+        pidfile = self.settings.pid
+        if pidfile:
+            try:
+                with open(pidfile) as handle:
+                    mine = handle.read().strip() == str(self.pid)
+                if mine:
+                    os.unlink(pidfile)
+            except OSError:
+                pass
+
+    def _write_pidfile(self) -> None:
+        if not self.settings.pid:
+            return
+        try:
+            with open(self.settings.pid, "w") as handle:
+                handle.write(f"{self.pid}\n")
+        except OSError as exc:
+            raise HaltServer(f"--pid {self.settings.pid}: {exc.strerror}", 2) from None
+
+    # -- signals ---------------------------------------------------------------------------------------
+
+    def _init_signals(self) -> None:
+        self.wakeup_r, self.wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wakeup_w, warn_on_full_buffer=False)
+        self.selector.register(self.wakeup_r, selectors.EVENT_READ, None)
+        for name in SIGNALS:
+            signal.signal(getattr(signal, f"SIG{name}"), self._queue_signal)
+
+    def _queue_signal(self, signum: int, frame: Any) -> None:
+        self.signals.append(signum)
+
+    def _sleep(self) -> None:
+        for key, _ in self.selector.select(1.0):
+            if key.data is None:
+                try:
+                    while os.read(self.wakeup_r, 4096):
+                        pass
+                except OSError:
+                    pass
+            elif key.data in self.workers:
+                self._read_boot_report(self.workers[key.data])
+
+    def _handle_signals(self) -> None:
+        while self.signals:
+            signum = self.signals.pop(0)
+            name = signal.Signals(signum).name
+            handler = getattr(self, f"handle_{name[3:].lower()}", None)
+            if handler is not None:
+                if signum != signal.SIGCHLD:
+                    log.info("master %s got %s", self.pid, name)
+                handler()
+
+    def handle_chld(self) -> None:
+        """A child exited: reaping happens right after the signals."""
+
+    def handle_term(self) -> None:
+        """Graceful stop: workers finish their requests within --graceful-timeout."""
+        self._begin_stop("graceful")
+
+    def handle_int(self) -> None:
+        """Fast stop."""
+        self._begin_stop("fast")
+
+    handle_quit = handle_int
+
+    def handle_hup(self) -> None:
+        """Reload settings and app code: start a new generation of workers, then retire the old one."""
+        if self.stopping:
+            return
+        if self.reload_settings is not None:
+            try:
+                new = self.reload_settings()
+            except ConfigError as exc:
+                log.error("reload refused, keeping the current settings: %s", exc)
+                return
+            if new.bind != self.settings.bind:
+                log.warning("reload: a change of --bind takes a restart; still listening at the old addresses")
+                new = new.replace(bind=self.settings.bind)
+            if (new.error_log, new.log_level) != (self.settings.error_log, self.settings.log_level):
+                setup_error_log(new.error_log, new.log_level)
+            self.settings = new
+            self.num_workers = new.workers
+        self.generation += 1
+        log.info("reload: starting generation %s (%s workers)", self.generation, self.num_workers)
+
+    def handle_ttin(self) -> None:
+        """One worker more."""
+        self.num_workers += 1
+        log.info("workers: %s", self.num_workers)
+
+    def handle_ttou(self) -> None:
+        """One worker less (never fewer than one)."""
+        self.num_workers = max(1, self.num_workers - 1)
+        log.info("workers: %s", self.num_workers)
+
+    def handle_usr1(self) -> None:
+        """Reopen log files (after logrotate) here and in every worker."""
+        reopen_error_log()
+        self._signal_workers(signal.SIGUSR1)
+
+    def handle_winch(self) -> None:
+        """Not used outside daemon mode (as in gunicorn): ignored."""
+
+    def handle_usr2(self) -> None:
+        """Binary upgrade is not supported yet: say so rather than ignore it silently."""
+        log.warning("USR2 (upgrade in place) is not supported; use HUP to reload")
+
+    def _begin_stop(self, mode: str) -> None:
+        if self.stopping == "fast" or self.stopping == mode:
+            return
+        self.stopping = mode
+        self.stop_started = time.monotonic()
+        self._stop_workers(fast=mode == "fast")
+
+    def _stop_workers(self, fast: bool) -> None:
+        for worker in self.workers.values():
+            self._stop_worker(worker, fast)
+
+    def _stop_worker(self, worker: WorkerProcess, fast: bool = False) -> None:
+        if worker.stopping_since is None or fast:
+            worker.stopping_since = worker.stopping_since or time.monotonic()
+            self._kill(worker.pid, signal.SIGQUIT if fast else signal.SIGTERM)
+
+    def _enforce_stop_deadline(self) -> None:
+        limit = self.settings.graceful_timeout if self.stopping == "graceful" else min(
+            self.settings.graceful_timeout, 5.0)
+        if time.monotonic() - self.stop_started > limit:
+            for worker in self.workers.values():
+                log.warning("worker %s did not stop within %.0fs: killing it", worker.pid, limit)
+                self._kill(worker.pid, signal.SIGKILL)
+            self.stop_started = float("inf")  # once
+
+    def _signal_workers(self, signum: int) -> None:
+        for worker in self.workers.values():
+            self._kill(worker.pid, signum)
+
+    @staticmethod
+    def _kill(pid: int, signum: int) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    # -- workers ---------------------------------------------------------------------------------------
+
+    def _spawn_worker(self) -> None:
+        self.worker_age += 1
+        heartbeat = Heartbeat()
+        boot_r, boot_w = os.pipe2(os.O_CLOEXEC)
+        app = self.app
+        pid = os.fork()
+        if pid == 0:  # the child
+            os.close(boot_r)
+            self._forget_in_child()
+            worker = worker_class(self.settings.worker_class)(
+                self.worker_age, self.pid, self.listeners, self.settings, heartbeat, boot_w, app)
+            worker.boot()  # never returns
+        os.close(boot_w)
+        os.set_blocking(boot_r, False)
+        self.workers[pid] = WorkerProcess(pid, self.worker_age, self.generation, heartbeat, boot_r)
+        self.selector.register(boot_r, selectors.EVENT_READ, pid)
+
+    def _forget_in_child(self) -> None:
+        """Drop what belongs to the master only."""
+        signal.set_wakeup_fd(-1)
+        for name in SIGNALS:
+            signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
+        self.selector.close()
+        for fd in (self.wakeup_r, self.wakeup_w):
+            os.close(fd)
+        for worker in self.workers.values():
+            os.close(worker.boot_fd)
+
+    def _read_boot_report(self, worker: WorkerProcess) -> None:
+        if worker.boot_fd < 0:
+            return
+        try:
+            data = os.read(worker.boot_fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        worker.boot_buffer += data
+        if b"\n" not in worker.boot_buffer and data:
+            return
+        self._close_boot_pipe(worker)
+        report = worker.boot_buffer.decode("utf-8", "replace").strip()
+        if report == "ok":
+            worker.booted = True
+            if not self.ready:
+                self.ready = True
+                for listener in self.listeners:
+                    log.info("listening at %s (%s worker, %s process%s)", listener.name(),
+                             self.settings.worker_class, self.num_workers, "es" if self.num_workers > 1 else "")
+        elif report.startswith("error "):
+            self._boot_failed(worker, report[6:])
+
+    def _close_boot_pipe(self, worker: WorkerProcess) -> None:
+        if worker.boot_fd >= 0:
+            self.selector.unregister(worker.boot_fd)
+            os.close(worker.boot_fd)
+            worker.boot_fd = -1
+
+    def _boot_failed(self, worker: WorkerProcess, message: str) -> None:
+        if self.settings.reload:
+            log.error("%s (waiting for a change to the code)", message)
+            return
+        if not self.ready:
+            raise HaltServer(message, EXIT_APP_LOAD_ERROR)
+        if worker.generation == self.generation and worker.generation != 0 and not self._generation_booted():
+            log.error("reload failed, the previous workers keep serving: %s", message)
+            for other in self.workers.values():
+                if other.generation == self.generation:
+                    self._stop_worker(other, fast=True)
+            self.generation -= 1
+            return
+        log.error("a new worker could not boot: %s (retrying)", message)
+        self.next_spawn = time.monotonic() + RESPAWN_BACKOFF
+
+    def _generation_booted(self) -> bool:
+        return any(w.booted for w in self.workers.values() if w.generation == self.generation)
+
+    def _reap_workers(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue
+            worker.heartbeat.close()
+            self._log_exit(worker, status)
+            # a report written just before exiting is still in the pipe
+            self._read_boot_report(worker)
+            self._close_boot_pipe(worker)
+            if not worker.booted and not self.ready and not self.settings.reload and not self.stopping:
+                raise HaltServer(f"worker {pid} failed to boot ({self._describe(status)})", EXIT_BOOT_ERROR)
+
+    @staticmethod
+    def _describe(status: int) -> str:
+        if os.WIFSIGNALED(status):
+            return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+        return f"exited with code {os.WEXITSTATUS(status)}"
+
+    def _log_exit(self, worker: WorkerProcess, status: int) -> None:
+        cause = self._describe(status)
+        expected = worker.stopping_since is not None
+        if os.WIFSIGNALED(status):
+            expected = expected and os.WTERMSIG(status) != signal.SIGKILL
+        else:
+            expected = expected or os.WEXITSTATUS(status) == 0
+        if expected:
+            log.info("worker %s %s", worker.pid, cause)
+        else:
+            log.warning("worker %s %s unexpectedly; replacing it", worker.pid, cause)
+
+    def _murder_workers(self) -> None:
+        """Kill workers silent for longer than --timeout, after dumping their stacks to the error log."""
+        timeout = self.settings.timeout
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            if worker.aborted_at is not None:
+                if now - worker.aborted_at > ABORT_GRACE:
+                    self._kill(worker.pid, signal.SIGKILL)
+                continue
+            if worker.stopping_since is not None:
+                if now - worker.stopping_since > self.settings.graceful_timeout + ABORT_GRACE:
+                    log.warning("worker %s did not stop within --graceful-timeout: killing it", worker.pid)
+                    self._kill(worker.pid, signal.SIGKILL)
+                    worker.aborted_at = now
+                continue
+            if timeout and worker.heartbeat.silent_for() > timeout:
+                log.error("worker %s timed out (silent for more than %gs): its stacks follow, then it is killed",
+                          worker.pid, timeout)
+                worker.aborted_at = now
+                worker.stopping_since = now
+                self._kill(worker.pid, signal.SIGABRT)
+
+    def _retire_old_generation(self) -> None:
+        """Once the new generation has booted in full, old workers stop gracefully."""
+        current = [w for w in self.workers.values() if w.generation == self.generation and w.stopping_since is None]
+        if sum(w.booted for w in current) < min(self.num_workers, len(current)) or not current:
+            return
+        for worker in self.workers.values():
+            if worker.generation < self.generation and worker.stopping_since is None:
+                self._stop_worker(worker)
+
+    def _manage_workers(self) -> None:
+        """Spawn missing workers; retire the oldest extras (after TTOU)."""
+        current = sorted((w for w in self.workers.values()
+                          if w.generation == self.generation and w.stopping_since is None), key=lambda w: w.age)
+        excess = len(current) - self.num_workers
+        for worker in current[:max(0, excess)]:
+            self._stop_worker(worker)
+        if excess >= 0 or time.monotonic() < self.next_spawn:
+            return
+        for _ in range(-excess):
+            self._spawn_worker()
+
+
+def serve(settings: ServeSettings, reload_settings: Callable[[], ServeSettings] | None = None) -> int:
+    """Run `wsgistack serve` in this process until it is stopped; returns the exit code."""
+    setup_error_log(settings.error_log, settings.log_level)
+    try:
+        return Arbiter(settings, reload_settings).run()
+    except OSError as exc:
+        if exc.errno == errno.EINTR:
+            return 0
+        raise

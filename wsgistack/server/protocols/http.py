@@ -1,0 +1,308 @@
+"""One HTTP/1.1 connection served with blocking socket calls (the sync and thread workers).
+
+It drives the sans-IO parser with recv(), runs the app through the WSGI runner, and decides after each
+response whether the connection may carry another request (keep-alive, pipelining) or must close.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from wsgistack.http.parser import BodyData, EndOfMessage, Limits, ParseError, RequestHead, RequestParser
+from wsgistack.http.response import CONTINUE, Framing, build_head, simple_response
+from wsgistack.http.errors import error_body, status_line_text
+from wsgistack.observe.accesslog import AccessLog, AccessRecord
+from wsgistack.wsgi.environ import ConnectionInfo, ProxyTrust, build_environ
+from wsgistack.wsgi.input import InputStream
+from wsgistack.wsgi.runner import ClientError, ClientGone, run_app
+
+log = logging.getLogger("wsgistack.server")
+
+RECV_SIZE = 65536
+BEAT_SLICE = 1.0
+DRAIN_LIMIT = 1 << 20  # unread body we read and discard to keep a connection; past it, closing is cheaper
+
+
+@dataclass
+class ServeContext:
+    """What every connection of one worker shares: the app, the limits, the logs, the worker's state."""
+
+    app: Callable[..., Any]
+    limits: Limits
+    client_timeout: float
+    access_log: AccessLog
+    trust: ProxyTrust
+    errors: Any
+    multithread: bool
+    keep_alive: Callable[[], bool]  # may the next response keep the connection? (false while stopping)
+    on_request: Callable[[], None]  # counts requests (max-requests)
+    beat: Callable[[], None]  # says "alive" while waiting on a client (the sync worker's heartbeat)
+
+
+def connection_info(sock: socket.socket, peer: Any) -> ConnectionInfo:
+    """Describe an accepted connection for the environ."""
+    if sock.family == socket.AF_UNIX:
+        return ConnectionInfo("localhost", "80", "127.0.0.1", "0", unix=True)
+    local = sock.getsockname()
+    return ConnectionInfo(str(local[0]), str(local[1]), str(peer[0]), str(peer[1]))
+
+
+class HTTPConnection:
+    """An accepted client connection and the parser state that survives between its requests."""
+
+    def __init__(self, sock: socket.socket, peer: Any, ctx: ServeContext):
+        self.sock = sock
+        self.ctx = ctx
+        self.info = connection_info(sock, peer)
+        self.parser = RequestParser(ctx.limits)
+        self.last_active = time.monotonic()
+        self.closed = False
+        self.body_failure: ParseError | None = None
+
+    def fileno(self) -> int:
+        """The socket's descriptor (for selectors)."""
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        """Close the socket (idempotent)."""
+        if not self.closed:
+            self.closed = True
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def _receive(self, deadline: float) -> bool:
+        """Read once into the parser; False on end of stream, socket.timeout once `deadline` passed.
+
+        Waits in slices so that the sync worker's heartbeat goes on while a client is slow.
+        """
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("timed out")
+            self.ctx.beat()
+            self.sock.settimeout(min(remaining, BEAT_SLICE))
+            try:
+                data = self.sock.recv(RECV_SIZE)
+            except socket.timeout:
+                continue
+            if not data:
+                return False
+            self.parser.feed(data)
+            return True
+
+    def _wait_for_head(self) -> RequestHead | ParseError | None:
+        """The next request head, an error to answer, or None when the client left quietly."""
+        deadline = time.monotonic() + self.ctx.client_timeout
+        started = False  # an idle connection that times out is closed quietly; a half-sent head gets 408
+        while True:
+            event = self.parser.next_event()
+            if isinstance(event, (RequestHead, ParseError)):
+                return event
+            if event is not None:
+                continue  # leftovers of a request we already answered
+            try:
+                if not self._receive(deadline):
+                    return None
+                started = True
+            except socket.timeout:
+                return ParseError(408, "Request timeout") if started else None
+            except OSError:
+                return None
+
+    # -- serving ---------------------------------------------------------------------------------------
+
+    def serve(self) -> bool:
+        """Serve requests until none is buffered; True when the connection should wait for another."""
+        while True:
+            event = self._wait_for_head()
+            if event is None:
+                return False
+            if isinstance(event, ParseError):
+                self._answer_error(event)
+                return False
+            keep = self._serve_request(event)
+            self.last_active = time.monotonic()
+            if not keep:
+                return False
+            if not self.parser.events:
+                return True
+
+    def _answer_error(self, error: ParseError) -> None:
+        body = error_body(error.status, error.reason)
+        try:
+            self.sock.settimeout(self.ctx.client_timeout)
+            self.sock.sendall(simple_response(status_line_text(error.status), body))
+        except OSError:
+            pass
+        if self.ctx.access_log.enabled:
+            environ = {"REMOTE_ADDR": self.info.remote_addr, "REQUEST_METHOD": "-", "RAW_URI": "-",
+                       "SERVER_PROTOCOL": "-"}
+            self.ctx.access_log.write(AccessRecord(environ, error.status, len(body), time.time(), 0.0))
+
+    def _serve_request(self, head: RequestHead) -> bool:
+        ctx = self.ctx
+        started, clock = time.time(), time.monotonic()
+        body = _BodyReader(self, head)
+        stream = InputStream(body.pull)
+        environ = build_environ(head, self.info, stream, ctx.errors, ctx.trust, ctx.multithread)
+        sink = _SocketSink(self, head, ctx.keep_alive() and head.keep_alive)
+        ctx.on_request()
+        result = run_app(ctx.app, environ, sink)
+        keep = (sink.keep_alive and result.complete and sink.framing is not None and sink.framing.complete
+                and not self.parser.failed)
+        if keep and not body.finish():
+            keep = False
+        if ctx.access_log.enabled:
+            sent = sink.framing.sent if sink.framing else sink.error_bytes
+            ctx.access_log.write(AccessRecord(environ, sink.status or result.status, sent, started, time.monotonic() - clock))
+        return keep
+
+
+class _BodyReader:
+    """Pulls one request's body from the connection, sending 100 Continue when the app first asks."""
+
+    def __init__(self, conn: HTTPConnection, head: RequestHead):
+        self.conn = conn
+        self.expect_continue = head.expect_continue
+        self.done = False
+
+    def pull(self) -> bytes:
+        parser = self.conn.parser
+        while not self.done:
+            event = parser.next_event()
+            if isinstance(event, BodyData):
+                return event.data
+            if isinstance(event, EndOfMessage):
+                self.done = True
+                return b""
+            if isinstance(event, ParseError):
+                parser.events.appendleft(event)
+                raise self._fail(event.status, event.reason)
+            if event is not None:
+                raise AssertionError(f"unexpected {event!r} inside a body")
+            if self.expect_continue:
+                self.expect_continue = False
+                try:
+                    self.conn.sock.sendall(CONTINUE)
+                except OSError as exc:
+                    raise self._fail(400, f"cannot send 100 Continue: {exc}") from None
+            try:
+                received = self.conn._receive(time.monotonic() + self.conn.ctx.client_timeout)
+            except socket.timeout:
+                raise self._fail(408, "the client stopped sending the body") from None
+            except OSError as exc:
+                raise self._fail(400, f"reading the body failed: {exc}") from None
+            if not received:
+                raise self._fail(400, "the client closed the connection before the body ended")
+        return b""
+
+    def _fail(self, status: int, reason: str) -> ClientError:
+        self.conn.body_failure = ParseError(status, reason)
+        return ClientError(reason, status)
+
+    def finish(self) -> bool:
+        """Discard what the app left unread; False when the connection cannot be reused."""
+        if self.done:
+            return True
+        if self.expect_continue:
+            return False  # the client is waiting for our go-ahead: closing is the honest answer
+        drained = 0
+        try:
+            while drained <= DRAIN_LIMIT:
+                piece = self.pull()
+                if not piece:
+                    return True
+                drained += len(piece)
+        except ClientError:
+            return False
+        return False
+
+
+class _SocketSink:
+    """The WSGI runner's ResponseSink, writing to the connection's socket."""
+
+    def __init__(self, conn: HTTPConnection, head: RequestHead, keep_alive: bool):
+        self.conn = conn
+        self.head = head
+        self.keep_alive = keep_alive
+        self.framing: Framing | None = None
+        self.error_bytes = 0
+        self.status = 0  # what the client was really sent
+
+    def _send(self, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            self.conn.sock.settimeout(self.conn.ctx.client_timeout)
+            self.conn.sock.sendall(data)
+        except OSError as exc:
+            raise ClientGone(str(exc)) from None
+
+    def send_head(self, status: str, headers: list[tuple[str, str]]) -> None:
+        failure = self.conn.body_failure
+        if failure is not None:
+            # the app caught our body error and answered anyway (often a 500): the client deserves the 4xx
+            self.send_error(failure.status, failure.reason)
+            raise ClientGone("the request body was refused")
+        head_bytes, self.framing, self.keep_alive = build_head(
+            status, headers, self.head.method, self.head.version, self.keep_alive)
+        self.status = int(status[:3])
+        self._send(head_bytes)
+
+    def send_body(self, data: bytes) -> None:
+        assert self.framing is not None
+        self._send(self.framing.encode(data))
+
+    def send_file(self, fd: int, offset: int, count: int) -> None:
+        framing = self.framing
+        assert framing is not None
+        if framing.mode == "none":
+            return
+        if framing.mode == "length":
+            count = min(count, framing.remaining or 0)
+        if count <= 0:
+            return
+        if framing.mode == "chunked":
+            self._send(b"%x\r\n" % count)
+        try:
+            self.conn.sock.settimeout(self.conn.ctx.client_timeout)
+            sent = self.conn.sock.sendfile(_Descriptor(fd), offset, count)
+        except OSError as exc:
+            raise ClientGone(str(exc)) from None
+        framing.sent += sent
+        if framing.mode == "length":
+            framing.remaining = (framing.remaining or 0) - sent
+        if sent < count:
+            raise ClientGone("the file ended before its announced length")
+        if framing.mode == "chunked":
+            self._send(b"\r\n")
+
+    def send_error(self, status: int, reason: str) -> None:
+        body = error_body(status, reason)
+        self.keep_alive = False
+        self.error_bytes = len(body)
+        self.status = status
+        self._send(simple_response(status_line_text(status), body, head_only=self.head.method == "HEAD"))
+
+    def end(self) -> None:
+        """Write the end of the body (the chunked terminator)."""
+        if self.framing is not None:
+            self._send(self.framing.finish())
+
+
+class _Descriptor:
+    """The least socket.sendfile() needs of a file: its descriptor."""
+
+    def __init__(self, fd: int):
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd

@@ -1,0 +1,224 @@
+"""What every worker model shares: boot after the fork, signals, heartbeat, app loading, the request context.
+
+A worker reports its boot to the master through a pipe ("ok", or "error <one line>"), beats its heartbeat
+while it is healthy, and exits on its own once its parent is gone, so no worker is ever orphaned.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import grp
+import logging
+import os
+import pwd
+import random
+import signal
+import time
+from typing import Any, Callable
+
+from wsgistack.config.settings import ServeSettings
+from wsgistack.http.parser import Limits
+from wsgistack.observe.accesslog import AccessLog
+from wsgistack.observe.errorlog import ErrorStream, error_log_fd, reopen_error_log
+from wsgistack.server.heartbeat import Heartbeat
+from wsgistack.server.protocols.http import ServeContext
+from wsgistack.server.reloader import Reloader
+from wsgistack.server.sockets import Listener
+from wsgistack.wsgi.environ import ProxyTrust
+from wsgistack.wsgi.loader import AppLoadError, load_app
+
+log = logging.getLogger("wsgistack.server")
+
+EXIT_BOOT_ERROR = 3
+EXIT_APP_LOAD_ERROR = 4
+
+
+def set_process_title(title: str) -> None:
+    """Name the process in ps/top when setproctitle is installed (it is optional)."""
+    try:
+        from setproctitle import setproctitle
+    except ImportError:
+        return
+    setproctitle(title)
+
+
+class Worker:
+    """Base of the worker models; a subclass implements `run()`."""
+
+    multithread = False
+    keeps_alive = True
+
+    def __init__(self, age: int, ppid: int, listeners: list[Listener], settings: ServeSettings,
+                 heartbeat: Heartbeat, boot_fd: int, app: Callable[..., Any] | None):
+        self.age = age
+        self.ppid = ppid
+        self.listeners = listeners
+        self.settings = settings
+        self.heartbeat = heartbeat
+        self.boot_fd = boot_fd
+        self.app = app
+        self.alive = True
+        self.requests = 0
+        jitter = random.randint(0, settings.max_requests_jitter) if settings.max_requests_jitter else 0
+        self.max_requests = settings.max_requests + jitter if settings.max_requests else 0
+        self.access_log: AccessLog | None = None
+        self.wakeup_r = self.wakeup_w = -1
+
+    # -- boot ------------------------------------------------------------------------------------------
+
+    def boot(self) -> None:
+        """Runs in the child right after fork; never returns (the process exits from here)."""
+        code = 0
+        try:
+            code = self._boot_and_run()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            log.exception("worker %s crashed", os.getpid())
+            code = 1
+        finally:
+            logging.shutdown()
+        os._exit(code)
+
+    def _boot_and_run(self) -> int:
+        settings = self.settings
+        set_process_title(f"wsgistack: worker [{settings.proc_name or settings.app}]")
+        self._init_signals()
+        self._drop_privileges()
+        self.access_log = AccessLog(settings.access_log, settings.access_log_format)
+        reloader = Reloader() if settings.reload else None
+        if self.app is None:
+            try:
+                self.app = load_app(settings.app or "")
+            except AppLoadError as exc:
+                log.error("%s", exc)
+                if exc.details:
+                    log.debug("%s", exc.details)
+                self._report_boot(f"error {exc}")
+                if reloader is not None:
+                    # development: wait for the broken file to be fixed instead of failing again every second
+                    reloader.wait_for_change(extra=exc.details)
+                    return 0
+                return EXIT_APP_LOAD_ERROR
+        if reloader is not None:
+            reloader.start(on_change=self._reload_on_change)
+        self._report_boot("ok")
+        log.info("worker %s booted (%s)", os.getpid(), settings.worker_class)
+        self.run()
+        return 0
+
+    def _report_boot(self, message: str) -> None:
+        try:
+            os.write(self.boot_fd, (message.replace("\n", " ") + "\n").encode("utf-8", "replace"))
+            os.close(self.boot_fd)
+        except OSError:
+            pass
+
+    def _reload_on_change(self, path: str) -> None:
+        log.info("%s changed: restarting worker %s", path, os.getpid())
+        self.alive = False
+        self.wake()
+
+    def _drop_privileges(self) -> None:
+        settings = self.settings
+        if settings.group is not None:
+            gid = int(settings.group) if settings.group.isdigit() else grp.getgrnam(settings.group).gr_gid
+            os.setgroups([gid])
+            os.setgid(gid)
+        if settings.user is not None:
+            uid = int(settings.user) if settings.user.isdigit() else pwd.getpwnam(settings.user).pw_uid
+            os.setuid(uid)
+
+    # -- signals ---------------------------------------------------------------------------------------
+
+    def _init_signals(self) -> None:
+        for sig in (signal.SIGHUP, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2):
+            signal.signal(sig, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, self._handle_term)
+        signal.signal(signal.SIGINT, self._handle_quit)
+        signal.signal(signal.SIGQUIT, self._handle_quit)
+        signal.signal(signal.SIGUSR1, self._handle_usr1)
+        self._register_stack_dump()
+        self.wakeup_r, self.wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wakeup_w, warn_on_full_buffer=False)
+
+    def _register_stack_dump(self) -> None:
+        # faulthandler writes every thread's stack from the C signal handler, whatever the main thread is
+        # stuck in, then lets the signal kill the process: the master's SIGABRT for a timed-out worker
+        # (and a segfault in an extension) leaves its stacks in the error log
+        faulthandler.enable(file=error_log_fd(), all_threads=True)
+
+    def _handle_term(self, signum: int, frame: Any) -> None:
+        self.alive = False
+
+    def _handle_quit(self, signum: int, frame: Any) -> None:
+        os._exit(0)
+
+    def _handle_usr1(self, signum: int, frame: Any) -> None:
+        reopen_error_log()
+        self._register_stack_dump()
+        if self.access_log is not None:
+            self.access_log.reopen()
+
+    def wake(self) -> None:
+        """Wake the worker's main loop from another thread."""
+        try:
+            os.write(self.wakeup_w, b"\0")
+        except OSError:
+            pass
+
+    def drain_wakeups(self) -> None:
+        """Empty the wake-up pipe after the loop woke."""
+        try:
+            while os.read(self.wakeup_r, 4096):
+                pass
+        except OSError:
+            pass
+
+    # -- running ---------------------------------------------------------------------------------------
+
+    def parent_alive(self) -> bool:
+        """False once the master is gone: the worker then stops instead of living on as an orphan."""
+        return os.getppid() == self.ppid
+
+    def count_request(self) -> None:
+        """Called at each request; asks for a graceful restart once --max-requests is reached."""
+        self.requests += 1
+        if self.max_requests and self.requests >= self.max_requests and self.alive:
+            log.info("worker %s reached %s requests: restarting", os.getpid(), self.requests)
+            self.alive = False
+            self.wake()
+
+    def serve_context(self, keep_alive: Callable[[], bool], on_request: Callable[[], None],
+                      beat: Callable[[], None]) -> ServeContext:
+        """The context every connection of this worker shares."""
+        settings = self.settings
+        assert self.app is not None and self.access_log is not None
+        return ServeContext(
+            app=self.app,
+            limits=Limits(settings.limit_request_line, settings.limit_request_fields,
+                          settings.limit_request_field_size, settings.max_body_size),
+            client_timeout=settings.client_timeout or 3600.0,
+            access_log=self.access_log,
+            trust=ProxyTrust(settings.forwarded_allow_ips),
+            errors=ErrorStream(),
+            multithread=self.multithread,
+            keep_alive=keep_alive,
+            on_request=on_request,
+            beat=beat,
+        )
+
+    def run(self) -> None:
+        """The worker's main loop; returns when the worker should exit."""
+        raise NotImplementedError
+
+    @staticmethod
+    def beat_interval(settings: ServeSettings) -> float:
+        """How often the main loop wakes to beat and look around."""
+        return min(1.0, settings.timeout / 4) if settings.timeout else 1.0
+
+    def deadline_passed(self, since: float) -> bool:
+        """True once --graceful-timeout has passed since `since` (monotonic)."""
+        return time.monotonic() - since > self.settings.graceful_timeout
+

@@ -1,0 +1,52 @@
+"""The sync worker: one request at a time per process, blocking I/O, a new connection per request.
+
+Like gunicorn's sync worker it answers `Connection: close`: a slow client holds the whole process, so it is
+meant to sit behind a buffering proxy (`wsgistack up`, or nginx).
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+
+from wsgistack.server.protocols.http import HTTPConnection
+from wsgistack.server.workers.base import Worker
+
+
+class SyncWorker(Worker):
+    """Accept, serve one request, close; beat the heartbeat between requests."""
+
+    keeps_alive = False
+
+    def run(self) -> None:
+        """Wait for connections on every listener; stop when asked, when recycled or when orphaned."""
+        ctx = self.serve_context(keep_alive=lambda: False, on_request=self.count_request,
+                                 beat=self.heartbeat.beat)
+        selector = selectors.DefaultSelector()
+        for listener in self.listeners:
+            listener.sock.setblocking(False)
+            selector.register(listener.sock, selectors.EVENT_READ)
+        selector.register(self.wakeup_r, selectors.EVENT_READ)
+        interval = self.beat_interval(self.settings)
+        while self.alive:
+            self.heartbeat.beat()
+            if not self.parent_alive():
+                return
+            for key, _ in selector.select(interval):
+                if key.fileobj == self.wakeup_r:
+                    self.drain_wakeups()
+                    continue
+                self._accept_and_serve(key.fileobj, ctx)
+                if not self.alive:
+                    break
+
+    def _accept_and_serve(self, listener: socket.socket, ctx) -> None:
+        try:
+            sock, peer = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # another worker was faster
+        conn = HTTPConnection(sock, peer, ctx)
+        try:
+            conn.serve()
+        finally:
+            conn.close()

@@ -1,0 +1,167 @@
+"""The thread worker: a pool of threads runs the app; the main thread accepts, parks idle keep-alive
+connections in a selector, and beats the heartbeat only while no app call is stuck past --timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import selectors
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from wsgistack.server.protocols.http import HTTPConnection, ServeContext
+from wsgistack.server.workers.base import Worker
+
+log = logging.getLogger("wsgistack.server")
+
+
+class ThreadWorker(Worker):
+    """Keep-alive and pipelining with a bounded pool of `--threads` app threads."""
+
+    multithread = True
+
+    def run(self) -> None:
+        """The selector loop: accept when a thread is free, hand ready connections to the pool."""
+        settings = self.settings
+        self.selector = selectors.DefaultSelector()
+        self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="wsgistack-app")
+        self.returned: queue.SimpleQueue[tuple[HTTPConnection, bool]] = queue.SimpleQueue()
+        self.idle: dict[HTTPConnection, float] = {}  # parked keep-alive connections -> parked since
+        self.busy = 0  # connections being served by the pool
+        self.inflight: dict[int, float] = {}  # app thread id -> when its current request started
+        self.lock = threading.Lock()
+        self.accepting = False
+        self.ctx = self.serve_context(keep_alive=lambda: self.alive and settings.keep_alive > 0,
+                                      on_request=self._request_started, beat=lambda: None)
+        self.selector.register(self.wakeup_r, selectors.EVENT_READ, "wakeup")
+        for listener in self.listeners:
+            listener.sock.setblocking(False)
+        self._set_accepting(True)
+        interval = self.beat_interval(settings)
+        stopping_since = None
+        try:
+            while True:
+                if self.alive and not self.parent_alive():
+                    log.warning("worker %s: the master is gone; stopping", os.getpid())
+                    self.alive = False
+                if not self.alive:
+                    if stopping_since is None:
+                        stopping_since = time.monotonic()
+                        self._set_accepting(False)
+                        for listener in self.listeners:
+                            listener.sock.close()
+                    if (not self.busy and not self.idle) or self.deadline_passed(stopping_since):
+                        return
+                if self._healthy():
+                    self.heartbeat.beat()
+                for key, _ in self.selector.select(interval):
+                    if key.data == "wakeup":
+                        self.drain_wakeups()
+                    elif key.data == "listener":
+                        self._accept(key.fileobj)
+                    else:
+                        self._dispatch(key.data)
+                self._take_returned()
+                self._close_idle(stopping_since)
+        finally:
+            for conn in list(self.idle):
+                conn.close()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- health ----------------------------------------------------------------------------------------
+
+    def _request_started(self) -> None:
+        with self.lock:
+            self.inflight[threading.get_ident()] = time.monotonic()
+        self.count_request()
+
+    def _healthy(self) -> bool:
+        """False while some app call has run longer than --timeout: the master then sees silence."""
+        timeout = self.settings.timeout
+        if not timeout:
+            return True
+        with self.lock:
+            oldest = min(self.inflight.values(), default=None)
+        return oldest is None or time.monotonic() - oldest < timeout
+
+    # -- connections -----------------------------------------------------------------------------------
+
+    def _set_accepting(self, on: bool) -> None:
+        # accept only while a thread is free: a saturated worker leaves new connections to its siblings
+        if on == self.accepting:
+            return
+        self.accepting = on
+        for listener in self.listeners:
+            if listener.sock.fileno() < 0:
+                continue
+            if on:
+                self.selector.register(listener.sock, selectors.EVENT_READ, "listener")
+            else:
+                self.selector.unregister(listener.sock)
+
+    def _capacity_left(self) -> bool:
+        open_connections = self.busy + len(self.idle)
+        return self.busy < self.settings.threads and open_connections < self.settings.worker_connections
+
+    def _accept(self, listener) -> None:
+        while self.alive and self._capacity_left():
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            self._submit(HTTPConnection(sock, peer, self.ctx))
+        if not self._capacity_left():
+            self._set_accepting(False)
+
+    def _dispatch(self, conn: HTTPConnection) -> None:
+        self.selector.unregister(conn.sock)
+        self.idle.pop(conn, None)
+        self._submit(conn)
+
+    def _submit(self, conn: HTTPConnection) -> None:
+        self.busy += 1
+        self.pool.submit(self._serve, conn)
+
+    def _serve(self, conn: HTTPConnection) -> None:
+        """Runs in an app thread."""
+        keep = False
+        try:
+            keep = conn.serve()
+        except Exception:
+            log.exception("error serving a connection")
+        finally:
+            with self.lock:
+                self.inflight.pop(threading.get_ident(), None)
+            self.returned.put((conn, keep))
+            self.wake()
+
+    def _take_returned(self) -> None:
+        while True:
+            try:
+                conn, keep = self.returned.get_nowait()
+            except queue.Empty:
+                break
+            self.busy -= 1
+            if keep and not conn.closed:
+                self.idle[conn] = time.monotonic()
+                self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+            else:
+                conn.close()
+        if self.alive and self._capacity_left():
+            self._set_accepting(True)
+
+    def _close_idle(self, stopping_since: float | None) -> None:
+        now = time.monotonic()
+        limit = self.settings.keep_alive
+        if stopping_since is not None:
+            # on a graceful stop a parked connection gets one more request (answered with Connection: close)
+            # for a moment, so a client that is already sending is not cut off mid-request
+            limit = min(limit, 1.0)
+        for conn, since in list(self.idle.items()):
+            if now - since >= limit:
+                self.selector.unregister(conn.sock)
+                del self.idle[conn]
+                conn.close()

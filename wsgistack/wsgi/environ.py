@@ -1,0 +1,145 @@
+"""Builds the PEP 3333 environ of one request from its parsed head and the connection it came on."""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from wsgistack.http.parser import RequestHead
+from wsgistack.wsgi.file_wrapper import FileWrapper
+
+_SPECIAL = {"CONTENT_TYPE", "CONTENT_LENGTH"}
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """Where a connection was accepted and who is on the other end."""
+
+    server_name: str
+    server_port: str
+    remote_addr: str
+    remote_port: str
+    url_scheme: str = "http"
+    unix: bool = False
+
+
+class ProxyTrust:
+    """Which peers may tell us the real client and scheme (X-Forwarded-For/-Proto, Forwarded)."""
+
+    def __init__(self, allowed: tuple[str, ...]):
+        self.everyone = "*" in allowed
+        self.networks = []
+        for item in allowed:
+            if item != "*":
+                self.networks.append(ipaddress.ip_network(item, strict=False))
+
+    def trusts(self, info: ConnectionInfo) -> bool:
+        """True for unix-socket peers (only local users reach those) and listed addresses."""
+        if self.everyone or info.unix:
+            return True
+        try:
+            address = ipaddress.ip_address(info.remote_addr)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+
+def _split_target(target: str) -> tuple[str, str]:
+    if target.startswith(("http://", "https://")):
+        # absolute-form (RFC 9112 §3.2.2): the path starts after the authority
+        rest = target.split("://", 1)[1]
+        slash = rest.find("/")
+        target = rest[slash:] if slash >= 0 else "/"
+    path, _, query = target.partition("?")
+    path = path.partition("#")[0]
+    return path, query
+
+
+def _forwarded(environ: dict[str, Any]) -> None:
+    """Apply proxy headers from a trusted peer: the rightmost value is the one our proxy added."""
+    forwarded = environ.get("HTTP_FORWARDED")
+    if forwarded:
+        last = forwarded.split(",")[-1]
+        for pair in last.split(";"):
+            key, _, value = pair.strip().partition("=")
+            value = value.strip().strip('"')
+            key = key.lower()
+            if key == "for" and value:
+                environ["REMOTE_ADDR"] = value.strip("[]").rsplit("]:", 1)[0] if value.startswith("[") \
+                    else value.split(":")[0]
+            elif key == "proto" and value.lower() in ("http", "https"):
+                environ["wsgi.url_scheme"] = value.lower()
+    real_ip = environ.get("HTTP_X_FORWARDED_FOR")
+    if real_ip:
+        candidate = real_ip.split(",")[-1].strip()
+        if candidate:
+            environ["REMOTE_ADDR"] = candidate
+    proto = environ.get("HTTP_X_FORWARDED_PROTO")
+    if proto and proto.split(",")[-1].strip().lower() in ("http", "https"):
+        environ["wsgi.url_scheme"] = proto.split(",")[-1].strip().lower()
+
+
+def build_environ(
+    head: RequestHead,
+    info: ConnectionInfo,
+    wsgi_input: Any,
+    errors: Any = None,
+    trust: ProxyTrust | None = None,
+    multithread: bool = False,
+) -> dict[str, Any]:
+    """The environ dict for one request, complete per PEP 3333 plus the usual server extras."""
+    path, query = _split_target(head.target)
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": head.method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
+        "QUERY_STRING": query,
+        "RAW_URI": head.target,
+        "REQUEST_URI": head.target,
+        "SERVER_PROTOCOL": f"HTTP/{head.version}",
+        "SERVER_NAME": info.server_name,
+        "SERVER_PORT": info.server_port,
+        "REMOTE_ADDR": info.remote_addr,
+        "REMOTE_PORT": info.remote_port,
+        "SERVER_SOFTWARE": "wsgistack",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": info.url_scheme,
+        "wsgi.input": wsgi_input,
+        "wsgi.errors": errors if errors is not None else sys.stderr,
+        "wsgi.multithread": multithread,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+        "wsgi.file_wrapper": FileWrapper,
+    }
+    for name, value in head.headers:
+        key = name.upper().replace("-", "_")
+        if key not in _SPECIAL:
+            key = "HTTP_" + key
+        if key in environ:
+            separator = "; " if key == "HTTP_COOKIE" else ","
+            environ[key] = environ[key] + separator + value
+        else:
+            environ[key] = value
+    if head.chunked:
+        environ.pop("CONTENT_LENGTH", None)  # the body is chunked; wsgi.input_terminated says read to EOF
+    if trust is not None and trust.trusts(info):
+        _forwarded(environ)
+    host = environ.get("HTTP_HOST")
+    if host:
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = _split_host(host, environ["wsgi.url_scheme"])
+    return environ
+
+
+def _split_host(host: str, scheme: str) -> tuple[str, str]:
+    if host.startswith("["):
+        bracket = host.find("]")
+        name, rest = host[: bracket + 1], host[bracket + 1:]
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        name, _, port = host.partition(":")
+    # no explicit port: the scheme's default, which a proxy's X-Forwarded-Proto may have changed
+    return name, port or ("443" if scheme == "https" else "80")
