@@ -292,12 +292,17 @@ class Arbiter:
         boot_r, boot_w = os.pipe2(os.O_CLOEXEC)
         app = self.app
         pid = os.fork()
-        if pid == 0:  # the child
-            os.close(boot_r)
-            self._forget_in_child()
-            worker = worker_class(self.settings.worker_class)(
-                self.worker_age, self.pid, self.listeners, self.settings, heartbeat, boot_w, app)
-            worker.boot()  # never returns
+        if pid == 0:  # the child: whatever happens, it never returns into the master's code
+            try:
+                os.close(boot_r)
+                self._forget_in_child()
+                worker = worker_class(self.settings.worker_class)(
+                    self.worker_age, self.pid, self.listeners, self.settings, heartbeat, boot_w, app)
+                worker.boot()
+            except BaseException:
+                log.exception("worker %s could not start", os.getpid())
+            finally:
+                os._exit(EXIT_BOOT_ERROR)
         os.close(boot_w)
         os.set_blocking(boot_r, False)
         self.workers[pid] = WorkerProcess(pid, self.worker_age, self.generation, heartbeat, boot_r)
@@ -312,7 +317,8 @@ class Arbiter:
         for fd in (self.wakeup_r, self.wakeup_w):
             os.close(fd)
         for worker in self.workers.values():
-            os.close(worker.boot_fd)
+            if worker.boot_fd >= 0:
+                os.close(worker.boot_fd)
 
     def _read_boot_report(self, worker: WorkerProcess) -> None:
         if worker.boot_fd < 0:
@@ -381,6 +387,8 @@ class Arbiter:
             # a report written just before exiting is still in the pipe
             self._read_boot_report(worker)
             self._close_boot_pipe(worker)
+            if not worker.booted:
+                self.next_spawn = time.monotonic() + RESPAWN_BACKOFF  # no tight loop of failing boots
             if not worker.booted and not self.ready and not self.settings.reload and not self.stopping:
                 raise HaltServer(f"worker {pid} failed to boot ({self._describe(status)})", EXIT_BOOT_ERROR)
 

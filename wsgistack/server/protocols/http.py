@@ -153,7 +153,7 @@ class HTTPConnection:
         body = _BodyReader(self, head)
         stream = InputStream(body.pull)
         environ = build_environ(head, self.info, stream, ctx.errors, ctx.trust, ctx.multithread)
-        sink = _SocketSink(self, head, ctx.keep_alive() and head.keep_alive)
+        sink = _SocketSink(self, head, body, ctx.keep_alive() and head.keep_alive)
         ctx.on_request()
         result = run_app(ctx.app, environ, sink)
         keep = (sink.keep_alive and result.complete and sink.framing is not None and sink.framing.complete
@@ -172,13 +172,24 @@ class _BodyReader:
     def __init__(self, conn: HTTPConnection, head: RequestHead):
         self.conn = conn
         self.expect_continue = head.expect_continue
+        self.length = head.content_length
         self.done = False
+        self.received = 0
+
+    def can_finish(self) -> bool:
+        """Whether what the app left unread can still be discarded cheaply (see finish())."""
+        if self.done:
+            return True
+        if self.expect_continue:
+            return False
+        return self.length is None or self.length - self.received <= DRAIN_LIMIT
 
     def pull(self) -> bytes:
         parser = self.conn.parser
         while not self.done:
             event = parser.next_event()
             if isinstance(event, BodyData):
+                self.received += len(event.data)
                 return event.data
             if isinstance(event, EndOfMessage):
                 self.done = True
@@ -229,9 +240,10 @@ class _BodyReader:
 class _SocketSink:
     """The WSGI runner's ResponseSink, writing to the connection's socket."""
 
-    def __init__(self, conn: HTTPConnection, head: RequestHead, keep_alive: bool):
+    def __init__(self, conn: HTTPConnection, head: RequestHead, body: _BodyReader, keep_alive: bool):
         self.conn = conn
         self.head = head
+        self.body = body
         self.keep_alive = keep_alive
         self.framing: Framing | None = None
         self.error_bytes = 0
@@ -252,6 +264,8 @@ class _SocketSink:
             # the app caught our body error and answered anyway (often a 500): the client deserves the 4xx
             self.send_error(failure.status, failure.reason)
             raise ClientGone("the request body was refused")
+        if self.keep_alive and not self.body.can_finish():
+            self.keep_alive = False  # announce the close now rather than cut the connection silently later
         head_bytes, self.framing, self.keep_alive = build_head(
             status, headers, self.head.method, self.head.version, self.keep_alive)
         self.status = int(status[:3])
