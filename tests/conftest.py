@@ -63,7 +63,7 @@ class Server:
         self.access_log = tmp / "access.log"
         self.socket_path = tmp / "server.sock" if unix else None
         bind = f"unix:{self.socket_path}" if unix else "127.0.0.1:0"
-        command = [sys.executable, "-m", "wsgistack", "serve", app, "--bind", bind,
+        command = [sys.executable, "-m", "wsgistack", "serve", *([app] if app else []), "--bind", bind,
                    "--error-log", str(self.error_log), "--access-log", str(self.access_log), *args]
         full_env = dict(os.environ, PYTHONUNBUFFERED="1")
         full_env.update(env or {})

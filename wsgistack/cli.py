@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "WSGISTACK_<OPTION> environment variables or in the [serve] table of wsgistack.toml; "
                     "the command line wins over the environment, which wins over the file.",
     )
+    parser._subcommands = {"serve": serve}  # type: ignore[attr-defined]
     add_serve_arguments(serve)
     serve.add_argument("-c", "--config", dest="config", default=argparse.SUPPRESS, metavar="FILE",
                        help="Read the [serve] table of this TOML file (default: ./wsgistack.toml if present).")
@@ -52,9 +53,9 @@ def settings_as_toml(settings: ServeSettings) -> str:
         elif fld.name == "umask":
             lines.append(f'{fld.name} = "{value:03o}"')
         elif isinstance(value, tuple):
-            lines.append(f"{fld.name} = {json.dumps(list(value))}")
+            lines.append(f"{fld.name} = {json.dumps(list(value), ensure_ascii=False)}")
         else:
-            lines.append(f"{fld.name} = {json.dumps(value)}")  # JSON strings and numbers are valid TOML
+            lines.append(f"{fld.name} = {json.dumps(value, ensure_ascii=False)}")  # JSON strings, numbers: valid TOML
     return "\n".join(lines) + "\n"
 
 
@@ -72,7 +73,12 @@ def _serve(args: dict[str, Any]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `wsgistack` console script."""
     parser = build_parser()
-    args = vars(parser.parse_args(argv))
+    namespace, extra = parser.parse_known_args(argv)
+    args = vars(namespace)
+    if extra:
+        # reported by the sub-command's parser, so the message names `wsgistack serve`
+        parser_of = getattr(parser, "_subcommands", {}).get(args.get("command"), parser)
+        parser_of.error(f"unrecognized arguments: {' '.join(extra)}")
     command = args.pop("command", None)
     if command is None:
         parser.print_help()

@@ -36,7 +36,9 @@ def echo(environ, start_response):
     """Reads the body in the ways PEP 3333 allows, and writes via write() too."""
     stream = environ["wsgi.input"]
     first = stream.readline()
-    rest = stream.read()
+    rest = b""
+    while piece := stream.read(4096):  # PEP 3333's read takes a size; input_terminated allows reading to b""
+        rest += piece
     write = start_response("200 OK", [("Content-Type", "text/plain")])
     write(first)
     return [rest]

@@ -16,6 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
+from wsgistack.config.addresses import parse_address
 from wsgistack.config.errors import ConfigError
 from wsgistack.config.settings import ServeSettings
 
@@ -65,6 +66,8 @@ def read_toml_table(path: Path, table: str) -> tuple[dict[str, Any], str]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -75,10 +78,17 @@ def read_toml_table(path: Path, table: str) -> tuple[dict[str, Any], str]:
     return section, text
 
 
-def _line_of(text: str, key: str) -> int | None:
-    pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=", re.MULTILINE)
-    match = pattern.search(text)
-    return text.count("\n", 0, match.start()) + 1 if match else None
+def _line_of(text: str, table: str, key: str) -> int | None:
+    """The line of `key = ...` inside `[table]` (TOML errors carry no positions for valid documents)."""
+    header = re.compile(rf"^[ \t]*\[[ \t]*{re.escape(table)}[ \t]*\][ \t]*(#.*)?$")
+    assignment = re.compile(rf"^[ \t]*[\"']?{re.escape(key)}[\"']?[ \t]*=")
+    inside = False
+    for number, line in enumerate(text.splitlines(), start=1):
+        if re.match(r"^[ \t]*\[", line):
+            inside = bool(header.match(line))
+        elif inside and assignment.match(line):
+            return number
+    return None
 
 
 def _parse(fld: dataclasses.Field, raw: Any, where: str) -> Any:
@@ -107,16 +117,22 @@ def load_serve_settings(
         table, text = read_toml_table(path, "serve")
         for key, raw in table.items():
             name = key.replace("-", "_")
-            line = _line_of(text, key)
+            line = _line_of(text, "serve", key)
             where = f"{path}:{line}: serve.{key}" if line else f"{path}: serve.{key}"
             if name not in fields:
                 raise ConfigError(f"{where}: unknown setting")
+            if name in chosen:
+                raise ConfigError(f"{where}: set twice (as dashes and as underscores)")
             chosen[name] = _parse(fields[name], raw, where)
 
     for name, fld in fields.items():
         var = env_name(name)
         if var in environ and environ[var] != "":
             chosen[name] = _parse(fld, environ[var], var)
+
+    if "workers" not in chosen and environ.get("WEB_CONCURRENCY"):
+        # gunicorn's convention, kept so platform buildpacks that set it keep working
+        chosen["workers"] = _parse(fields["workers"], environ["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
 
     for name, raw in cli.items():
         if name in fields:
@@ -132,6 +148,8 @@ def validate(settings: ServeSettings) -> None:
     """Checks that involve more than one setting."""
     if not settings.app:
         raise ConfigError("no app given: wsgistack serve MODULE:NAME (or 'app' in the [serve] table)")
+    for text in settings.bind:
+        parse_address(text)
     if settings.user is not None or settings.group is not None:
         if os.geteuid() != 0:
             raise ConfigError("--user/--group: only root can switch user or group")

@@ -7,7 +7,6 @@ declarations by `config.loader`, so an option is described exactly once.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -39,14 +38,6 @@ def option(
     return field(default=default, metadata=meta)
 
 
-def _default_workers() -> int:
-    # gunicorn's convention, kept so platform buildpacks that set it keep working.
-    try:
-        return max(1, int(os.environ.get("WEB_CONCURRENCY", "1")))
-    except ValueError:
-        return 1
-
-
 @dataclass(frozen=True)
 class ServeSettings:
     """Everything `wsgistack serve` can be told, with gunicorn's option names where gunicorn has one."""
@@ -60,7 +51,7 @@ class ServeSettings:
         flags=("-b", "--bind"), metavar="ADDRESS", repeatable=True,
     )
     workers: int = option(
-        _default_workers(), values.whole(1), "Number of worker processes (default: $WEB_CONCURRENCY or 1).",
+        1, values.whole(1), "Number of worker processes (default: $WEB_CONCURRENCY or 1).",
         flags=("-w", "--workers"), metavar="N",
     )
     worker_class: str = option(
@@ -139,8 +130,9 @@ class ServeSettings:
     pid: str | None = option(None, values.optional_text, "Write the master's process id to this file.",
                              flags=("-p", "--pid"), metavar="PATH")
     preload: bool = option(
-        False, values.boolean, "Load the app in the master before forking (faster start, shared memory; "
-                               "a reload then restarts the code only with a full restart).",
+        False, values.boolean, "Import the app once in the master before forking (faster start, memory "
+                               "shared copy-on-write). Code changes then need a full restart: HUP only "
+                               "replaces the workers.",
         flags=("--preload",), switch=True,
     )
     reload: bool = option(False, values.boolean, "Restart workers when a source file changes (development only).",
@@ -152,9 +144,9 @@ class ServeSettings:
     )
     umask: int | None = option(None, values.umask, "File mode mask for the server (affects unix socket files).",
                                flags=("-m", "--umask"), metavar="MASK")
-    user: str | None = option(None, values.optional_text, "Run workers as this user (name or id).",
+    user: str | None = option(None, values.name_or_id, "Run workers as this user (name or id).",
                               flags=("-u", "--user"), metavar="USER")
-    group: str | None = option(None, values.optional_text, "Run workers as this group (name or id).",
+    group: str | None = option(None, values.name_or_id, "Run workers as this group (name or id).",
                                flags=("-g", "--group"), metavar="GROUP")
     proc_name: str | None = option(None, values.optional_text, "Name shown in process titles (default: the app).",
                                    flags=("-n", "--name"), metavar="NAME")

@@ -5,6 +5,7 @@ Each raises ValueError with a short reason; the loader adds which option and whi
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -41,8 +42,8 @@ def seconds(value: Any) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{value!r} is not a number of seconds") from None
-    if number < 0 or number != number:
-        raise ValueError(f"{value!r} must be zero or more seconds")
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{value!r} must be zero or more seconds (a finite number)")
     return number
 
 
@@ -90,14 +91,23 @@ def text_list(value: Any) -> tuple[str, ...]:
     """A list of strings: a TOML array, or one comma-separated string."""
     if isinstance(value, str):
         items = [part.strip() for part in value.split(",")]
-    elif isinstance(value, (list, tuple)):
-        items = [str(part).strip() for part in value]
+    elif isinstance(value, (list, tuple)) and all(isinstance(part, str) for part in value):
+        items = [part.strip() for part in value]
     else:
         raise ValueError(f"{value!r} is not a list of strings")
     items = [item for item in items if item]
     if not items:
         raise ValueError("the list is empty")
     return tuple(items)
+
+
+def name_or_id(value: Any) -> str | None:
+    """A user or group: a name, or a numeric id (TOML may give it as an integer)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{value} is not a valid id")
+        return str(value)
+    return optional_text(value)
 
 
 def umask(value: Any) -> int | None:

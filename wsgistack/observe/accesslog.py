@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import time
@@ -127,7 +128,7 @@ class AccessLog:
         return self.target is not None
 
     def reopen(self) -> None:
-        """Open (again) the target file, e.g. after logrotate moved it away."""
+        """Open (again) the target file, e.g. after logrotate moved it away; keeps the old one on failure."""
         if self.target is None:
             return
         if self.target == "-":
@@ -137,6 +138,10 @@ class AccessLog:
         try:
             self.fd = os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
+            if old >= 0:
+                logging.getLogger("wsgistack.server").error(
+                    "cannot reopen the access log %s: %s; still writing to the old file", self.target, exc.strerror)
+                return
             raise ConfigError(f"--access-log: cannot open {self.target}: {exc.strerror}") from None
         if old > 2:
             os.close(old)

@@ -6,63 +6,8 @@ import errno
 import os
 import socket
 import stat
-from dataclasses import dataclass
-
+from wsgistack.config.addresses import Address, parse_address
 from wsgistack.config.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Address:
-    """A parsed bind address: ('tcp', host, port), ('unix', path) or ('fd', number)."""
-
-    kind: str
-    host: str = ""
-    port: int = 0
-    path: str = ""
-    fd: int = -1
-
-    def __str__(self) -> str:
-        if self.kind == "unix":
-            return f"unix:{self.path}"
-        if self.kind == "fd":
-            return f"fd://{self.fd}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-
-def parse_address(text: str) -> Address:
-    """HOST:PORT, [IPv6]:PORT, :PORT, PORT, unix:PATH or fd://N."""
-    raw = text.strip()
-    if raw.startswith("unix:"):
-        path = raw[5:]
-        if path.startswith("//"):
-            path = path[2:]
-        if not path:
-            raise ConfigError(f"--bind {text!r}: unix: needs a path")
-        return Address("unix", path=path)
-    if raw.startswith("fd://"):
-        try:
-            return Address("fd", fd=int(raw[5:]))
-        except ValueError:
-            raise ConfigError(f"--bind {text!r}: fd:// needs a descriptor number") from None
-    if raw.startswith("["):
-        host, sep, port = raw[1:].partition("]:")
-        if not sep:
-            raise ConfigError(f"--bind {text!r}: expected [IPv6]:PORT")
-    elif raw.isdigit():
-        host, port = "0.0.0.0", raw
-    else:
-        host, sep, port = raw.rpartition(":")
-        if not sep:
-            host, port = raw, "8000"
-        host = host or "0.0.0.0"
-    try:
-        number = int(port)
-        if not 0 <= number <= 65535:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"--bind {text!r}: {port!r} is not a port number") from None
-    return Address("tcp", host=host, port=number)
 
 
 class Listener:

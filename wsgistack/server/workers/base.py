@@ -16,6 +16,7 @@ import signal
 import time
 from typing import Any, Callable
 
+from wsgistack.config.errors import ConfigError
 from wsgistack.config.settings import ServeSettings
 from wsgistack.http.parser import Limits
 from wsgistack.observe.accesslog import AccessLog
@@ -84,14 +85,18 @@ class Worker:
         settings = self.settings
         set_process_title(f"wsgistack: worker [{settings.proc_name or settings.app}]")
         self._init_signals()
+        try:
+            # opened before dropping privileges, like the master's error log, so root-owned logs work
+            self.access_log = AccessLog(settings.access_log, settings.access_log_format)
+        except ConfigError as exc:
+            self._report_boot(f"error {exc}")
+            return EXIT_BOOT_ERROR
         self._drop_privileges()
-        self.access_log = AccessLog(settings.access_log, settings.access_log_format)
         reloader = Reloader() if settings.reload else None
         if self.app is None:
             try:
                 self.app = load_app(settings.app or "")
             except AppLoadError as exc:
-                log.error("%s", exc)
                 if exc.details:
                     log.debug("%s", exc.details)
                 self._report_boot(f"error {exc}")
