@@ -853,7 +853,7 @@ def _request(draw):
     return wire, (method, path, expected_headers, body)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(requests=st.lists(_request(), min_size=1, max_size=4), data=st.data())
 def test_any_split_gives_identical_messages(requests, data):
     stream = b"".join(wire for wire, _ in requests)
@@ -877,7 +877,7 @@ def test_any_split_gives_identical_messages(requests, data):
         assert body == expected_body
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
 @given(data=st.data())
 def test_byte_at_a_time_equals_one_feed_for_random_pipelines(data):
     requests = data.draw(st.lists(_request(), min_size=1, max_size=3))
@@ -887,7 +887,7 @@ def test_byte_at_a_time_equals_one_feed_for_random_pipelines(data):
     assert split_messages(single) == split_messages(whole)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
 @given(garbage=st.binary(min_size=1, max_size=200))
 def test_arbitrary_bytes_never_raise(garbage):
     parser = RequestParser(Limits(request_line=64, fields=8, field_size=64, body_size=64))

@@ -342,3 +342,48 @@ def test_fd_bind(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(15) == 0
+
+
+def test_slow_body_times_out_with_408(start_server):
+    server = start_server("behaviour_app:app", "--client-timeout", "1")
+    with server.connect() as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")  # 90 missing
+        response = Reader(sock).one()
+    assert response.status == 408
+    assert response.header("Connection") == "close"
+
+
+def test_ipv6_bind(start_server, tmp_path):
+    probe = socket.socket(socket.AF_INET6)
+    try:
+        probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    finally:
+        probe.close()
+    log = tmp_path / "v6.log"
+    proc = subprocess.Popen([sys.executable, "-m", "wsgistack", "serve", "behaviour_app:app",
+                             "--bind", "[::1]:0", "--error-log", str(log)], cwd=APPS)
+    try:
+        match = wait_for(lambda: log.exists() and re.search(r"listening at http://\[::1\]:(\d+)", log.read_text()),
+                         message="the IPv6 server")
+        with socket.create_connection(("::1", int(match.group(1))), timeout=10) as sock:
+            response = request(sock, get("/environ", host="[::1]"))
+        env = json.loads(response.body)
+        assert env["REMOTE_ADDR"] == "::1"
+        assert env["SERVER_NAME"] == "[::1]"
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0
+
+
+def test_json_access_log(start_server):
+    server = start_server("behaviour_app:app", "--access-log-format", "json")
+    requests.get(f"http://127.0.0.1:{server.port}/hello?x=1", timeout=10, headers={"User-Agent": "json-ua"})
+    line = wait_for(lambda: server.access_lines(), message="an access log line")[0]
+    record = json.loads(line)
+    assert record["request_uri"] == "/hello?x=1"
+    assert record["status"] == 200
+    assert record["body_bytes_sent"] == 6
+    assert record["http_user_agent"] == "json-ua"
+    assert float(record["request_time"]) >= 0

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import requests
-from conftest import WORKER_CLASSES, children_of, pid_alive, wait_for
+from conftest import APPS, WORKER_CLASSES, children_of, pid_alive, wait_for
 
 
 @pytest.fixture(params=WORKER_CLASSES)
@@ -238,3 +238,42 @@ def test_master_killed_leaves_no_orphans(start_server, worker_class):
     server.proc.wait(10)
     wait_for(lambda: not any(pid_alive(p) for p in workers), timeout=10, message="workers to exit on their own")
     assert children_of(server.pid) == set()
+
+
+def test_max_requests_jitter_spreads_restarts(start_server):
+    server = start_server("behaviour_app:app", "-w", "1", "--max-requests", "3", "--max-requests-jitter", "4")
+    (first,) = server.wait_workers(1)
+    served = 0
+    while True:
+        pid = int(requests.get(f"http://127.0.0.1:{server.port}/pid", timeout=10,
+                               headers={"Connection": "close"}).text)
+        if pid != first:
+            break
+        served += 1
+        assert served <= 7, "the jitter is at most 4 on top of 3"
+        wait_for(lambda: len(server.wait_workers(1)) == 1, message="one worker")
+    assert 3 <= served <= 7
+
+
+def test_hup_rereads_the_config_file(start_server, tmp_path):
+    app_dir = tmp_path / "cfg"
+    app_dir.mkdir()
+    config = app_dir / "wsgistack.toml"
+    config.write_text('[serve]\nworkers = 1\n')
+    server = start_server("behaviour_app:app", cwd=app_dir, env={"PYTHONPATH": str(APPS)})
+    first = server.wait_workers(1)
+    config.write_text('[serve]\nworkers = 3\n')
+    server.signal(signal.SIGHUP)
+    after = server.wait_workers(3)
+    assert not (after & first)
+    config.write_text('[serve]\nworkers = "many"\n')
+    server.signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in server.log(), message="the refused reload")
+    assert server.wait_workers(3) == after
+
+
+def test_sigquit_is_a_fast_stop(start_server):
+    server = start_server("behaviour_app:app", "-w", "2")
+    server.wait_workers(2)
+    server.signal(signal.SIGQUIT)
+    assert server.proc.wait(10) == 0

@@ -165,3 +165,42 @@ def test_children_are_only_workers(start_server):
     assert children_of(server.pid) == server.wait_workers(3)
     server.signal(signal.SIGTERM)
     assert server.proc.wait(15) == 0
+
+
+def test_log_level_warning_hides_info(start_server):
+    server = start_server("behaviour_app:app", "--log-level", "warning", ready=False)
+
+    def answers():
+        try:
+            return server.port or _port_from_proc(server)
+        except OSError:
+            return None
+    # with info hidden there is no "listening at" line: find the port from the master's socket instead
+    port = wait_for(answers, message="the listening port")
+    server.port = port
+    wait_for(lambda: _get_ok(server), message="a served request")
+    requests.get(f"http://127.0.0.1:{port}/boom", timeout=10)
+    log = wait_for(lambda: "RuntimeError: boom" in server.log() and server.log(), message="the app error logged")
+    assert "[INFO]" not in log
+
+
+def _get_ok(server) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{server.port}/hello", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _port_from_proc(server) -> int | None:
+    """The TCP port the master listens on, from /proc (state 0A is LISTEN)."""
+    inodes = set()
+    fd_dir = f"/proc/{server.pid}/fd"
+    for name in os.listdir(fd_dir):
+        target = os.readlink(os.path.join(fd_dir, name))
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:
+            return int(fields[1].split(":")[1], 16)
+    return None

@@ -303,7 +303,7 @@ _operation = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(case=chunked_body(), operations=st.lists(_operation, max_size=30))
 def test_any_chunking_and_any_reads_give_back_the_body(case, operations):
     import io
@@ -328,7 +328,7 @@ def test_any_chunking_and_any_reads_give_back_the_body(case, operations):
     assert pull.calls == len(pieces) + 1
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
 @given(case=chunked_body(), size=st.integers(1, 50))
 def test_fixed_size_reads_reassemble(case, size):
     body, pieces = case

@@ -56,8 +56,7 @@ def load_error(spec: str) -> AppLoadError:
     return info.value
 
 
-def tagged(tag: str) -> str:
-    return f'''
+MAKE = '''
 def _make(tag):
     def wsgi(environ, start_response):
         start_response("200 OK", [])
@@ -85,13 +84,13 @@ def test_module_colon_name_with_spaces_around(place):
 
 def test_factory_call_without_args(place):
     name = unique()
-    place(f"{name}.py", tagged("") + "def create_app():\n    return _make('factory')\n")
+    place(f"{name}.py", MAKE + "def create_app():\n    return _make('factory')\n")
     assert load_app(f"{name}:create_app()").tag == "factory"
 
 
 def test_factory_call_with_literal_args(place):
     name = unique()
-    place(f"{name}.py", tagged("") + textwrap.dedent('''
+    place(f"{name}.py", MAKE + textwrap.dedent('''
         received = []
         def create_app(name, debug=False, *rest, **extra):
             received.append((name, debug, rest, extra))
@@ -107,40 +106,40 @@ def test_factory_call_with_literal_args(place):
 
 def test_factory_call_with_spaces(place):
     name = unique()
-    place(f"{name}.py", tagged("") + "def make(a, b=1):\n    return _make(f'{a}{b}')\n")
+    place(f"{name}.py", MAKE + "def make(a, b=1):\n    return _make(f'{a}{b}')\n")
     assert load_app(f"{name}: make( 'q' , b = 2 ) ").tag == "q2"
 
 
 def test_bare_module_finds_app(place):
     name = unique()
-    place(f"{name}.py", tagged("") + "app = _make('app')\napplication = _make('application')\n"
+    place(f"{name}.py", MAKE + "app = _make('app')\napplication = _make('application')\n"
                                      "def create_app():\n    return _make('create_app')\n")
     assert load_app(name).tag == "app"
 
 
 def test_bare_module_then_application(place):
     name = unique()
-    place(f"{name}.py", tagged("") + "application = _make('application')\n"
+    place(f"{name}.py", MAKE + "application = _make('application')\n"
                                      "def create_app():\n    return _make('create_app')\n")
     assert load_app(name).tag == "application"
 
 
 def test_bare_module_skips_non_callable_app(place):
     name = unique()
-    place(f"{name}.py", tagged("") + "app = None\napplication = _make('application')\n")
+    place(f"{name}.py", MAKE + "app = None\napplication = _make('application')\n")
     assert load_app(name).tag == "application"
 
 
 def test_bare_module_then_create_app(place):
     name = unique()
-    place(f"{name}.py", tagged("") + "def create_app():\n    return _make('create_app')\n"
+    place(f"{name}.py", MAKE + "def create_app():\n    return _make('create_app')\n"
                                      "def make_app():\n    return _make('make_app')\n")
     assert load_app(name).tag == "create_app"
 
 
 def test_bare_module_then_make_app(place):
     name = unique()
-    place(f"{name}.py", tagged("") + "def make_app():\n    return _make('make_app')\n")
+    place(f"{name}.py", MAKE + "def make_app():\n    return _make('make_app')\n")
     assert load_app(name).tag == "make_app"
 
 
@@ -170,13 +169,13 @@ def test_file_path(place):
 
 def test_file_path_with_name(place):
     name = unique()
-    place(f"deploy/{name}.py", tagged("") + "wsgi = _make('wsgi')\n")
+    place(f"deploy/{name}.py", MAKE + "wsgi = _make('wsgi')\n")
     assert load_app(f"deploy/{name}.py:wsgi").tag == "wsgi"
 
 
 def test_absolute_file_path_with_factory(place):
     name = unique()
-    path = place(f"abs/{name}.py", tagged("") + "def build(x):\n    return _make(x)\n")
+    path = place(f"abs/{name}.py", MAKE + "def build(x):\n    return _make(x)\n")
     assert load_app(f"{path}:build('abs')").tag == "abs"
 
 
@@ -415,7 +414,7 @@ def test_multiline_exception_in_factory_gives_one_line(place):
                                       ("{'env': 'prod'}", "{'env': 'prod'}")])
 def test_factory_argument_containing_colon(place, arg, tag):
     name = unique()
-    place(f"{name}.py", tagged("") + "def create_app(arg):\n    return _make(str(arg))\n")
+    place(f"{name}.py", MAKE + "def create_app(arg):\n    return _make(str(arg))\n")
     assert load_app(f"{name}:create_app({arg})").tag == tag
 
 
