@@ -682,8 +682,6 @@ def test_many_requests_in_pieces_under_small_limits():
     assert sum(isinstance(e, RequestHead) for e in events) == 30
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: head-size accounting counts the previous request's bytes from the "
-                                        "same feed, so a pipelined head split across feeds gets a false 431")
 def test_pipelined_head_split_after_a_body_is_not_431():
     limits = Limits(request_line=100, fields=5, field_size=50)  # head_size 374
     events, parser = parse_pieces([
@@ -790,8 +788,6 @@ def test_upgrade_followed_by_bytes_in_same_feed_gives_one_request():
     assert events[0].keep_alive is False
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the body of an Upgrade request (h2c POST) is silently dropped: "
-                                        "httptools skips it, the head still says content_length=5")
 def test_upgrade_request_body_is_not_silently_lost():
     data = req("Host: x\nUpgrade: h2c\nConnection: Upgrade, HTTP2-Settings\nHTTP2-Settings: AAMAAABkAAQAAP__"
                "\nContent-Length: 5", b"hello", b"POST /form HTTP/1.1")
@@ -805,8 +801,6 @@ def test_upgrade_request_body_is_not_silently_lost():
 # -- Transfer-Encoding with codings the server does not implement --------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: 'Transfer-Encoding: gzip, chunked' is accepted and the app gets the "
-                                        "still gzip-coded body; RFC 9112 6.1 says answer 501 (or refuse)")
 def test_unknown_transfer_coding_before_chunked_is_refused():
     error = error_of(chunked_post(b"0\r\n\r\n").replace(b"chunked", b"gzip, chunked"))
     assert error.status in (400, 501)

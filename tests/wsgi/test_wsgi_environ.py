@@ -188,8 +188,6 @@ def test_path_info_percent_decoded_as_latin1():
     assert environ["RAW_URI"] == "/caf%C3%A9?q=caf%C3%A9"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _split_target ends the authority at the first '/' only, not at '?': "
-                                        "the query of 'http://host?q' is lost, and a '/' inside it becomes the path")
 @pytest.mark.parametrize("target, path, query", [
     ("http://example.com?q=1", "/", "q=1"),
     ("http://example.com?next=/admin", "/", "next=/admin"),
@@ -199,9 +197,6 @@ def test_absolute_form_without_path_keeps_query(target, path, query):
     assert (environ["PATH_INFO"], environ["QUERY_STRING"]) == (path, query)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _split_target only recognises lower-case 'http://'/'https://'; URI "
-                                        "schemes are case-insensitive (RFC 3986 3.1), so 'HTTP://host/x' gives "
-                                        "PATH_INFO 'HTTP://host/x'")
 def test_absolute_form_with_upper_case_scheme():
     assert environ_for("HTTP://example.com/x")["PATH_INFO"] == "/x"
 

@@ -393,23 +393,18 @@ def test_import_error_details_is_a_traceback_but_message_one_line(place):
 # -- bugs ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the message embeds str(exc) as is, so an import-time exception with a "
-                                        "multi-line message gives a multi-line AppLoadError")
 def test_multiline_exception_at_import_gives_one_line(place):
     name = unique()
     place(f"{name}.py", "raise RuntimeError('bad config\\nsee the docs')\n")
     load_error(name)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: same as above for a factory raising with a multi-line message")
 def test_multiline_exception_in_factory_gives_one_line(place):
     name = unique()
     place(f"{name}.py", "def create_app():\n    raise ValueError('line one\\nline two')\n")
     load_error(f"{name}:create_app()")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _split_spec splits on the LAST colon, so a literal factory argument "
-                                        "containing ':' (a URL, a dict) breaks the spec")
 @pytest.mark.parametrize("arg, tag", [("'sqlite:///db.sqlite'", "sqlite:///db.sqlite"),
                                       ("{'env': 'prod'}", "{'env': 'prod'}")])
 def test_factory_argument_containing_colon(place, arg, tag):
@@ -418,16 +413,14 @@ def test_factory_argument_containing_colon(place, arg, tag):
     assert load_app(f"{name}:create_app({arg})").tag == tag
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a file path spec is imported by its stem with import_module, so a file "
-                                        "named like an already-imported module (json.py) loads that module instead")
 def test_file_path_whose_stem_is_an_imported_module(place):
+    """Loading it would replace the stdlib module for everyone: a clear error asks for a rename."""
     place("site/json.py", APP_SOURCE)
     assert "json" in sys.modules
-    assert load_app("site/json.py").tag == "app"
+    with pytest.raises(AppLoadError, match="clashes with the module 'json'"):
+        load_app("site/json.py")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _import catches Exception only, so a module calling sys.exit() at "
-                                        "import (e.g. argparse on the server's argv) escapes as SystemExit")
 def test_module_exiting_at_import_is_an_app_load_error(place):
     name = unique()
     place(f"{name}.py", "import sys\nsys.exit(2)\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from email.utils import formatdate
 
-_cache: tuple[int, str] = (0, "")
+_cache: tuple[int, str] = (-1, "")
 
 
 def http_date(now: float | None = None) -> str:

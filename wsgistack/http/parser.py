@@ -124,6 +124,8 @@ class RequestParser:
             if self.limits.head_size and self._head_bytes > self.limits.head_size:
                 self._fail(431, "Request header fields too large")
                 return
+        # a head that began inside this feed is not counted until the next one: at most one recv() of slack,
+        # and no false 431 for a pipelined head that starts after a body
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -135,9 +137,6 @@ class RequestParser:
             self._fail(error.status, error.reason)
         except httptools.HttpParserError as exc:
             self._fail(400, _describe(exc))
-        else:
-            if self._in_head and self._head_bytes == 0:
-                self._head_bytes = len(data)
 
     def next_event(self) -> Event | None:
         """The next event, or None when more bytes are needed."""
@@ -187,6 +186,7 @@ class RequestParser:
         method = parser.get_method().decode("ascii")
         content_length = None
         chunked = False
+        transfer_codings: list[str] = []
         hosts = 0
         expect = None
         for key, value in self._headers:
@@ -194,11 +194,17 @@ class RequestParser:
             if lower == "content-length":
                 content_length = int(value)
             elif lower == "transfer-encoding":
-                chunked = True  # llhttp accepts only a final "chunked"
+                chunked = True
+                transfer_codings += [part.strip().lower() for part in value.split(",")]
             elif lower == "host":
                 hosts += 1
             elif lower == "expect":
                 expect = value.lower()
+        if chunked and transfer_codings[-1:] != ["chunked"]:
+            self._reject(400, "Transfer-Encoding must end with chunked")  # RFC 9112 §6.3: framing unknowable
+        if chunked and transfer_codings != ["chunked"]:
+            # llhttp only checks that chunked comes last; we cannot undo gzip etc. for the app (RFC 9112 §6.1)
+            self._reject(501, "Unsupported transfer coding")
         if chunked and version == "1.0":
             # RFC 9112 §6.1: framing of an HTTP/1.0 message with Transfer-Encoding cannot be trusted
             self._reject(400, "Transfer-Encoding in an HTTP/1.0 request")
@@ -211,6 +217,9 @@ class RequestParser:
         if self.limits.body_size and content_length is not None and content_length > self.limits.body_size:
             self._reject(413, "Request body too large")
         upgrade = parser.should_upgrade()
+        if upgrade and (chunked or content_length):
+            # llhttp hands the bytes after an upgrade's head to the new protocol, not to the body
+            self._reject(400, "Upgrade with a request body is not supported")
         self._head_done = True
         self._in_head = False
         self.events.append(RequestHead(

@@ -12,11 +12,12 @@ from wsgistack.http.dates import http_date
 
 SERVER_NAME = "wsgistack"
 
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # used with fullmatch: "$" would allow a final "\n"
 # field values may hold visible characters, spaces, tabs and obs-text; any other control character (CR and
 # LF above all) would let the app split the response in two
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_STATUS = re.compile(r"^([1-9]\d\d) [^\x00-\x08\x0a-\x1f\x7f]*$")
+_STATUS = re.compile(r"([1-9][0-9][0-9]) [^\x00-\x08\x0a-\x1f\x7f]*")
+_DIGITS = re.compile(r"[0-9]+")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                "proxy-connection"}
 
@@ -29,9 +30,13 @@ def check_status(status: str) -> int:
     """The numeric code of a WSGI status string like '200 OK'; raises ResponseError if malformed."""
     if not isinstance(status, str):
         raise ResponseError(f"status must be a str, not {type(status).__name__}")
-    match = _STATUS.match(status)
+    match = _STATUS.fullmatch(status)
     if not match:
         raise ResponseError(f"malformed status {status!r}")
+    try:
+        status.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ResponseError(f"status {status!r} is not latin-1") from None
     return int(match.group(1))
 
 
@@ -43,7 +48,7 @@ def check_headers(headers: list[tuple[str, str]]) -> None:
         if not (isinstance(item, tuple) and len(item) == 2):
             raise ResponseError(f"header {item!r} is not a (name, value) tuple")
         name, value = item
-        if not isinstance(name, str) or not _TOKEN.match(name):
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise ResponseError(f"invalid header name {name!r}")
         if not isinstance(value, str) or _BAD_VALUE.search(value):
             raise ResponseError(f"invalid value for header {name!r}: {value!r}")
@@ -51,6 +56,8 @@ def check_headers(headers: list[tuple[str, str]]) -> None:
             value.encode("latin-1")
         except UnicodeEncodeError:
             raise ResponseError(f"header {name!r} is not latin-1: {value!r}") from None
+        if name.lower() == "content-length" and not _DIGITS.fullmatch(value.strip()):
+            raise ResponseError(f"invalid Content-Length {value!r}")
 
 
 class Framing:
@@ -111,7 +118,7 @@ def build_head(
                 keep_alive = False
             continue
         if lower == "content-length":
-            if not value.strip().isdigit() or (length is not None and int(value) != length):
+            if not _DIGITS.fullmatch(value.strip()) or (length is not None and int(value) != length):
                 raise ResponseError(f"invalid Content-Length {value!r}")
             if length is not None:
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -47,12 +48,17 @@ class ProxyTrust:
         return any(address in network for network in self.networks)
 
 
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
+
+
 def _split_target(target: str) -> tuple[str, str]:
-    if target.startswith(("http://", "https://")):
-        # absolute-form (RFC 9112 §3.2.2): the path starts after the authority
-        rest = target.split("://", 1)[1]
-        slash = rest.find("/")
-        target = rest[slash:] if slash >= 0 else "/"
+    if not target.startswith("/"):
+        # absolute-form (RFC 9112 §3.2.2): drop scheme and authority; the path starts after them
+        match = _ABSOLUTE.match(target)
+        if match:
+            target = target[match.end():]
+            if not target.startswith("/"):
+                target = "/" + target
     path, _, query = target.partition("?")
     path = path.partition("#")[0]
     return path, query

@@ -25,15 +25,16 @@ class AppLoadError(Exception):
     """The app cannot be loaded; str() is the one line to show, `details` the traceback if any."""
 
     def __init__(self, message: str, details: str = ""):
-        super().__init__(message)
+        super().__init__(" ".join(message.split("\n")).replace("\r", " "))
         self.details = details
 
 
 def _split_spec(spec: str) -> tuple[str, str | None]:
-    # "path/to/file.py:name" and "C:..." aside, the last colon separates module from attribute
+    # module names never hold a colon, so the first one separates module from attribute; what follows may
+    # hold colons of its own (factory arguments like 'sqlite:///db')
     if spec.endswith(".py") or ":" not in spec:
         return spec, None
-    module, _, attr = spec.rpartition(":")
+    module, _, attr = spec.partition(":")
     if not module:
         raise AppLoadError(f"app {spec!r}: expected MODULE:NAME")
     return module, attr or None
@@ -50,6 +51,10 @@ def _import(module_ref: str, spec: str) -> Any:
         if folder not in sys.path:
             sys.path.insert(0, folder)
         module_name = path.stem
+        loaded = sys.modules.get(module_name)
+        if loaded is not None and os.path.realpath(getattr(loaded, "__file__", "") or "") != str(path.resolve()):
+            raise AppLoadError(f"app {spec!r}: the file's name clashes with the module {module_name!r} "
+                               f"that is already imported; rename the file")
     else:
         module_name = module_ref
         cwd = os.getcwd()
@@ -65,6 +70,9 @@ def _import(module_ref: str, spec: str) -> Any:
         if exc.name == module_name or module_name.startswith(f"{exc.name}."):
             raise AppLoadError(f"app {spec!r}: no module named {module_name!r}") from None
         raise AppLoadError(f"app {spec!r}: importing it failed: {exc}", traceback.format_exc()) from None
+    except SystemExit as exc:
+        raise AppLoadError(f"app {spec!r}: importing it called sys.exit({exc.code!r})",
+                           traceback.format_exc()) from None
     except Exception as exc:
         raise AppLoadError(
             f"app {spec!r}: importing it failed: {type(exc).__name__}: {exc}", traceback.format_exc()
@@ -92,6 +100,9 @@ def _parse_call(attr: str, spec: str) -> tuple[str, list[Any], dict[str, Any]] |
 def _call_factory(factory: Callable[..., Any], args: list, kwargs: dict, spec: str) -> Any:
     try:
         return factory(*args, **kwargs)
+    except SystemExit as exc:
+        raise AppLoadError(f"app {spec!r}: the factory called sys.exit({exc.code!r})",
+                           traceback.format_exc()) from None
     except Exception as exc:
         raise AppLoadError(
             f"app {spec!r}: the factory failed: {type(exc).__name__}: {exc}", traceback.format_exc()

@@ -69,7 +69,11 @@ def run_app(app: Callable[..., Any], environ: dict[str, Any], sink: ResponseSink
             raise ResponseError("the app returned a body before calling start_response")
         head_sent = True  # set first: if writing fails half-way, no error response may follow
         result.status = int(status[:3])
-        sink.send_head(status, headers)
+        try:
+            sink.send_head(status, headers)
+        except ResponseError:
+            head_sent = False  # refused before a byte was written: a 500 can still go out
+            raise
 
     def write(data: bytes) -> None:
         if not isinstance(data, (bytes, bytearray)):
