@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from wsgistack.config import values
 
-WORKER_CLASSES = ("sync", "thread")
+WORKER_CLASSES = ("sync", "thread", "event")
 
 
 def option(

@@ -111,6 +111,11 @@ class RequestParser:
     # -- feeding ---------------------------------------------------------------------------------------
 
     @property
+    def started(self) -> bool:
+        """True while a request head has begun but is not complete."""
+        return self._in_head
+
+    @property
     def failed(self) -> bool:
         """True once a ParseError was queued: the connection must close after answering it."""
         return self._failed

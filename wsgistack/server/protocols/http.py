@@ -41,6 +41,7 @@ class ServeContext:
     keep_alive: Callable[[], bool]  # may the next response keep the connection? (false while stopping)
     on_request: Callable[[], None]  # counts requests (max-requests)
     beat: Callable[[], None]  # says "alive" while waiting on a client (the sync worker's heartbeat)
+    keep_alive_timeout: float = 5.0
 
 
 def connection_info(sock: socket.socket, peer: Any) -> ConnectionInfo:

@@ -7,6 +7,7 @@ import importlib
 _REGISTRY = {
     "sync": ("wsgistack.server.workers.sync", "SyncWorker"),
     "thread": ("wsgistack.server.workers.thread", "ThreadWorker"),
+    "event": ("wsgistack.server.workers.event", "EventWorker"),
 }
 
 

@@ -156,6 +156,7 @@ class Worker:
 
     def _handle_term(self, signum: int, frame: Any) -> None:
         self.alive = False
+        self.wake()
 
     def _handle_quit(self, signum: int, frame: Any) -> None:
         os._exit(0)
@@ -212,6 +213,7 @@ class Worker:
             keep_alive=keep_alive,
             on_request=on_request,
             beat=beat,
+            keep_alive_timeout=settings.keep_alive,
         )
 
     def run(self) -> None:

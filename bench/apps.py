@@ -1,0 +1,61 @@
+"""The benchmark apps, one WSGI callable per case, loaded by every server as `apps:NAME`."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable
+
+from flask import Flask, Response, request
+
+HELLO = b"Hello, World!"
+# Built once at import so the 1 MiB case measures the server's sending, not the app's allocation.
+BIG_BODY = b"x" * (1 << 20)
+IO_WAIT_SECONDS = 0.02
+
+
+def plain(environ: dict, start_response: Callable) -> Iterable[bytes]:
+    """A bare WSGI hello: 13 bytes with a Content-Length."""
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(HELLO)))])
+    return [HELLO]
+
+
+flask_hello = Flask("flask_hello")
+
+
+@flask_hello.route("/")
+def hello() -> str:
+    """Flask's hello."""
+    return "Hello, World!"
+
+
+flask_io = Flask("flask_io")
+
+
+@flask_io.route("/")
+def io_wait() -> str:
+    """A request that waits 20 ms, as for a database or an upstream API."""
+    # Looked up on the module at call time, so a gevent worker's monkey patching turns it into a yield.
+    time.sleep(IO_WAIT_SECONDS)
+    return "waited"
+
+
+flask_big = Flask("flask_big")
+
+
+@flask_big.route("/")
+def big() -> Response:
+    """A 1 MiB response body."""
+    return Response(BIG_BODY, mimetype="application/octet-stream")
+
+
+flask_post = Flask("flask_post")
+
+
+# GET as well, so the harness's readiness probe can use the same request for every app.
+@flask_post.route("/", methods=["GET", "POST"])
+def post() -> str:
+    """Read the whole request body and answer its length."""
+    return str(len(request.get_data()))
+
+
+APPS = ("plain", "flask_hello", "flask_io", "flask_big", "flask_post")

@@ -1,0 +1,340 @@
+"""One HTTP/1.1 connection on an asyncio (uvloop) loop, for the event worker.
+
+The loop reads a whole request — head, and body buffered in memory or spooled to a temp file past a
+threshold — before the app is called, so a slow client never holds an app thread. The app then runs in the
+worker's thread pool (or inline on the loop when that is faster); its response comes back to the loop in
+pieces, with backpressure: an app thread waits while the client's socket buffer is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+import threading
+import time
+from functools import partial
+from typing import Any, Callable
+
+from wsgistack.http.errors import error_body, status_line_text
+from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
+from wsgistack.http.response import CONTINUE, Framing, build_head, simple_response
+from wsgistack.observe.accesslog import AccessRecord
+from wsgistack.server.protocols.http import ServeContext, connection_info
+from wsgistack.wsgi.environ import build_environ
+from wsgistack.wsgi.input import InputStream
+from wsgistack.wsgi.runner import ClientGone, run_app
+
+log = logging.getLogger("wsgistack.server")
+
+SPOOL_THRESHOLD = 1 << 20  # request bodies above this go to a temp file instead of memory
+FILE_BLOCK = 256 * 1024
+PIPELINE_LIMIT = 64 * 1024  # buffered bytes of later requests before we stop reading from a busy connection
+
+
+class EventHTTPProtocol(asyncio.Protocol):
+    """Reads requests, hands complete ones to `dispatch`, writes responses back; one request at a time."""
+
+    def __init__(self, ctx: ServeContext, loop: asyncio.AbstractEventLoop, registry: "ConnectionRegistry",
+                 run_in_pool: bool):
+        self.ctx = ctx
+        self.loop = loop
+        self.registry = registry
+        self.run_in_pool = run_in_pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = RequestParser(ctx.limits)
+        self.head: RequestHead | None = None
+        self.body: Any = None
+        self.busy = False  # a request is with the app
+        self.closed = False
+        self.reading = True
+        self.peer_done = False  # the client shut its side: answer what is buffered, then close
+        self.deadline = 0.0  # when an idle or slow connection is closed
+        self.can_write = threading.Event()
+        self.can_write.set()
+        self.write_slots = threading.Semaphore(4)  # chunks an app thread may queue ahead of the loop
+
+    # -- asyncio callbacks -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        self.info = connection_info(sock, transport.get_extra_info("peername"))
+        if not self.registry.add(self):
+            transport.abort()  # over --worker-connections: refuse rather than starve the others
+            return
+        self.deadline = time.monotonic() + self.ctx.client_timeout
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.can_write.set()  # an app thread waiting to write must not wait forever
+        self.registry.discard(self)
+        self._drop_body()
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed(data)
+        if not self.busy:
+            self._advance()
+        else:
+            self._pause_reading()  # pipelined bytes wait in the kernel, not in our memory
+
+    def eof_received(self) -> bool | None:
+        self.peer_done = True
+        if not self.busy:
+            self._close()
+        return True  # keep the transport open for the response of a request in flight
+
+    def pause_writing(self) -> None:
+        self.can_write.clear()
+
+    def resume_writing(self) -> None:
+        self.can_write.set()
+
+    # -- reading requests ------------------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        """Consume parser events until a request is complete (then dispatch it) or more bytes are needed."""
+        parser = self.parser
+        while not self.busy and not self.closed:
+            event = parser.next_event()
+            if event is None:
+                return
+            if isinstance(event, RequestHead):
+                self.head = event
+                self.body = None
+                self.deadline = time.monotonic() + self.ctx.client_timeout
+                if event.expect_continue:
+                    self.transport.write(CONTINUE)  # we read the body ourselves, so say go ahead at once
+            elif isinstance(event, BodyData):
+                if self.body is None:
+                    self.body = tempfile.SpooledTemporaryFile(SPOOL_THRESHOLD)
+                self.body.write(event.data)
+                self.deadline = time.monotonic() + self.ctx.client_timeout
+            elif isinstance(event, EndOfMessage):
+                self._dispatch()
+            elif isinstance(event, ParseError):
+                self._answer_error(event)
+                return
+
+    def _answer_error(self, error: ParseError) -> None:
+        body = error_body(error.status, error.reason)
+        self.transport.write(simple_response(status_line_text(error.status), body))
+        if self.ctx.access_log.enabled:
+            environ = {"REMOTE_ADDR": self.info.remote_addr, "REQUEST_METHOD": "-", "RAW_URI": "-",
+                       "SERVER_PROTOCOL": "-"}
+            self.ctx.access_log.write(AccessRecord(environ, error.status, len(body), time.time(), 0.0))
+        self._close()
+
+    def _dispatch(self) -> None:
+        head = self.head
+        assert head is not None
+        self.busy = True
+        body = self.body
+        if body is None:
+            stream = InputStream(_no_body)
+        else:
+            body.seek(0)
+            stream = InputStream(partial(body.read, 65536))
+        environ = build_environ(head, self.info, stream, self.ctx.errors, self.ctx.trust, self.ctx.multithread)
+        keep_alive = self.ctx.keep_alive() and head.keep_alive
+        sink = _LoopSink(self, head, keep_alive, threaded=self.run_in_pool)
+        self.registry.request_started(self)
+        if self.run_in_pool:
+            self.registry.pool.submit(self._run, environ, sink)
+        else:
+            self._run(environ, sink)
+
+    def _run(self, environ: dict[str, Any], sink: "_LoopSink") -> None:
+        """Runs the app (in a pool thread, or inline on the loop) and hands the outcome to the loop."""
+        started, clock = time.time(), time.monotonic()
+        self.ctx.on_request()
+        try:
+            result = run_app(self.ctx.app, environ, sink)
+            status, complete = result.status, result.complete
+        except BaseException:  # run_app never raises for app errors; this is a bug of ours
+            log.exception("error running a request")
+            status, complete = 500, False
+        record = None
+        if self.ctx.access_log.enabled:
+            sent = sink.framing.sent if sink.framing else sink.error_bytes
+            record = AccessRecord(environ, sink.status or status, sent, started, time.monotonic() - clock)
+        keep = sink.keep_alive and complete and sink.framing is not None and sink.framing.complete
+        sink.deliver(sink.take_pending(), lambda: self._finished(keep, record))
+
+    def _finished(self, keep: bool, record: AccessRecord | None) -> None:
+        """On the loop: the response is written (or buffered in the transport)."""
+        self.registry.request_finished(self)
+        if record is not None:
+            self.ctx.access_log.write(record)
+        self._drop_body()
+        self.busy = False
+        self.head = None
+        if not keep or self.closed or self.parser.failed and not self.parser.events:
+            self._close()
+            return
+        self.deadline = time.monotonic() + self.ctx.keep_alive_timeout
+        self._resume_reading()
+        self._advance()
+        if self.peer_done and not self.busy:
+            self._close()
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def _drop_body(self) -> None:
+        if self.body is not None:
+            self.body.close()
+            self.body = None
+
+    def _pause_reading(self) -> None:
+        if self.reading and not self.closed:
+            self.reading = False
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if not self.reading and not self.closed:
+            self.reading = True
+            self.transport.resume_reading()
+
+    def _close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def idle(self) -> bool:
+        """True between requests (no request with the app, nothing half-read)."""
+        return not self.busy and self.head is None
+
+    def expire(self, now: float) -> None:
+        """Close the connection if its deadline passed: 408 for a half-sent request, silence when idle."""
+        if self.busy or self.closed or now < self.deadline:
+            return
+        if self.head is not None or self.parser.started:
+            self._answer_error(ParseError(408, "Request timeout"))
+        else:
+            self._close()
+
+
+def _no_body() -> bytes:
+    return b""
+
+
+class _LoopSink:
+    """The runner's ResponseSink: bytes go to the loop's transport, directly or from an app thread."""
+
+    def __init__(self, proto: EventHTTPProtocol, head: RequestHead, keep_alive: bool, threaded: bool):
+        self.proto = proto
+        self.head = head
+        self.keep_alive = keep_alive
+        self.threaded = threaded
+        self.framing: Framing | None = None
+        self.pending: list[bytes] = []
+        self.status = 0
+        self.error_bytes = 0
+
+    def deliver(self, data: bytes, then: Callable[[], None] | None = None) -> None:
+        """Write on the loop (the transport is not thread-safe); in a thread, wait while the client is slow."""
+        proto = self.proto
+        if not self.threaded:
+            if data and not proto.closed:
+                proto.transport.write(data)
+            if then is not None:
+                then()
+            return
+        if data:
+            ready = proto.can_write.wait(proto.ctx.client_timeout) and \
+                proto.write_slots.acquire(timeout=proto.ctx.client_timeout)
+            if not ready:
+                proto.loop.call_soon_threadsafe(proto._close)
+                raise ClientGone("the client stopped reading")
+        proto.loop.call_soon_threadsafe(self._write_on_loop, data, then)
+
+    def _write_on_loop(self, data: bytes, then: Callable[[], None] | None) -> None:
+        proto = self.proto
+        if data:
+            proto.write_slots.release()
+        if data and not proto.closed:
+            proto.transport.write(data)
+        if then is not None:
+            then()
+
+    def take_pending(self) -> bytes:
+        """What was produced but not written yet."""
+        data = b"".join(self.pending)
+        self.pending.clear()
+        return data
+
+    def _push(self, data: bytes) -> None:
+        if self.proto.closed:
+            raise ClientGone("the client closed the connection")
+        self.pending.append(data)
+        self.deliver(self.take_pending())
+
+    def send_head(self, status: str, headers: list[tuple[str, str]]) -> None:
+        head_bytes, self.framing, self.keep_alive = build_head(
+            status, headers, self.head.method, self.head.version, self.keep_alive)
+        self.status = int(status[:3])
+        self.pending.append(head_bytes)  # goes out with the first piece of body (one write, not two)
+
+    def send_body(self, data: bytes) -> None:
+        assert self.framing is not None
+        self._push(self.framing.encode(data))
+
+    def send_file(self, fd: int, offset: int, count: int) -> None:
+        framing = self.framing
+        assert framing is not None
+        if framing.mode == "length":
+            count = min(count, framing.remaining or 0)
+        position, end = offset, offset + count
+        while position < end and framing.mode != "none":
+            block = os.pread(fd, min(FILE_BLOCK, end - position), position)
+            if not block:
+                raise ClientGone("the file ended before its announced length")
+            position += len(block)
+            self._push(framing.encode(block))
+
+    def send_error(self, status: int, reason: str) -> None:
+        body = error_body(status, reason)
+        self.keep_alive = False
+        self.error_bytes = len(body)
+        self.status = status
+        self.pending = [simple_response(status_line_text(status), body, head_only=self.head.method == "HEAD")]
+
+    def end(self) -> None:
+        if self.framing is not None:
+            self.pending.append(self.framing.finish())
+
+
+class ConnectionRegistry:
+    """The worker's open connections and requests in flight (for limits, timeouts and graceful stop)."""
+
+    def __init__(self, limit: int, pool: Any):
+        self.limit = limit
+        self.pool = pool
+        self.connections: set[EventHTTPProtocol] = set()
+        self.inflight: dict[EventHTTPProtocol, float] = {}
+        self.refused = 0
+
+    def add(self, proto: EventHTTPProtocol) -> bool:
+        """Register a new connection; False when over the limit."""
+        if len(self.connections) >= self.limit:
+            self.refused += 1
+            return False
+        self.connections.add(proto)
+        return True
+
+    def discard(self, proto: EventHTTPProtocol) -> None:
+        """Forget a closed connection."""
+        self.connections.discard(proto)
+
+    def request_started(self, proto: EventHTTPProtocol) -> None:
+        """A request went to the app."""
+        self.inflight[proto] = time.monotonic()
+
+    def request_finished(self, proto: EventHTTPProtocol) -> None:
+        """Its response is written."""
+        self.inflight.pop(proto, None)
+
+    def oldest_request(self) -> float | None:
+        """When the longest-running app call started (monotonic), if any."""
+        return min(self.inflight.values(), default=None)
