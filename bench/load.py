@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Self
 
 log = logging.getLogger("bench.load")
 
@@ -48,8 +49,8 @@ def run_wrk(port: int, connections: int, seconds: float, post: bool = False) -> 
 
 def parse_wrk(text: str) -> WrkResult:
     """Requests/sec, p50/p99, non-2xx and socket errors from wrk's report."""
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
-    requests = re.search(r"^\s*(\d+) requests in", text, re.M)
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.MULTILINE)
+    requests = re.search(r"^\s*(\d+) requests in", text, re.MULTILINE)
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     if rps is None or requests is None:
@@ -60,11 +61,13 @@ def parse_wrk(text: str) -> WrkResult:
         counts = dict(zip(("connect", "read", "write", "timeout"), map(int, sockets.groups())))
         socket_errors = sum(counts.values())
         detail = ", ".join(f"{kind} {n}" for kind, n in counts.items() if n)
+    done = int(requests.group(1))
     return WrkResult(
         rps=float(rps.group(1)),
-        p50_ms=_percentile(text, "50"),
-        p99_ms=_percentile(text, "99"),
-        requests=int(requests.group(1)),
+        # With no request answered wrk still prints a distribution, of zeros.
+        p50_ms=_percentile(text, "50") if done else None,
+        p99_ms=_percentile(text, "99") if done else None,
+        requests=done,
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=socket_errors,
         error_detail=detail,
@@ -73,7 +76,7 @@ def parse_wrk(text: str) -> WrkResult:
 
 def _percentile(text: str, pct: str) -> float | None:
     """One line of wrk's latency distribution, in ms."""
-    match = re.search(rf"^\s+{pct}(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M)
+    match = re.search(rf"^\s+{pct}(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.MULTILINE)
     return float(match.group(1)) * _UNITS[match.group(2)] if match else None
 
 
@@ -96,7 +99,7 @@ class Slowloris:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._trickle, name="slowloris", daemon=True)
 
-    def __enter__(self) -> "Slowloris":
+    def __enter__(self) -> Self:
         self.sockets = [self._connect() for _ in range(self.count)]
         self.sent = [0] * self.count
         self._thread.start()

@@ -11,15 +11,16 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 from servers import BENCH_DIR, Server
 
 log = logging.getLogger("bench.procs")
 
-READY_SECONDS = 30.0
+READY_SECONDS = 20.0
 STOP_SECONDS = 10.0
 
-_running: set["ServerProcess"] = set()
+_running: set[ServerProcess] = set()
 
 
 class StartFailed(Exception):
@@ -48,10 +49,14 @@ class ServerProcess:
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "wb") as log_file:
-            self.proc = subprocess.Popen(
-                self.argv, cwd=BENCH_DIR, env=server.env(), stdin=subprocess.DEVNULL,
-                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+            try:
+                self.proc = subprocess.Popen(
+                    self.argv, cwd=BENCH_DIR, env=server.env(), stdin=subprocess.DEVNULL,
+                    stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                )
+            except OSError as exc:
+                # A peer that did not install (uWSGI when it does not build) is unavailable, not a crash.
+                raise StartFailed(f"cannot run {self.argv[0]}: {exc.strerror}") from None
         _running.add(self)
         log.debug("started %s: %s", server.name, " ".join(self.argv))
 
@@ -107,7 +112,7 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.wait(timeout=STOP_SECONDS)
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 BENCH_DIR = Path(__file__).resolve().parent
 # The venv that runs the harness holds every server; not resolved, since its python is a symlink out of it.
@@ -41,6 +41,8 @@ class Server:
     build: Builder
     wsgistack: bool = False
     caveat: str = ""
+    # Runs one process whatever WORKERS says, so its memory is not comparable with a master and 2 workers.
+    single_process: bool = False
 
     def argv(self, app: str, port: int, threads: int) -> list[str]:
         """The command that serves `apps:<app>` on 127.0.0.1:<port> with <threads> threads per worker."""
@@ -111,7 +113,8 @@ SERVERS: tuple[Server, ...] = (
     Server("gunicorn sync", gunicorn("sync")),
     Server("gunicorn gthread", gunicorn("gthread")),
     Server("gunicorn gevent", gunicorn("gevent")),
-    Server("waitress", waitress, caveat="single process (threads of both workers in one process)"),
+    Server("waitress", waitress, caveat="single process (threads of both workers in one process)",
+           single_process=True),
     Server("granian", granian),
     Server("uwsgi", uwsgi),
 )

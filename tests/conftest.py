@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import pytest
 
 APPS = Path(__file__).parent / "apps"
-WORKER_CLASSES = ["sync", "thread", "event"]
+WORKER_CLASSES = ["sync", "thread", "event", "gevent", "tornado"]
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02,

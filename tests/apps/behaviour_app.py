@@ -68,6 +68,18 @@ def sleep():
     return "slept\n"
 
 
+@app.get("/spin")
+def spin():
+    """An app call that never yields (a CPU loop): stuck for every worker class, gevent's included."""
+    errors = request.environ["wsgi.errors"]
+    errors.write(f"spin started in {os.getpid()}\n")
+    errors.flush()
+    end = time.monotonic() + float(request.args.get("s", "1"))
+    while time.monotonic() < end:
+        pass
+    return "spun\n"
+
+
 @app.get("/environ")
 def environ():
     """The environ as JSON (values that are not plain data shown by type)."""

@@ -275,7 +275,7 @@ def test_cli_only_names_are_not_settings_in_the_file(tmp_path):
         ('preload = "perhaps"', "preload", "not true or false"),
         ('max-body-size = "lots"', "max-body-size", "not a size"),
         ("max_body_size = 1.5", "max_body_size", "not a size"),
-        ('worker_class = "gevent"', "worker_class", "not one of: sync, thread"),
+        ('worker_class = "eventlet"', "worker_class", "not one of: sync, thread, event, gevent, tornado"),
         ("bind = []", "bind", "the list is empty"),
         ("bind = 8000", "bind", "not a list of strings"),
         ("forwarded_allow_ips = 3", "forwarded_allow_ips", "not a list of strings"),

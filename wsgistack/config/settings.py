@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 from wsgistack.config import values
 
-WORKER_CLASSES = ("sync", "thread", "event")
+WORKER_CLASSES = ("sync", "thread", "event", "gevent", "tornado")
+WORKER_EXTRAS = {"gevent": "gevent", "tornado": "tornado"}  # worker class -> the optional package it needs
 
 
 def option(
@@ -56,8 +57,9 @@ class ServeSettings:
     )
     worker_class: str = option(
         "thread", values.choice(*WORKER_CLASSES),
-        "Worker model: thread (a thread pool per process, keep-alive) or sync (one request at a time, "
-        "no keep-alive; meant to sit behind a buffering proxy).",
+        "Worker model: thread (a thread pool per process), event (an asyncio/uvloop loop in front of a "
+        "thread pool; immune to slow clients), gevent (greenlets, monkey patching), tornado (Tornado's "
+        "HTTP server) or sync (one request at a time, no keep-alive; meant to sit behind a proxy).",
         flags=("-k", "--worker-class"), metavar="CLASS",
     )
     threads: int = option(4, values.whole(1), "Threads per worker for the thread worker.", flags=("--threads",),

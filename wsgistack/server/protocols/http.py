@@ -7,6 +7,8 @@ response whether the connection may carry another request (keep-alive, pipelinin
 from __future__ import annotations
 
 import logging
+import os
+import select
 import socket
 import time
 from dataclasses import dataclass
@@ -288,8 +290,7 @@ class _SocketSink:
         if framing.mode == "chunked":
             self._send(b"%x\r\n" % count)
         try:
-            self.conn.sock.settimeout(self.conn.ctx.client_timeout)
-            sent = self.conn.sock.sendfile(_Descriptor(fd), offset, count)
+            sent = _sendfile(self.conn.sock, fd, offset, count, self.conn.ctx.client_timeout)
         except OSError as exc:
             raise ClientGone(str(exc)) from None
         framing.sent += sent
@@ -313,11 +314,21 @@ class _SocketSink:
             self._send(self.framing.finish())
 
 
-class _Descriptor:
-    """The least socket.sendfile() needs of a file: its descriptor."""
+def _sendfile(sock: socket.socket, fd: int, offset: int, count: int, timeout: float) -> int:
+    """os.sendfile until `count` bytes went out; waits for a slow client up to `timeout` per wait.
 
-    def __init__(self, fd: int):
-        self._fd = fd
-
-    def fileno(self) -> int:
-        return self._fd
+    select() rather than socket.sendfile(): it is cooperative under gevent's monkey patching too.
+    """
+    sent = 0
+    out = sock.fileno()
+    while sent < count:
+        try:
+            done = os.sendfile(out, fd, offset + sent, min(count - sent, 1 << 30))
+        except BlockingIOError:
+            if not select.select([], [out], [], timeout)[1]:
+                raise socket.timeout("the client stopped reading") from None
+            continue
+        if done == 0:
+            break  # the file is shorter than announced
+        sent += done
+    return sent

@@ -8,6 +8,8 @@ _REGISTRY = {
     "sync": ("wsgistack.server.workers.sync", "SyncWorker"),
     "thread": ("wsgistack.server.workers.thread", "ThreadWorker"),
     "event": ("wsgistack.server.workers.event", "EventWorker"),
+    "gevent": ("wsgistack.server.workers.gevent", "GeventWorker"),
+    "tornado": ("wsgistack.server.workers.tornado", "TornadoWorker"),
 }
 
 
@@ -15,3 +17,4 @@ def worker_class(name: str) -> type:
     """The Worker subclass for a --worker-class name."""
     module, attr = _REGISTRY[name]
     return getattr(importlib.import_module(module), attr)
+

@@ -83,6 +83,7 @@ class Worker:
 
     def _boot_and_run(self) -> int:
         settings = self.settings
+        self.before_boot()
         set_process_title(f"wsgistack: worker [{settings.proc_name or settings.app}]")
         self._init_signals()
         try:
@@ -111,6 +112,9 @@ class Worker:
         log.info("worker %s booted (%s)", os.getpid(), settings.worker_class)
         self.run()
         return 0
+
+    def before_boot(self) -> None:
+        """A worker class's first step in the child, before signals, logs and the app (gevent patches here)."""
 
     def _report_boot(self, message: str) -> None:
         try:

@@ -1,0 +1,75 @@
+"""Slow clients (slowloris) must not starve normal ones in the event and gevent worker classes."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+import requests
+from conftest import wait_for
+
+SLOW_HEADS = 100
+SLOW_BODIES = 20
+
+
+@pytest.mark.parametrize("worker_class", ["event", "gevent"])
+def test_slow_clients_do_not_block_normal_ones(start_server, worker_class):
+    server = start_server("behaviour_app:app", "-w", "1", "-k", worker_class, "--threads", "4",
+                          "--client-timeout", "60")
+    url = f"http://127.0.0.1:{server.port}/hello"
+    assert requests.get(url, timeout=10).status_code == 200
+    slow: list[socket.socket] = []
+    stop = threading.Event()
+    try:
+        for i in range(SLOW_HEADS + SLOW_BODIES):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            if i < SLOW_HEADS:
+                sock.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\n")  # the head never ends
+            else:
+                sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\nabc")
+            slow.append(sock)
+
+        def trickle():
+            # one more byte per connection every 0.2 s, for at most 20 s
+            deadline = time.monotonic() + 20
+            while not stop.is_set() and time.monotonic() < deadline:
+                for index, sock in enumerate(slow):
+                    try:
+                        sock.sendall(b"X-Slow: 1\r\n" if index < SLOW_HEADS else b"x")
+                    except OSError:
+                        pass
+                stop.wait(0.2)
+
+        trickler = threading.Thread(target=trickle)
+        trickler.start()
+        wait_for(lambda: len(slow) == SLOW_HEADS + SLOW_BODIES, message="slow connections open")
+        times = []
+        for _ in range(20):
+            started = time.monotonic()
+            response = requests.get(url, timeout=5, headers={"Connection": "close"})
+            times.append(time.monotonic() - started)
+            assert response.status_code == 200
+        assert max(times) < 0.5, f"normal requests were held up by slow clients: {max(times):.3f}s"
+    finally:
+        stop.set()
+        for sock in slow:
+            sock.close()
+
+
+def test_gevent_waiting_route_does_not_block_others(start_server):
+    """A Flask route waiting on slow I/O (monkey-patched sleep) leaves the one worker free for others."""
+    server = start_server("behaviour_app:app", "-w", "1", "-k", "gevent")
+    base = f"http://127.0.0.1:{server.port}"
+    waiting = [threading.Thread(target=requests.get, args=(f"{base}/sleep?s=3",), kwargs={"timeout": 10})
+               for _ in range(20)]
+    for thread in waiting:
+        thread.start()
+    wait_for(lambda: server.log().count("sleep started") == 20, message="20 waiting requests")
+    started = time.monotonic()
+    assert requests.get(f"{base}/hello", timeout=5).text == "hello\n"
+    assert time.monotonic() - started < 0.5
+    for thread in waiting:
+        thread.join(15)
+    assert "gevent monkey-patched" in server.log()

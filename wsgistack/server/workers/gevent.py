@@ -1,0 +1,106 @@
+"""The gevent worker: the standard library monkey-patched before the app is imported, a greenlet per
+connection. An app that waits on the network (a slow API, a database) yields to the others instead of
+holding a thread, so thousands of such waits cost little.
+
+The connection code is the same as the sync and thread workers' (`protocols/http.py`): under monkey
+patching its blocking socket calls become cooperative.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from wsgistack.server.protocols.http import HTTPConnection
+from wsgistack.server.workers.base import Worker
+
+log = logging.getLogger("wsgistack.server")
+
+STOP_GRACE_IDLE = 1.0
+
+
+class GeventWorker(Worker):
+    """Greenlets under a pool of --worker-connections; the main greenlet beats and watches for stops."""
+
+    multithread = True  # greenlets interleave like threads
+
+    def before_boot(self) -> None:
+        """Patch before anything else imports socket, ssl, threading or time (the app above all)."""
+        from gevent import monkey
+
+        monkey.patch_all()
+        log.info("worker %s: gevent monkey-patched the standard library before loading the app", os.getpid())
+
+    def run(self) -> None:
+        """Accept on every listener until stopped; then wait for connections up to --graceful-timeout."""
+        import gevent
+        from gevent.pool import Pool
+        from gevent.server import StreamServer
+
+        settings = self.settings
+        self.ctx = self.serve_context(keep_alive=lambda: self.alive and settings.keep_alive > 0,
+                                      on_request=self.count_request, beat=lambda: None)
+        from gevent.event import Event
+
+        self.stop_requested = Event()
+        pool = Pool(settings.worker_connections)
+        self.idle: set = set()  # greenlets of keep-alive connections waiting for their next request
+        servers = []
+        from gevent import socket as green
+
+        for listener in self.listeners:
+            # the master made this socket before we patched: wrap its descriptor in a cooperative socket
+            sock = green.socket(listener.sock.family, listener.sock.type, fileno=os.dup(listener.sock.fileno()))
+            listener.sock.close()
+            server = StreamServer(sock, self._handle, spawn=pool)
+            server.start()
+            servers.append(server)
+        interval = self.beat_interval(settings)
+        # a greenlet stuck in a blocking call or a CPU loop blocks this one too: the heartbeat stops, the
+        # master notices after --timeout. A greenlet that sleeps or waits on a patched socket is not stuck.
+        while self.alive:
+            self.heartbeat.beat()
+            if not self.parent_alive():
+                log.warning("worker %s: the master is gone; stopping", os.getpid())
+                break
+            self.stop_requested.wait(interval)
+        for server in servers:
+            server.close()
+        waited = 0.0
+        while pool.free_count() != pool.size and waited < settings.graceful_timeout:
+            self.heartbeat.beat()
+            if waited >= STOP_GRACE_IDLE:
+                # idle keep-alive connections had their moment for a last request (answered with close)
+                gevent.killall(list(self.idle), block=False)
+            gevent.sleep(0.1)
+            waited += 0.1
+        pool.kill(block=False)
+
+    def wake(self) -> None:
+        """Stop accepting at once (max-requests, TERM): the main greenlet is waiting on this event."""
+        stop = getattr(self, "stop_requested", None)
+        if stop is not None:
+            stop.set()
+
+    def _handle(self, sock: socket.socket, peer) -> None:
+        """One connection: serve requests while the client keeps it alive."""
+        from gevent.socket import wait_read
+
+        import gevent
+
+        conn = HTTPConnection(sock, peer, self.ctx)
+        me = gevent.getcurrent()
+        try:
+            while conn.serve():
+                self.idle.add(me)
+                try:
+                    wait_read(sock.fileno(), timeout=self.settings.keep_alive)
+                except socket.timeout:
+                    return
+                finally:
+                    self.idle.discard(me)
+        except OSError:
+            pass
+        finally:
+            conn.close()
