@@ -21,6 +21,10 @@ def _short(value: float) -> str:
     return f"{value / 1000:.1f}k" if value >= 10_000 else f"{value:,.0f}"
 
 
+def _tick(value: float) -> str:
+    return f"{value / 1000:g}k" if value >= 10_000 else f"{value:g}"
+
+
 def draw(summary: Summary, path: Path, subtitle: str) -> None:
     """One horizontal bar panel per load case plus one for memory; servers in the same order in each."""
     panels = [(load.title, load.key, "rps", "req/s (higher is better)") for load in LOADS]
@@ -31,21 +35,21 @@ def draw(summary: Summary, path: Path, subtitle: str) -> None:
     fig, axes = plt.subplots(rows, COLUMNS, figsize=(4.2 * COLUMNS, 0.28 * len(names) * rows + 1.6 * rows),
                              sharey=True, squeeze=False)
     positions = list(range(len(names)))[::-1]  # first server at the top
-    for ax, (title, case, metric, xlabel) in zip(axes.flat, panels):
+    for ax, (title, case, metric, xlabel) in zip(axes.flat, panels, strict=False):
         values = [summary.value(name, case, metric) for name in names]
         if metric.endswith("_kib"):
             values = [v / 1024 if v is not None else None for v in values]
         colors = [WSGISTACK_COLOR if name in summary.wsgistack else PEER_COLOR for name in names]
         ax.barh(positions, [v or 0 for v in values], color=colors, height=0.7)
         top = max((v for v in values if v), default=1)
-        for y, value in zip(positions, values):
+        for y, value in zip(positions, values, strict=True):
             label = "n/a" if value is None else _short(value)
             ax.text((value or 0) + top * 0.02, y, label, va="center", fontsize=7.5)
         ax.set_xlim(0, top * 1.28)
         ax.set_title(title, fontsize=9.5)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.tick_params(axis="x", labelsize=7.5)
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x >= 10_000 else f"{x:g}"))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _tick(x)))
         ax.grid(axis="x", alpha=0.3)
         ax.set_axisbelow(True)
     for ax in axes[:, 0]:

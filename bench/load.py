@@ -58,7 +58,7 @@ def parse_wrk(text: str) -> WrkResult:
     socket_errors = 0
     detail = ""
     if sockets:
-        counts = dict(zip(("connect", "read", "write", "timeout"), map(int, sockets.groups())))
+        counts = dict(zip(("connect", "read", "write", "timeout"), map(int, sockets.groups()), strict=True))
         socket_errors = sum(counts.values())
         detail = ", ".join(f"{kind} {n}" for kind, n in counts.items() if n)
     done = int(requests.group(1))
@@ -87,7 +87,8 @@ class Slowloris:
     HEAD = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
     FILLER = b"X-Slow: 1\r\n"
 
-    def __init__(self, port: int, count: int = 200, interval: float = 0.5, max_seconds: float = 120.0) -> None:
+    def __init__(self, port: int, count: int = 200, interval: float = 0.5,
+                 max_seconds: float = 120.0) -> None:
         self.port = port
         self.count = count
         self.interval = interval

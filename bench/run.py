@@ -1,4 +1,4 @@
-"""Run the benchmark: every server on every case, interleaved and repeated; then write the JSON, page and chart."""
+"""Run the benchmark: every server on every case, interleaved and repeated; write the JSON, page and chart."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ SETTLE_SECONDS = 1.0
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The command line of `bash bench/run.sh`."""
     parser = argparse.ArgumentParser(prog="bash bench/run.sh", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="1 repeat of 2 s runs: checks the harness works.")
-    parser.add_argument("--repeats", type=int, help="Runs of every server on every case (default 3; quick 1).")
+    parser.add_argument("--quick", action="store_true", help="1 repeat of 2 s runs: checks the harness.")
+    parser.add_argument("--repeats", type=int, help="Runs of each server on each case (default 3; quick 1).")
     parser.add_argument("--duration", type=float, help="Seconds per wrk run (default 5; quick 2).")
     parser.add_argument("--servers", help="Comma-separated server names to run (default: all), e.g. "
                                           "'wsgistack thread,granian'. The page then shows only those.")
@@ -92,13 +92,14 @@ def measure(server: Server, session: Session, repeat: int, seconds: float) -> li
         except RuntimeError as exc:
             log.warning("%s: warm-up failed: %s", server.name, exc)
         baseline: float | None = None
-        for load, record in zip(session.loads, records):
+        for load, record in zip(session.loads, records, strict=True):
             try:
                 if load.slowloris:
                     with Slowloris(proc.port, SLOWLORIS_CONNECTIONS, max_seconds=seconds + 30) as crowd:
                         time.sleep(1.0)  # let every connection start its head before the load begins
                         result = run_wrk(proc.port, load.connections, seconds)
-                        record.update(slowloris_open=crowd.open_count(), slowloris_reconnects=crowd.reconnects,
+                        record.update(slowloris_open=crowd.open_count(),
+                                      slowloris_reconnects=crowd.reconnects,
                                       slowloris_failed_connects=crowd.failed_connects)
                     record.update(baseline_rps=baseline,
                                   slowloris_ratio=result.rps / baseline if baseline else None)

@@ -1,4 +1,4 @@
-"""The contenders: how to start each server with 2 worker processes on 127.0.0.1, as an argv and an environment."""
+"""The contenders: how to start each server with 2 worker processes on 127.0.0.1, as argv and environment."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 BIN_DIR = Path(sys.executable).parent
 
 WORKERS = 2
-# The `wsgistack serve -k` classes to compare. A class that wsgistack does not have (yet) fails at start and is
-# reported as n/a, so a new class is benchmarked by adding its name here.
+# The `wsgistack serve -k` classes to compare. A class that wsgistack does not have (yet) fails at start
+# and is reported as n/a, so a new class is benchmarked by adding its name here.
 WSGISTACK_CLASSES = ("sync", "thread", "event", "gevent", "tornado")
 
 # Threads per worker process for every thread-pool server (wsgistack thread/event/tornado, gunicorn gthread,
@@ -100,7 +100,7 @@ def granian(app: str, port: int, threads: int) -> list[str]:
 
 
 def uwsgi(app: str, port: int, threads: int) -> list[str]:
-    """uWSGI speaking HTTP itself (no router process), keep-alive on, so wrk reuses connections as elsewhere."""
+    """uWSGI speaking HTTP itself (no router process), with keep-alive, so wrk reuses connections."""
     # --http11-socket is --http-socket with HTTP/1.1 keep-alive; --die-on-term because uWSGI 2.0 reloads on
     # SIGTERM; --need-app so a broken app is a failed start, not a server answering 500.
     return [str(BIN_DIR / "uwsgi"), "--http11-socket", f"127.0.0.1:{port}", "--processes", str(WORKERS),

@@ -87,7 +87,8 @@ class Summary:
 
     def failures(self, server: str, case: str) -> list[str]:
         """Why runs of this server and case measured nothing."""
-        return [r["error"] for r in self.records if r["server"] == server and r["case"] == case and r.get("error")]
+        return [r["error"] for r in self.records
+                if r["server"] == server and r["case"] == case and r.get("error")]
 
     def best(self, names: list[str], case: str, metric: str) -> tuple[str | None, float | None]:
         """The best of some servers on a metric (highest or lowest, as the metric wants)."""
@@ -98,7 +99,7 @@ class Summary:
         return pick(scored, key=lambda item: item[1])
 
     def ratio_to_best_peer(self, server: str, case: str, metric: str) -> float | None:
-        """This server's median over the best peer's median (for lower-is-better metrics, below 1 is better)."""
+        """This server's median over the best peer's (below 1 is better for lower-is-better metrics)."""
         mine = self.value(server, case, metric)
         _, best = self.best(self.peers_for(metric), case, metric)
         if mine is None or not best:
@@ -108,7 +109,10 @@ class Summary:
     def check(self, goal: Goal) -> GoalCheck:
         """Judge one goal with wsgistack's best class on that metric."""
         best_class, value = self.best(self.wsgistack, goal.case, goal.metric)
-        reference = goal.fixed if goal.fixed is not None else self.value(goal.peer or "", goal.case, goal.metric)
+        if goal.fixed is not None:
+            reference = goal.fixed
+        else:
+            reference = self.value(goal.peer or "", goal.case, goal.metric)
         if value is None or not reference:
             return GoalCheck(goal, best_class, value, reference, None, None)
         ratio = value / reference

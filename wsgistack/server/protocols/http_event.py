@@ -30,7 +30,7 @@ log = logging.getLogger("wsgistack.server")
 
 SPOOL_THRESHOLD = 1 << 20  # request bodies above this go to a temp file instead of memory
 FILE_BLOCK = 256 * 1024
-PIPELINE_LIMIT = 64 * 1024  # buffered bytes of later requests before we stop reading from a busy connection
+OUTBOX_LIMIT = 1 << 20  # bytes an app thread may produce ahead of the loop before it waits
 
 
 class EventHTTPProtocol(asyncio.Protocol):
@@ -53,7 +53,6 @@ class EventHTTPProtocol(asyncio.Protocol):
         self.deadline = 0.0  # when an idle or slow connection is closed
         self.can_write = threading.Event()
         self.can_write.set()
-        self.write_slots = threading.Semaphore(4)  # chunks an app thread may queue ahead of the loop
 
     # -- asyncio callbacks -------------------------------------------------------------------------
 
@@ -219,6 +218,18 @@ def _no_body() -> bytes:
     return b""
 
 
+class _Outbox:
+    """Bytes an app thread produced for the loop to write, and what to do once they are written."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pieces: list[bytes] = []
+        self.size = 0
+        self.then: Callable[[], None] | None = None
+        self.scheduled = False
+        self.drained = threading.Event()
+
+
 class _LoopSink:
     """The runner's ResponseSink: bytes go to the loop's transport, directly or from an app thread."""
 
@@ -231,9 +242,14 @@ class _LoopSink:
         self.pending: list[bytes] = []
         self.status = 0
         self.error_bytes = 0
+        self.outbox = _Outbox()
 
     def deliver(self, data: bytes, then: Callable[[], None] | None = None) -> None:
-        """Write on the loop (the transport is not thread-safe); in a thread, wait while the client is slow."""
+        """Write on the loop (the transport is not thread-safe); in a thread, wait while the client is slow.
+
+        From a thread, pieces go to an outbox that the loop empties in one callback: a whole small response
+        (its body, then its end) usually costs one cross-thread wake-up, and no piece is ever held back.
+        """
         proto = self.proto
         if not self.threaded:
             if data and not proto.closed:
@@ -241,18 +257,40 @@ class _LoopSink:
             if then is not None:
                 then()
             return
-        if data:
-            ready = proto.can_write.wait(proto.ctx.client_timeout) and \
-                proto.write_slots.acquire(timeout=proto.ctx.client_timeout)
-            if not ready:
-                proto.loop.call_soon_threadsafe(proto._close)
-                raise ClientGone("the client stopped reading")
-        proto.loop.call_soon_threadsafe(self._write_on_loop, data, then)
+        timeout = proto.ctx.client_timeout
+        if data and not (proto.can_write.wait(timeout) and self._outbox_room(timeout)):
+            proto.loop.call_soon_threadsafe(proto._close)
+            raise ClientGone("the client stopped reading")
+        outbox = self.outbox
+        with outbox.lock:
+            if data:
+                outbox.pieces.append(data)
+                outbox.size += len(data)
+            if then is not None:
+                outbox.then = then
+            schedule = not outbox.scheduled
+            outbox.scheduled = True
+        if schedule:
+            proto.loop.call_soon_threadsafe(self._flush)
 
-    def _write_on_loop(self, data: bytes, then: Callable[[], None] | None) -> None:
+    def _outbox_room(self, timeout: float) -> bool:
+        outbox = self.outbox
+        if outbox.size < OUTBOX_LIMIT:
+            return True
+        outbox.drained.clear()
+        return outbox.size < OUTBOX_LIMIT or outbox.drained.wait(timeout)
+
+    def _flush(self) -> None:
+        """On the loop: write what the app thread produced, then run its completion callback."""
+        outbox = self.outbox
+        with outbox.lock:
+            data = b"".join(outbox.pieces)
+            outbox.pieces.clear()
+            outbox.size = 0
+            then, outbox.then = outbox.then, None
+            outbox.scheduled = False
+        outbox.drained.set()
         proto = self.proto
-        if data:
-            proto.write_slots.release()
         if data and not proto.closed:
             proto.transport.write(data)
         if then is not None:
