@@ -58,10 +58,11 @@ class Server:
         return env
 
 
-def wsgistack(worker_class: str) -> Builder:
+def wsgistack(worker_class: str, fixed_threads: int | None = None) -> Builder:
     """`wsgistack serve` with one worker class; --threads is passed to every class that may run a pool."""
 
     def build(app: str, port: int, threads: int) -> list[str]:
+        threads = fixed_threads or threads
         argv = [str(BIN_DIR / "wsgistack"), "serve", f"apps:{app}", "-w", str(WORKERS), "-k", worker_class,
                 "-b", f"127.0.0.1:{port}", "--log-level", "warning"]
         if worker_class != "sync":
@@ -110,6 +111,10 @@ def uwsgi(app: str, port: int, threads: int) -> list[str]:
 
 SERVERS: tuple[Server, ...] = (
     *(Server(f"wsgistack {cls}", wsgistack(cls), wsgistack=True) for cls in WSGISTACK_CLASSES),
+    # the event class with --threads 1 runs the app inline on its loop: fastest for apps that never wait,
+    # one request at a time per worker for apps that do (the 20 ms case shows the price)
+    Server("wsgistack event-inline", wsgistack("event", fixed_threads=1), wsgistack=True,
+           caveat="event with --threads 1: the app runs on the loop, no thread pool"),
     Server("gunicorn sync", gunicorn("sync")),
     Server("gunicorn gthread", gunicorn("gthread")),
     Server("gunicorn gevent", gunicorn("gevent")),

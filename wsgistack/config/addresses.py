@@ -34,8 +34,7 @@ def parse_address(text: str) -> Address:
     raw = text.strip()
     if raw.startswith("unix:"):
         path = raw[5:]
-        if path.startswith("//"):
-            path = path[2:]
+        path = path.removeprefix("//")
         if not path:
             raise ConfigError(f"--bind {text!r}: unix: needs a path")
         return Address("unix", path=path)

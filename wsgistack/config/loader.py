@@ -7,15 +7,16 @@ Precedence is command line > environment > file > defaults. Every error names th
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import grp
-import pwd
 import dataclasses
+import grp
+import importlib.util
 import os
+import pwd
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from wsgistack.config.addresses import parse_address
 from wsgistack.config.errors import ConfigError

@@ -7,8 +7,9 @@ declarations by `config.loader`, so an option is described exactly once.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from wsgistack.config import values
 
@@ -158,6 +159,6 @@ class ServeSettings:
         """The declared settings, in order."""
         return list(dataclasses.fields(cls))
 
-    def replace(self, **changes: Any) -> "ServeSettings":
+    def replace(self, **changes: Any) -> ServeSettings:
         """A copy with some settings changed."""
         return dataclasses.replace(self, **changes)

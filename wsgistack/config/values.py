@@ -119,7 +119,7 @@ def umask(value: Any) -> int | None:
     else:
         raw = str(value).strip().lower()
         try:
-            number = int(raw[2:] if raw.startswith("0o") else raw, 8)
+            number = int(raw.removeprefix("0o"), 8)
         except ValueError:
             raise ValueError(f"{value!r} is not an octal mask like 022") from None
     if not 0 <= number <= 0o777:

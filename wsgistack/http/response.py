@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from wsgistack.http.dates import http_date
+from wsgistack.http.errors import error_body, status_line_text
 
 SERVER_NAME = "wsgistack"
 
@@ -169,6 +170,11 @@ def simple_response(status_text: str, body: bytes, content_type: str = "text/pla
         lines.append("Connection: close\r\n")
     head = ("".join(lines) + "\r\n").encode("latin-1")
     return head if head_only else head + body
+
+
+def error_response(status: int, reason: str, head_only: bool = False) -> bytes:
+    """The whole response for an error the server answers itself; the connection closes after it."""
+    return simple_response(status_line_text(status), error_body(status, reason), head_only=head_only)
 
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -7,7 +7,7 @@ import re
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 POLL_INTERVAL = 1.0
 

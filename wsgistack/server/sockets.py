@@ -6,6 +6,7 @@ import errno
 import os
 import socket
 import stat
+
 from wsgistack.config.addresses import Address, parse_address
 from wsgistack.config.errors import ConfigError
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 
 class FileWrapper:

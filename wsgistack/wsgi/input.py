@@ -6,7 +6,7 @@ It pulls decoded body pieces from a callable the connection provides (which does
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 
 class InputStream:

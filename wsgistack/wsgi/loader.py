@@ -12,8 +12,9 @@ import importlib
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 WSGIApp = Callable[..., Any]
 

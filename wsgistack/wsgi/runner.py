@@ -7,7 +7,8 @@ sent lazily (PEP 3333): at the first non-empty body piece, or when the iterable 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from wsgistack.http.response import ResponseError, check_headers, check_status
 from wsgistack.wsgi.file_wrapper import FileWrapper
@@ -49,7 +50,7 @@ class ClientGone(OSError):
 class AppResult:
     """What happened: the status code sent, and whether the response went out whole."""
 
-    __slots__ = ("status", "complete")
+    __slots__ = ("complete", "status")
 
     def __init__(self) -> None:
         self.status = 0

@@ -11,12 +11,13 @@ import os
 import select
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
+from wsgistack.http.errors import error_body
 from wsgistack.http.parser import BodyData, EndOfMessage, Limits, ParseError, RequestHead, RequestParser
-from wsgistack.http.response import CONTINUE, Framing, build_head, simple_response
-from wsgistack.http.errors import error_body, status_line_text
+from wsgistack.http.response import CONTINUE, Framing, build_head, error_response
 from wsgistack.observe.accesslog import AccessLog, AccessRecord
 from wsgistack.wsgi.environ import ConnectionInfo, ProxyTrust, build_environ
 from wsgistack.wsgi.input import InputStream
@@ -44,6 +45,16 @@ class ServeContext:
     on_request: Callable[[], None]  # counts requests (max-requests)
     beat: Callable[[], None]  # says "alive" while waiting on a client (the sync worker's heartbeat)
     keep_alive_timeout: float = 5.0
+
+
+def refusal(ctx: ServeContext, info: ConnectionInfo, error: ParseError) -> bytes:
+    """The response to a request we refuse before the app sees it, logged in the access log too."""
+    response = error_response(error.status, error.reason)
+    if ctx.access_log.enabled:
+        environ = {"REMOTE_ADDR": info.remote_addr, "REQUEST_METHOD": "-", "RAW_URI": "-", "SERVER_PROTOCOL": "-"}
+        body_bytes = len(error_body(error.status, error.reason))
+        ctx.access_log.write(AccessRecord(environ, error.status, body_bytes, time.time(), 0.0))
+    return response
 
 
 def connection_info(sock: socket.socket, peer: Any) -> ConnectionInfo:
@@ -89,12 +100,12 @@ class HTTPConnection:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise socket.timeout("timed out")
+                raise TimeoutError("timed out")
             self.ctx.beat()
             self.sock.settimeout(min(remaining, BEAT_SLICE))
             try:
                 data = self.sock.recv(RECV_SIZE)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if not data:
                 return False
@@ -115,7 +126,7 @@ class HTTPConnection:
                 if not self._receive(deadline):
                     return None
                 started = True
-            except socket.timeout:
+            except TimeoutError:
                 return ParseError(408, "Request timeout") if started else None
             except OSError:
                 return None
@@ -139,16 +150,11 @@ class HTTPConnection:
                 return True
 
     def _answer_error(self, error: ParseError) -> None:
-        body = error_body(error.status, error.reason)
         try:
             self.sock.settimeout(self.ctx.client_timeout)
-            self.sock.sendall(simple_response(status_line_text(error.status), body))
+            self.sock.sendall(refusal(self.ctx, self.info, error))
         except OSError:
             pass
-        if self.ctx.access_log.enabled:
-            environ = {"REMOTE_ADDR": self.info.remote_addr, "REQUEST_METHOD": "-", "RAW_URI": "-",
-                       "SERVER_PROTOCOL": "-"}
-            self.ctx.access_log.write(AccessRecord(environ, error.status, len(body), time.time(), 0.0))
 
     def _serve_request(self, head: RequestHead) -> bool:
         ctx = self.ctx
@@ -210,7 +216,7 @@ class _BodyReader:
                     raise self._fail(400, f"cannot send 100 Continue: {exc}") from None
             try:
                 received = self.conn._receive(time.monotonic() + self.conn.ctx.client_timeout)
-            except socket.timeout:
+            except TimeoutError:
                 raise self._fail(408, "the client stopped sending the body") from None
             except OSError as exc:
                 raise self._fail(400, f"reading the body failed: {exc}") from None
@@ -302,11 +308,10 @@ class _SocketSink:
             self._send(b"\r\n")
 
     def send_error(self, status: int, reason: str) -> None:
-        body = error_body(status, reason)
         self.keep_alive = False
-        self.error_bytes = len(body)
+        self.error_bytes = len(error_body(status, reason))
         self.status = status
-        self._send(simple_response(status_line_text(status), body, head_only=self.head.method == "HEAD"))
+        self._send(error_response(status, reason, head_only=self.head.method == "HEAD"))
 
     def end(self) -> None:
         """Write the end of the body (the chunked terminator)."""
@@ -326,7 +331,7 @@ def _sendfile(sock: socket.socket, fd: int, offset: int, count: int, timeout: fl
             done = os.sendfile(out, fd, offset + sent, min(count - sent, 1 << 30))
         except BlockingIOError:
             if not select.select([], [out], [], timeout)[1]:
-                raise socket.timeout("the client stopped reading") from None
+                raise TimeoutError("the client stopped reading") from None
             continue
         if done == 0:
             break  # the file is shorter than announced

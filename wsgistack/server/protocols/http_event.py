@@ -14,14 +14,15 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
-from wsgistack.http.errors import error_body, status_line_text
+from wsgistack.http.errors import error_body
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
-from wsgistack.http.response import CONTINUE, Framing, build_head, simple_response
+from wsgistack.http.response import CONTINUE, Framing, build_head, error_response
 from wsgistack.observe.accesslog import AccessRecord
-from wsgistack.server.protocols.http import ServeContext, connection_info
+from wsgistack.server.protocols.http import ServeContext, connection_info, refusal
 from wsgistack.wsgi.environ import build_environ
 from wsgistack.wsgi.input import InputStream
 from wsgistack.wsgi.runner import ClientGone, run_app
@@ -36,7 +37,7 @@ OUTBOX_LIMIT = 1 << 20  # bytes an app thread may produce ahead of the loop befo
 class EventHTTPProtocol(asyncio.Protocol):
     """Reads requests, hands complete ones to `dispatch`, writes responses back; one request at a time."""
 
-    def __init__(self, ctx: ServeContext, loop: asyncio.AbstractEventLoop, registry: "ConnectionRegistry",
+    def __init__(self, ctx: ServeContext, loop: asyncio.AbstractEventLoop, registry: ConnectionRegistry,
                  run_in_pool: bool):
         self.ctx = ctx
         self.loop = loop
@@ -117,12 +118,7 @@ class EventHTTPProtocol(asyncio.Protocol):
                 return
 
     def _answer_error(self, error: ParseError) -> None:
-        body = error_body(error.status, error.reason)
-        self.transport.write(simple_response(status_line_text(error.status), body))
-        if self.ctx.access_log.enabled:
-            environ = {"REMOTE_ADDR": self.info.remote_addr, "REQUEST_METHOD": "-", "RAW_URI": "-",
-                       "SERVER_PROTOCOL": "-"}
-            self.ctx.access_log.write(AccessRecord(environ, error.status, len(body), time.time(), 0.0))
+        self.transport.write(refusal(self.ctx, self.info, error))
         self._close()
 
     def _dispatch(self) -> None:
@@ -144,7 +140,7 @@ class EventHTTPProtocol(asyncio.Protocol):
         else:
             self._run(environ, sink)
 
-    def _run(self, environ: dict[str, Any], sink: "_LoopSink") -> None:
+    def _run(self, environ: dict[str, Any], sink: _LoopSink) -> None:
         """Runs the app (in a pool thread, or inline on the loop) and hands the outcome to the loop."""
         started, clock = time.time(), time.monotonic()
         self.ctx.on_request()
@@ -332,11 +328,10 @@ class _LoopSink:
             self._push(framing.encode(block))
 
     def send_error(self, status: int, reason: str) -> None:
-        body = error_body(status, reason)
         self.keep_alive = False
-        self.error_bytes = len(body)
+        self.error_bytes = len(error_body(status, reason))
         self.status = status
-        self.pending = [simple_response(status_line_text(status), body, head_only=self.head.method == "HEAD")]
+        self.pending = [error_response(status, reason, head_only=self.head.method == "HEAD")]
 
     def end(self) -> None:
         if self.framing is not None:

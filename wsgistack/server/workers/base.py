@@ -14,7 +14,8 @@ import pwd
 import random
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.config.settings import ServeSettings

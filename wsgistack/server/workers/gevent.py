@@ -85,9 +85,8 @@ class GeventWorker(Worker):
 
     def _handle(self, sock: socket.socket, peer) -> None:
         """One connection: serve requests while the client keeps it alive."""
-        from gevent.socket import wait_read
-
         import gevent
+        from gevent.socket import wait_read
 
         conn = HTTPConnection(sock, peer, self.ctx)
         me = gevent.getcurrent()
@@ -96,7 +95,7 @@ class GeventWorker(Worker):
                 self.idle.add(me)
                 try:
                     wait_read(sock.fileno(), timeout=self.settings.keep_alive)
-                except socket.timeout:
+                except TimeoutError:
                     return
                 finally:
                     self.idle.discard(me)

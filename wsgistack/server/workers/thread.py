@@ -12,7 +12,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from wsgistack.server.protocols.http import HTTPConnection, ServeContext
+from wsgistack.server.protocols.http import HTTPConnection
 from wsgistack.server.workers.base import Worker
 
 log = logging.getLogger("wsgistack.server")
@@ -90,7 +90,8 @@ class ThreadWorker(Worker):
     # -- connections -----------------------------------------------------------------------------------
 
     def _set_accepting(self, on: bool) -> None:
-        # accept only while a thread is free: a saturated worker leaves new connections to its siblings
+        # accept up to --worker-connections and queue ready connections FIFO for the pool: accepting only
+        # while a thread was free let parked keep-alive connections starve queued ones (p99 in seconds)
         if on == self.accepting:
             return
         self.accepting = on
@@ -103,8 +104,7 @@ class ThreadWorker(Worker):
                 self.selector.unregister(listener.sock)
 
     def _capacity_left(self) -> bool:
-        open_connections = self.busy + len(self.idle)
-        return self.busy < self.settings.threads and open_connections < self.settings.worker_connections
+        return self.busy + len(self.idle) < self.settings.worker_connections
 
     def _accept(self, listener) -> None:
         while self.alive and self._capacity_left():

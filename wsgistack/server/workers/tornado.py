@@ -103,7 +103,7 @@ class TornadoWorker(Worker):
         self._finishing = True
         try:
             await asyncio.wait_for(self.server.close_all_connections(), 1.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         self.ioloop.stop()
 
@@ -124,7 +124,7 @@ class TornadoWorker(Worker):
             return
         self.pool.submit(self._run, environ, sink)
 
-    def _run(self, environ: dict[str, Any], sink: "_TornadoSink") -> None:
+    def _run(self, environ: dict[str, Any], sink: _TornadoSink) -> None:
         import threading
 
         ident = threading.get_ident()
