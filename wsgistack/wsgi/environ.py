@@ -36,16 +36,24 @@ class ProxyTrust:
         for item in allowed:
             if item != "*":
                 self.networks.append(ipaddress.ip_network(item, strict=False))
+        self._known: dict[str, bool] = {}  # parsing an address per request showed up in profiles
 
     def trusts(self, info: ConnectionInfo) -> bool:
         """True for unix-socket peers (only local users reach those) and listed addresses."""
         if self.everyone or info.unix:
             return True
-        try:
-            address = ipaddress.ip_address(info.remote_addr)
-        except ValueError:
-            return False
-        return any(address in network for network in self.networks)
+        known = self._known.get(info.remote_addr)
+        if known is None:
+            try:
+                address = ipaddress.ip_address(info.remote_addr)
+            except ValueError:
+                known = False
+            else:
+                known = any(address in network for network in self.networks)
+            if len(self._known) > 4096:
+                self._known.clear()
+            self._known[info.remote_addr] = known
+        return known
 
 
 _ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")

@@ -54,6 +54,7 @@ class EventHTTPProtocol(asyncio.Protocol):
         self.deadline = 0.0  # when an idle or slow connection is closed
         self.can_write = threading.Event()
         self.can_write.set()
+        self.outbox = _Outbox() if run_in_pool else None  # one per connection: its requests take turns
 
     # -- asyncio callbacks -------------------------------------------------------------------------
 
@@ -133,7 +134,7 @@ class EventHTTPProtocol(asyncio.Protocol):
             stream = InputStream(partial(body.read, 65536))
         environ = build_environ(head, self.info, stream, self.ctx.errors, self.ctx.trust, self.ctx.multithread)
         keep_alive = self.ctx.keep_alive() and head.keep_alive
-        sink = _LoopSink(self, head, keep_alive, threaded=self.run_in_pool)
+        sink = _LoopSink(self, head, keep_alive, threaded=self.run_in_pool, outbox=self.outbox)
         self.registry.request_started(self)
         if self.run_in_pool:
             self.registry.pool.submit(self._run, environ, sink)
@@ -229,7 +230,8 @@ class _Outbox:
 class _LoopSink:
     """The runner's ResponseSink: bytes go to the loop's transport, directly or from an app thread."""
 
-    def __init__(self, proto: EventHTTPProtocol, head: RequestHead, keep_alive: bool, threaded: bool):
+    def __init__(self, proto: EventHTTPProtocol, head: RequestHead, keep_alive: bool, threaded: bool,
+                 outbox: _Outbox | None):
         self.proto = proto
         self.head = head
         self.keep_alive = keep_alive
@@ -238,7 +240,7 @@ class _LoopSink:
         self.pending: list[bytes] = []
         self.status = 0
         self.error_bytes = 0
-        self.outbox = _Outbox()
+        self.outbox = outbox
 
     def deliver(self, data: bytes, then: Callable[[], None] | None = None) -> None:
         """Write on the loop (the transport is not thread-safe); in a thread, wait while the client is slow.
@@ -254,7 +256,7 @@ class _LoopSink:
                 then()
             return
         timeout = proto.ctx.client_timeout
-        if data and not (proto.can_write.wait(timeout) and self._outbox_room(timeout)):
+        if data and not ((proto.can_write.is_set() or proto.can_write.wait(timeout)) and self._outbox_room(timeout)):
             proto.loop.call_soon_threadsafe(proto._close)
             raise ClientGone("the client stopped reading")
         outbox = self.outbox

@@ -11,8 +11,8 @@ import asyncio
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 
+from wsgistack.server.app_threads import AppThreads
 from wsgistack.server.protocols.http_event import ConnectionRegistry, EventHTTPProtocol
 from wsgistack.server.workers.base import Worker
 
@@ -43,7 +43,7 @@ class EventWorker(Worker):
         self.multithread = not self.inline
         self.loop = new_event_loop()
         asyncio.set_event_loop(self.loop)
-        pool = None if self.inline else ThreadPoolExecutor(settings.threads, thread_name_prefix="wsgistack-app")
+        pool = None if self.inline else AppThreads(settings.threads)
         self.registry = ConnectionRegistry(settings.worker_connections, pool)
         self.ctx = self.serve_context(keep_alive=lambda: self.alive and settings.keep_alive > 0,
                                       on_request=self.count_request, beat=lambda: None)
@@ -63,7 +63,7 @@ class EventWorker(Worker):
             for proto in list(self.registry.connections):
                 proto.transport.abort()
             if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+                pool.shutdown()
 
     def _tick(self) -> None:
         """Once per beat interval: heartbeat, deadlines, and the graceful stop."""
