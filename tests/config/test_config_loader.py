@@ -58,7 +58,7 @@ def test_defaults_with_only_an_app(tmp_path):
             assert getattr(settings, name) == fld.default, name
     assert settings.app == "app:app"
     assert settings.bind == ("127.0.0.1:8000",)
-    assert settings.worker_class == "thread"
+    assert settings.worker_class == "event"
     assert settings.timeout == 30.0
     assert settings.preload is False
     assert settings.max_body_size == 0

@@ -57,7 +57,8 @@ class ServeSettings:
         flags=("-w", "--workers"), metavar="N",
     )
     worker_class: str = option(
-        "thread", values.choice(*WORKER_CLASSES),
+        # event by default: as fast as the thread pool in docs/benchmarks.md, and slow clients cost it no thread
+        "event", values.choice(*WORKER_CLASSES),
         "Worker model: thread (a thread pool per process), event (an asyncio/uvloop loop in front of a "
         "thread pool; immune to slow clients), gevent (greenlets, monkey patching), tornado (Tornado's "
         "HTTP server) or sync (one request at a time, no keep-alive; meant to sit behind a proxy).",
