@@ -1,0 +1,263 @@
+"""The supervisor core with real child processes: states, restarts, back-off, stops, logs, no orphans."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from wsgistack.supervisor.runtime import Supervisor
+from wsgistack.supervisor.settings import (
+    ControlSettings,
+    LogSettings,
+    ProgramSettings,
+    SupervisorConfig,
+    SupervisorSettings,
+)
+from wsgistack.supervisor.states import ProcessState as S
+
+PY = sys.executable
+
+
+def program(tmp: Path, name: str, code: str, **options) -> ProgramSettings:
+    """A program running `python -c code`, logging under tmp."""
+    defaults = dict(startsecs=0.3, startretries=2, backoff_max=0.2, stopwaitsecs=3,
+                    stdout=LogSettings(str(tmp / f"{name}.out"), maxbytes=0),
+                    stderr=LogSettings(str(tmp / f"{name}.err"), maxbytes=0))
+    defaults.update(options)
+    return ProgramSettings(name=name, program=name, group=name, command=(PY, "-c", textwrap.dedent(code)),
+                           **defaults)
+
+
+def config(*programs: ProgramSettings) -> SupervisorConfig:
+    return SupervisorConfig("test", SupervisorSettings(), ControlSettings(), tuple(programs),
+                            {p.group: (p.name,) for p in programs})
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def until(condition, timeout: float = 10.0, what: str = "condition"):
+    """Poll `condition` on the loop (the reaper and timers run in between) until true or the deadline."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.01)
+    return value
+
+
+def run(scenario, *programs: ProgramSettings):
+    """Run `scenario(supervisor)` on a fresh loop with a reaper; always stop everything afterwards."""
+    loop = asyncio.new_event_loop()
+    supervisor = Supervisor(config(*programs), loop)
+    supervisor.install_reaper()
+    try:
+        return loop.run_until_complete(scenario(supervisor))
+    finally:
+        loop.run_until_complete(supervisor.stop_all(timeout=10))
+        supervisor.remove_reaper()
+        supervisor.close()
+        loop.close()
+
+
+LONG = "import time\nwhile True: time.sleep(1)\n"
+
+
+def test_long_running_program_becomes_running_and_stops(tmp_path):
+    async def scenario(sup):
+        proc = sup.processes["web:web"]
+        sup.start_autostart()
+        assert proc.state == S.STARTING
+        await until(lambda: proc.state == S.RUNNING, what="RUNNING")
+        pid = proc.pid
+        assert pid_alive(pid)
+        assert proc.stop()
+        await until(lambda: proc.state == S.STOPPED, what="STOPPED")
+        await until(lambda: not pid_alive(pid), what="the child gone")
+        assert proc.pid == 0
+    run(scenario, program(tmp_path, "web", LONG))
+
+
+def test_program_exiting_at_once_goes_fatal_after_retries(tmp_path):
+    async def scenario(sup):
+        proc = sup.processes["bad:bad"]
+        sup.start_autostart()
+        await until(lambda: proc.state == S.FATAL, what="FATAL")
+        assert proc.attempts == 3  # the first start and startretries=2 retries
+        assert "gave up after 3 failed starts" in proc.fatal_reason
+        assert os.WEXITSTATUS(proc.exit_status) == 1
+    run(scenario, program(tmp_path, "bad", "raise SystemExit(1)"))
+
+
+def test_unexpected_exit_after_running_is_restarted(tmp_path):
+    async def scenario(sup):
+        proc = sup.processes["flaky:flaky"]
+        sup.start_autostart()
+        await until(lambda: proc.restarts >= 2, timeout=15, what="two restarts")
+        assert proc.state in (S.STARTING, S.RUNNING)
+    run(scenario, program(tmp_path, "flaky", "import time\ntime.sleep(0.5)\nraise SystemExit(1)",
+                          startsecs=0.2, autorestart="unexpected"))
+
+
+def test_expected_exit_is_not_restarted(tmp_path):
+    async def scenario(sup):
+        proc = sup.processes["job:job"]
+        sup.start_autostart()
+        await until(lambda: proc.state == S.EXITED, what="EXITED")
+        await asyncio.sleep(0.5)  # give a wrong restart the chance to show
+        assert proc.state == S.EXITED and proc.restarts == 0
+    run(scenario, program(tmp_path, "job", "import time\ntime.sleep(0.4)", startsecs=0.1,
+                          autorestart="unexpected", exitcodes=(0,)))
+
+
+def test_killed_program_is_running_again_quickly(tmp_path):
+    async def scenario(sup):
+        proc = sup.processes["web:web"]
+        sup.start_autostart()
+        await until(lambda: proc.state == S.RUNNING, what="RUNNING")
+        old = proc.pid
+        killed = time.monotonic()
+        os.kill(old, signal.SIGKILL)
+        await until(lambda: proc.pid and proc.pid != old, what="a new pid")
+        assert time.monotonic() - killed < 0.2, "a crashed program is started again within 200 ms"
+        await until(lambda: proc.state == S.RUNNING, what="RUNNING again")
+        assert proc.restarts == 1
+    run(scenario, program(tmp_path, "web", LONG, autorestart="true"))
+
+
+def test_output_goes_to_rotated_logs(tmp_path):
+    code = "import sys\nfor i in range(3000): print('line %05d' % i)\nsys.stdout.flush()\nimport time\ntime.sleep(60)"
+    settings = program(tmp_path, "chatty", code, stdout=LogSettings(str(tmp_path / "chatty.out"), maxbytes=10240,
+                                                                    backups=2))
+
+    async def scenario(sup):
+        proc = sup.processes["chatty:chatty"]
+        sup.start_autostart()
+        await until(lambda: b"line 02999" in proc.stdout.recent, what="all output read")
+        await asyncio.get_running_loop().run_in_executor(None, proc.stdout.flush)
+    run(scenario, settings)
+    files = sorted(p.name for p in tmp_path.glob("chatty.out*"))
+    assert files == ["chatty.out", "chatty.out.1", "chatty.out.2"]
+    assert all((tmp_path / name).stat().st_size <= 10240 for name in files)
+    assert (tmp_path / "chatty.out").read_text().rstrip().endswith("line 02999")
+
+
+def test_environment_and_directory_arrive(tmp_path):
+    code = "import os\nprint(os.environ['GREETING'], os.environ['SUPERVISOR_PROCESS_NAME'], os.getcwd(), flush=True)\n" \
+           "import time\ntime.sleep(60)"
+    settings = program(tmp_path, "env", code, environment=(("GREETING", "hello world"),), directory=str(tmp_path))
+
+    async def scenario(sup):
+        proc = sup.processes["env:env"]
+        sup.start_autostart()
+        line = await until(lambda: bytes(proc.stdout.recent).strip(), what="output")
+        assert line.decode() == f"hello world env {tmp_path}"
+    run(scenario, settings)
+
+
+def test_stop_escalates_to_sigkill(tmp_path):
+    code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\n" \
+           "while True: time.sleep(1)"
+
+    async def scenario(sup):
+        proc = sup.processes["stubborn:stubborn"]
+        sup.start_autostart()
+        await until(lambda: b"ready" in proc.stdout.recent, what="ready")
+        started = time.monotonic()
+        proc.stop()
+        await until(lambda: proc.state == S.STOPPED, timeout=10, what="STOPPED")
+        assert 0.9 <= time.monotonic() - started < 5
+        assert os.WTERMSIG(proc.exit_status) == signal.SIGKILL
+    run(scenario, program(tmp_path, "stubborn", code, stopwaitsecs=1))
+
+
+def test_stopasgroup_reaches_grandchildren(tmp_path):
+    code = ("import subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            "print(child.pid, flush=True)\ntime.sleep(60)\n")
+
+    async def scenario(sup):
+        proc = sup.processes["tree:tree"]
+        sup.start_autostart()
+        grandchild = int(await until(lambda: bytes(proc.stdout.recent).strip(), what="grandchild pid"))
+        assert pid_alive(grandchild)
+        proc.stop()
+        await until(lambda: proc.state == S.STOPPED, what="STOPPED")
+        await until(lambda: not pid_alive(grandchild), what="the grandchild gone")
+    run(scenario, program(tmp_path, "tree", code, stopasgroup=True))
+
+
+def test_missing_command_is_a_spawn_error_then_fatal(tmp_path):
+    settings = program(tmp_path, "ghost", "")
+    settings = ProgramSettings(**{**settings.__dict__, "command": ("/no/such/program",)})
+
+    async def scenario(sup):
+        proc = sup.processes["ghost:ghost"]
+        sup.start_autostart()
+        await until(lambda: proc.state == S.FATAL, what="FATAL")
+        assert "cannot run '/no/such/program'" in proc.spawn_error
+    run(scenario, settings)
+
+
+def test_flapping_program_is_fatal_with_reason(tmp_path):
+    async def scenario(sup):
+        proc = sup.processes["flap:flap"]
+        sup.start_autostart()
+        await until(lambda: proc.state == S.FATAL, timeout=20, what="FATAL")
+        assert "max_restarts=2" in proc.fatal_reason
+    run(scenario, program(tmp_path, "flap", "import time\ntime.sleep(0.3)\nraise SystemExit(3)", startsecs=0.1,
+                          autorestart="true", max_restarts=2, restart_window=30))
+
+
+def test_status_records(tmp_path):
+    async def scenario(sup):
+        sup.start_autostart()
+        await until(lambda: sup.processes["web:web"].state == S.RUNNING, what="RUNNING")
+        (record,) = sup.status()
+        assert record["name"] == "web" and record["group"] == "web"
+        assert record["statename"] == "RUNNING" and record["state"] == 20
+        assert record["pid"] == sup.processes["web:web"].pid
+    run(scenario, program(tmp_path, "web", LONG))
+
+
+def test_children_die_with_a_killed_supervisor(tmp_path):
+    """SIGKILL of the supervisor leaves no program running: PR_SET_PDEATHSIG in every child."""
+    script = tmp_path / "supervise.py"
+    script.write_text(textwrap.dedent(f"""
+        import asyncio, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_supervisor_process import config, program, LONG
+        from pathlib import Path
+        from wsgistack.supervisor.runtime import Supervisor
+        loop = asyncio.new_event_loop()
+        sup = Supervisor(config(program(Path({str(tmp_path)!r}), "web", LONG)), loop)
+        sup.install_reaper()
+        sup.start_autostart()
+        print(sup.processes["web:web"].pid, flush=True)
+        loop.run_forever()
+    """))
+    proc = subprocess.Popen([PY, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(proc.stdout.readline())
+        assert pid_alive(child)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 2
+        while pid_alive(child) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not pid_alive(child), "the program outlived its supervisor"
+    finally:
+        proc.kill()
+        proc.wait(10)
+        proc.stdout.close()

@@ -1,0 +1,121 @@
+"""Capture of a program's output: pipes always drained by the loop, files written by a thread.
+
+A child must never block on its stdout because our disk is slow or full: the loop reads every pipe as soon as
+it is readable and hands the bytes to a writer thread through a bounded queue; what does not fit, or cannot
+be written (disk full), is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+
+from wsgistack.supervisor.settings import LogSettings
+
+log = logging.getLogger("wsgistack.supervisor")
+
+QUEUE_LIMIT = 4 * 1024 * 1024  # bytes waiting for the disk before new output is dropped
+TAIL_KEEP = 64 * 1024  # recent output kept in memory for `tail` when there is no file
+
+
+class LogWriter:
+    """Appends one stream's output to a file, rotating it at maxbytes into .1 … .N backups."""
+
+    def __init__(self, settings: LogSettings):
+        self.settings = settings
+        self.path = settings.path
+        self.dropped = 0  # bytes lost: the queue was full or the disk refused them
+        self.recent = bytearray()  # the tail of the output, for `tail` without a file
+        self._queue: deque[bytes] = deque()
+        self._queued = 0
+        self._lock = threading.Condition()
+        self._closed = False
+        self._fd = -1
+        self._size = 0
+        if self.path is not None and self.path not in ("/dev/stdout", "/dev/stderr"):
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._thread = threading.Thread(target=self._run, name="wsgistack-log", daemon=True)
+        self._thread.start()
+
+    def write(self, data: bytes) -> None:
+        """Queue output for the file; never blocks the caller (the loop)."""
+        self.recent += data
+        if len(self.recent) > TAIL_KEEP:
+            del self.recent[: len(self.recent) - TAIL_KEEP]
+        if self.path is None:
+            return
+        with self._lock:
+            if self._queued + len(data) > QUEUE_LIMIT:
+                self.dropped += len(data)
+                return
+            self._queue.append(data)
+            self._queued += len(data)
+            self._lock.notify()
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread and close the file."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify()
+        self._thread.join(5)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until everything queued so far is on disk (for tests and `tail`)."""
+        with self._lock:
+            self._lock.wait_for(lambda: not self._queue, timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                self._lock.wait_for(lambda: self._queue or self._closed)
+                if not self._queue and self._closed:
+                    break
+                data = b"".join(self._queue)
+                self._queue.clear()
+                self._queued = 0
+                self._lock.notify_all()
+            self._write(data)
+        if self._fd > 2:
+            os.close(self._fd)
+
+    def _open(self) -> None:
+        assert self.path is not None
+        if self.path in ("/dev/stdout", "/dev/stderr"):
+            self._fd = 1 if self.path == "/dev/stdout" else 2
+            return
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._size = os.fstat(self._fd).st_size
+
+    def _write(self, data: bytes) -> None:
+        try:
+            if self._fd < 0:
+                self._open()
+            maxbytes = self.settings.maxbytes
+            while data:
+                room = maxbytes - self._size if maxbytes and self._fd > 2 else len(data)
+                if room <= 0:
+                    self._rotate()
+                    continue
+                piece, data = data[:room], data[room:]
+                os.write(self._fd, piece)
+                self._size += len(piece)
+        except OSError as exc:
+            self.dropped += len(data)
+            log.warning("cannot write %s: %s; output dropped", self.path, exc.strerror)
+
+    def _rotate(self) -> None:
+        assert self.path is not None
+        os.close(self._fd)
+        backups = self.settings.backups
+        if backups > 0:
+            for index in range(backups - 1, 0, -1):
+                older = f"{self.path}.{index}"
+                if os.path.exists(older):
+                    os.replace(older, f"{self.path}.{index + 1}")
+            os.replace(self.path, f"{self.path}.1")
+        else:
+            os.truncate(self.path, 0)
+        self._fd = -1
+        self._open()

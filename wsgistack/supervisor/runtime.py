@@ -1,0 +1,124 @@
+"""The supervisor's core on an event loop: its processes, the SIGCHLD reaper, start and stop in order.
+
+The control socket, the XML-RPC facade and the daemon's signals sit on top of this class; it knows nothing
+of them. It reaps every child, including orphans that were re-parented to it when it runs as PID 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+
+from wsgistack.supervisor.process import Process
+from wsgistack.supervisor.settings import SupervisorConfig
+from wsgistack.supervisor.states import STOPPED_STATES, ProcessState
+
+log = logging.getLogger("wsgistack.supervisor")
+
+
+class Supervisor:
+    """Owns one Process per configured process; reaps children; starts and stops them by priority."""
+
+    def __init__(self, config: SupervisorConfig, loop: asyncio.AbstractEventLoop):
+        self.config = config
+        self.loop = loop
+        self.by_pid: dict[int, Process] = {}
+        self.processes: dict[str, Process] = {}
+        for settings in config.programs:
+            process = Process(settings, loop, on_spawn=self._spawned)
+            self.processes[process.name] = process
+
+    # -- children --------------------------------------------------------------------------------------
+
+    def _spawned(self, process: Process) -> None:
+        self.by_pid[process.pid] = process
+
+    def install_reaper(self) -> None:
+        """Reap on SIGCHLD (and once now, for children that exited before the handler was in place)."""
+        self.loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        self.reap()
+
+    def remove_reaper(self) -> None:
+        """Give SIGCHLD back (at exit, and in tests)."""
+        self.loop.remove_signal_handler(signal.SIGCHLD)
+
+    def reap(self) -> None:
+        """Collect every exited child; hand ours to their Process, log the others (orphans)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            process = self.by_pid.pop(pid, None)
+            if process is not None:
+                process.child_exited(status)
+            else:
+                log.debug("reaped pid %s, not one of ours (an orphan)", pid)
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def ordered(self, reverse: bool = False) -> list[Process]:
+        """Processes by priority (lower first), as supervisord starts them."""
+        return sorted(self.processes.values(), key=lambda p: (p.settings.priority, p.name), reverse=reverse)
+
+    def start_autostart(self) -> None:
+        """Start every process marked autostart, in priority order."""
+        for process in self.ordered():
+            if process.settings.autostart:
+                process.start()
+
+    def select(self, pattern: str) -> list[Process]:
+        """Processes matching `name`, `group:name`, `group:*` or `all`."""
+        if pattern == "all":
+            return self.ordered()
+        names = {f"{p.group}:{p.name}" for p in self.config.find(pattern)}
+        return [p for p in self.ordered() if p.name in names]
+
+    async def stop_all(self, timeout: float | None = None) -> bool:
+        """Stop everything in reverse priority order, each group of a priority before the next; True when
+        every process ended within its stopwaitsecs (plus a margin) or `timeout`."""
+        for process in self.ordered(reverse=True):
+            process.stop()
+        limit = timeout if timeout is not None else max(
+            [p.settings.stopwaitsecs for p in self.processes.values()] + [0]) + 5
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if all(p.state in STOPPED_STATES for p in self.processes.values()):
+                return True
+            await asyncio.sleep(0.02)  # the reaper runs in between; this only waits for it
+        return False
+
+    def status(self) -> list[dict]:
+        """One record per process, in the shape supervisorctl's getAllProcessInfo returns."""
+        now = time.time()
+        records = []
+        for process in self.ordered():
+            running = process.state in (ProcessState.RUNNING, ProcessState.STARTING, ProcessState.STOPPING)
+            records.append({
+                "name": process.settings.name,
+                "group": process.settings.group,
+                "state": int(process.state),
+                "statename": process.state.name,
+                "pid": process.pid,
+                "start": int(process.started_at),
+                "stop": int(process.stopped_at),
+                "now": int(now),
+                "uptime": int(now - process.started_at) if running and process.started_at else 0,
+                "exitstatus": os.waitstatus_to_exitcode(process.exit_status) if process.exit_status is not None
+                else 0,
+                "spawnerr": process.spawn_error or process.fatal_reason,
+                "restarts": process.restarts,
+                "stdout_logfile": process.settings.stdout.path or "",
+                "stderr_logfile": process.settings.stderr.path or "",
+            })
+        return records
+
+    def close(self) -> None:
+        """Flush and close every log writer."""
+        for process in self.processes.values():
+            process.close()
