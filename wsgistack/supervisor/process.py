@@ -26,12 +26,17 @@ S = ProcessState
 PR_SET_PDEATHSIG = 1
 
 
+try:
+    # resolved once here, so the child between fork and exec only makes one C call: no import, no lock
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None  # not Linux: process groups and the stop path still apply
+
+
 def _die_with_parent() -> None:
     """In the child before exec: get SIGKILL if the supervisor dies, so no program outlives it."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass  # not Linux: process groups and the stop path still apply
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def describe_exit(status: int) -> str:
@@ -112,7 +117,7 @@ class Process:
                 list(settings.command), cwd=settings.directory, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT if settings.redirect_stderr else subprocess.PIPE,
                 start_new_session=True, user=settings.user, umask=-1 if settings.umask is None else settings.umask,
-                preexec_fn=_die_with_parent, close_fds=True,
+                preexec_fn=_die_with_parent, close_fds=True,  # noqa: PLW1509 (one C call, see _prctl)
             )
         except (OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
             self.spawn_error = f"cannot run {settings.command[0]!r}: {getattr(exc, 'strerror', None) or exc}"
