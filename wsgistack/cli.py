@@ -39,7 +39,51 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Read the [serve] table of this TOML file (default: ./wsgistack.toml if present).")
     serve.add_argument("--check-config", action="store_true", default=False,
                        help="Print the effective settings as TOML and exit.")
+    supervise = commands.add_parser(
+        "supervise", help="run programs and keep them running (supervisord's job)",
+        description="Run the programs of a supervisord.conf (read unchanged) or of the [programs.NAME] tables "
+                    "of a wsgistack.toml, restart them when they crash, capture their logs, and serve a "
+                    "control socket for `wsgistack ctl`. Stops everything on SIGTERM or SIGINT.")
+    supervise.add_argument("-c", "--config", metavar="FILE", default=None,
+                           help="supervisord.conf or wsgistack.toml (default: ./wsgistack.toml, then "
+                                "./supervisord.conf)")
+    ctl = commands.add_parser(
+        "ctl", help="control a running supervisor",
+        description="Commands: status [NAME...], start|stop|restart NAME|GROUP:*|all, signal SIG NAME, "
+                    "pid [NAME], tail [-f] [-n N] NAME [stdout|stderr], shutdown. Exit codes: 0 done, "
+                    "1 refused, 2 usage, 3 (status) some process is not running, 4 supervisor unreachable.")
+    ctl.add_argument("-c", "--config", metavar="FILE", default=None, help="the supervisor's config file")
+    ctl.add_argument("-s", "--socket", metavar="PATH", default=None, help="the control socket")
+    ctl.add_argument("--json", action="store_true", help="print the answer as JSON")
+    ctl.add_argument("-f", "--follow", action="store_true", help="tail: keep printing new output")
+    ctl.add_argument("-n", "--lines", type=int, default=0, metavar="N", help="tail: the last N lines")
+    ctl.add_argument("action", choices=["status", "start", "stop", "restart", "signal", "pid", "tail", "shutdown"],
+                     metavar="COMMAND")
+    ctl.add_argument("names", nargs="*", metavar="ARG")
+    parser._subcommands.update({"supervise": supervise, "ctl": ctl})  # type: ignore[attr-defined]
     return parser
+
+
+def _supervise(args: dict[str, Any]) -> int:
+    from pathlib import Path
+
+    from wsgistack.supervisor.daemon import load_config, supervise
+
+    path = args.get("config")
+    if path is None:
+        path = next((name for name in ("wsgistack.toml", "supervisord.conf") if Path(name).is_file()), None)
+        if path is None:
+            raise ConfigError("no config: wsgistack supervise -c supervisord.conf (or ./wsgistack.toml)")
+    if not Path(path).is_file():
+        raise ConfigError(f"config file {path}: no such file")
+    return supervise(load_config(path))
+
+
+def _ctl(args: dict[str, Any]) -> int:
+    from wsgistack.supervisor.ctl import run_ctl
+
+    return run_ctl(args["config"], args["socket"], args["action"], args["names"], args["json"],
+                   follow=args["follow"], lines=args["lines"])
 
 
 def settings_as_toml(settings: ServeSettings) -> str:
@@ -87,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "serve":
             return _serve(args)
+        if command == "supervise":
+            return _supervise(args)
+        if command == "ctl":
+            return _ctl(args)
     except ConfigError as exc:
         sys.stderr.write(f"wsgistack {command}: error: {exc}\n")
         return 2

@@ -28,6 +28,7 @@ class LogWriter:
         self.path = settings.path
         self.dropped = 0  # bytes lost: the queue was full or the disk refused them
         self.recent = bytearray()  # the tail of the output, for `tail` without a file
+        self.written = 0  # bytes seen since the start: the offset `tail -f` follows
         self._queue: deque[bytes] = deque()
         self._queued = 0
         self._lock = threading.Condition()
@@ -42,6 +43,7 @@ class LogWriter:
     def write(self, data: bytes) -> None:
         """Queue output for the file; never blocks the caller (the loop)."""
         self.recent += data
+        self.written += len(data)
         if len(self.recent) > TAIL_KEEP:
             del self.recent[: len(self.recent) - TAIL_KEEP]
         if self.path is None:

@@ -70,6 +70,7 @@ class Process:
         self._popen: subprocess.Popen | None = None
         self._pipes: dict[int, tuple[object, LogWriter]] = {}  # fd -> (pipe file, where its output goes)
         self._stop_requested = False
+        self.after_stop: list[Callable[[], None]] = []  # run once the process reaches STOPPED (restart)
 
     @property
     def name(self) -> str:
@@ -82,6 +83,10 @@ class Process:
         check_transition(self.state, new)
         log.info("%s: %s -> %s (%s)", self.name, self.state.name, new.name, cause)
         self.state = new
+        if new == S.STOPPED and self.after_stop:
+            callbacks, self.after_stop = self.after_stop, []
+            for callback in callbacks:
+                self.loop.call_soon(callback)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -79,6 +79,10 @@ class Supervisor:
         names = {f"{p.group}:{p.name}" for p in self.config.find(pattern)}
         return [p for p in self.ordered() if p.name in names]
 
+    def start_when_stopped(self, process: Process) -> None:
+        """Start `process` again as soon as its stop completes (restart)."""
+        process.after_stop.append(process.start)
+
     async def stop_all(self, timeout: float | None = None) -> bool:
         """Stop everything in reverse priority order, each group of a priority before the next; True when
         every process ended within its stopwaitsecs (plus a margin) or `timeout`."""

@@ -1,0 +1,78 @@
+"""`wsgistack supervise -c supervisord.conf` driven by `wsgistack ctl`, black-box, with real programs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import time
+
+from conftest import ctl, pid_alive, status, wait_for
+
+
+def test_status_states_numprocs_logs_environment(supervised, tmp_path):
+    conf, _ = supervised
+    records = wait_for(lambda: (s := status(conf)) and s["long:long"]["statename"] == "RUNNING"
+                       and s["fail:fail"]["statename"] == "FATAL" and s["late:late"]["restarts"] >= 1 and s,
+                       timeout=20, what="RUNNING, FATAL and a restart")
+    assert {name for name in records if name.startswith("pool:")} == {"pool:pool_00", "pool:pool_01", "pool:pool_02"}
+    assert all(records[f"pool:pool_0{i}"]["statename"] == "RUNNING" for i in range(3))
+    wait_for(lambda: (tmp_path / "logs" / "chatty.log.2").exists(), what="rotated logs")
+    assert sorted(p.name for p in (tmp_path / "logs").glob("chatty.log*")) == \
+        ["chatty.log", "chatty.log.1", "chatty.log.2"]
+    tail = ctl(conf, "tail", "env")
+    assert tail.returncode == 0 and tail.stdout.strip() == "hello, world eu"
+    assert ctl(conf, "status").returncode == 3  # FATAL and EXITED processes: "not all running"
+    line = next(x for x in ctl(conf, "status").stdout.splitlines() if x.startswith("long "))
+    assert "RUNNING" in line and "pid " in line and "uptime " in line
+
+
+def test_killed_program_is_running_again_within_a_second(supervised):
+    conf, _ = supervised
+    old = wait_for(lambda: (r := status(conf)["long:long"])["statename"] == "RUNNING" and r["pid"], what="RUNNING")
+    os.kill(old, signal.SIGKILL)
+    killed = time.monotonic()
+    wait_for(lambda: (r := status(conf)["long:long"])["pid"] not in (0, old) and r["statename"] in
+             ("STARTING", "RUNNING"), timeout=1.0, what="a new pid within 1 s")
+    assert time.monotonic() - killed < 1.0
+
+
+def test_stop_start_restart_and_errors(supervised):
+    conf, _ = supervised
+    first = wait_for(lambda: (r := status(conf)["long:long"])["statename"] == "RUNNING" and r["pid"],
+                     what="RUNNING")
+    assert ctl(conf, "stop", "long").returncode == 0
+    wait_for(lambda: status(conf)["long:long"]["statename"] == "STOPPED", what="STOPPED")
+    assert not pid_alive(first)
+    assert ctl(conf, "start", "long").returncode == 0
+    second = wait_for(lambda: (r := status(conf)["long:long"])["statename"] == "RUNNING" and r["pid"],
+                      what="RUNNING again")
+    assert ctl(conf, "restart", "long").returncode == 0
+    wait_for(lambda: (r := status(conf)["long:long"])["statename"] == "RUNNING" and r["pid"] != second,
+             what="restarted")
+    assert ctl(conf, "stop", "pool:*").returncode == 0
+    wait_for(lambda: all(r["statename"] == "STOPPED" for n, r in status(conf).items() if n.startswith("pool:")),
+             what="the group stopped")
+    missing = ctl(conf, "start", "nosuch")
+    assert missing.returncode == 1 and missing.stderr.strip() == "wsgistack ctl: no such process: nosuch"
+
+
+def test_control_socket_is_private_and_shutdown_leaves_no_child(supervised, tmp_path):
+    conf, proc = supervised
+    mode = stat.S_IMODE(os.stat(tmp_path / "supervisor.sock").st_mode)
+    assert mode & 0o077 == 0, oct(mode)
+    pids = wait_for(lambda: [r["pid"] for r in status(conf).values() if r["statename"] == "RUNNING"] or None,
+                    what="running children")
+    assert ctl(conf, "shutdown").returncode == 0
+    assert proc.wait(20) == 0
+    assert not any(pid_alive(pid) for pid in pids)
+    assert not (tmp_path / "supervisor.sock").exists()
+
+
+def test_sigkill_of_the_supervisor_leaves_no_child(supervised):
+    conf, proc = supervised
+    pids = wait_for(lambda: [r["pid"] for r in status(conf).values() if r["statename"] == "RUNNING"] or None,
+                    what="running children")
+    proc.kill()
+    proc.wait(10)
+    wait_for(lambda: not any(pid_alive(pid) for pid in pids), timeout=2.0, what="every child gone within 2 s")

@@ -1,0 +1,79 @@
+"""The real supervisorctl (from the supervisor package) driving `wsgistack supervise` over XML-RPC."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import status, wait_for
+
+pytest.importorskip("supervisor")
+
+
+def supervisorctl(conf: Path, *args: str) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).parent / "supervisorctl"
+    command = [str(script)] if script.exists() else [shutil.which("supervisorctl") or "supervisorctl"]
+    return subprocess.run([*command, "-c", str(conf), *args], capture_output=True, text=True, timeout=60)
+
+
+def lines_by_name(text: str) -> dict[str, str]:
+    return {line.split()[0]: line for line in text.splitlines() if line.strip()}
+
+
+def test_supervisorctl_status_matches_ours(supervised):
+    conf, _ = supervised
+    wait_for(lambda: (s := status(conf))["long:long"]["statename"] == "RUNNING" and
+             s["fail:fail"]["statename"] == "FATAL", timeout=20, what="RUNNING and FATAL")
+    theirs = lines_by_name(supervisorctl(conf, "status").stdout)
+    ours = status(conf)
+    for key, record in ours.items():
+        shown = key.split(":")[1] if record["group"] == record["name"] else key
+        assert shown in theirs, (shown, theirs)
+        assert theirs[shown].split()[1] == record["statename"]
+    assert "pid " in theirs["long"]
+
+
+def test_supervisorctl_stop_start_restart_tail(supervised):
+    conf, _ = supervised
+    first = wait_for(lambda: (r := status(conf)["long:long"])["statename"] == "RUNNING" and r["pid"], what="RUNNING")
+    out = supervisorctl(conf, "stop", "long")
+    assert out.stdout.strip() == "long: stopped", out
+    assert status(conf)["long:long"]["statename"] == "STOPPED"
+    out = supervisorctl(conf, "start", "long")
+    assert out.stdout.strip() == "long: started", out
+    assert status(conf)["long:long"]["statename"] == "RUNNING"
+    out = supervisorctl(conf, "restart", "long")
+    assert out.stdout.splitlines() == ["long: stopped", "long: started"], out
+    assert status(conf)["long:long"]["pid"] != first
+    wait_for(lambda: status(conf)["env:env"]["statename"] == "RUNNING", what="env RUNNING")
+    out = supervisorctl(conf, "tail", "env")
+    assert out.stdout.strip() == "hello, world eu", out
+    out = supervisorctl(conf, "stop", "pool:*")
+    assert sorted(out.stdout.splitlines()) == ["pool:pool_00: stopped", "pool:pool_01: stopped",
+                                               "pool:pool_02: stopped"], out
+
+
+def test_supervisorctl_shutdown(supervised):
+    conf, proc = supervised
+    pids = wait_for(lambda: [r["pid"] for r in status(conf).values() if r["statename"] == "RUNNING"] or None,
+                    what="running children")
+    out = supervisorctl(conf, "shutdown")
+    assert "Shut down" in out.stdout or out.returncode == 0, out
+    assert proc.wait(20) == 0
+    deadline = time.monotonic() + 5
+    while any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -1,0 +1,165 @@
+"""The control socket: JSON lines over a unix socket, one request and one answer per line.
+
+Request: {"cmd": "status", "args": ["web"]}. Answer: {"ok": true, "result": ...} or
+{"ok": false, "error": "one line"}. docs/supervisor.md lists the commands; `wsgistack ctl` is the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from wsgistack.supervisor.runtime import Supervisor
+from wsgistack.supervisor.xmlrpc import RPCInterface, serve_http
+
+log = logging.getLogger("wsgistack.supervisor")
+
+MAX_LINE = 1 << 20
+
+
+class CommandError(Exception):
+    """A request that cannot be carried out; its message goes back to the client."""
+
+
+class ControlServer:
+    """Serves the control protocol for one Supervisor on a unix socket."""
+
+    def __init__(self, supervisor: Supervisor, path: str, mode: int, on_shutdown: Callable[[], None],
+                 credentials: tuple[str, str] | None = None):
+        self.supervisor = supervisor
+        self.path = path
+        self.mode = mode
+        self.on_shutdown = on_shutdown
+        self.credentials = credentials  # [unix_http_server] username/password, for XML-RPC clients
+        self.rpc = RPCInterface(supervisor, on_shutdown)
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        """Bind the socket with its mode set before anyone can connect (umask), then listen."""
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        old = os.umask(0o777 & ~self.mode)
+        try:
+            self.server = await asyncio.start_unix_server(self._client, self.path, limit=MAX_LINE)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, self.mode)
+
+    async def close(self) -> None:
+        """Stop listening and remove the socket file."""
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # one socket, two protocols: JSON lines start with "{", anything else is HTTP (supervisorctl's XML-RPC)
+        try:
+            line = await reader.readline()
+            if line and not line.lstrip().startswith(b"{"):
+                await serve_http(reader, writer, line, self.rpc, self.credentials)
+                return
+            while line:
+                writer.write((json.dumps(self._answer(line)) + "\n").encode())
+                await writer.drain()
+                line = await reader.readline()
+        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    def _answer(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+            command = request["cmd"]
+            args = [str(arg) for arg in request.get("args", [])]
+            handler = getattr(self, f"cmd_{command}", None)
+            if handler is None:
+                raise CommandError(f"unknown command {command!r}")
+            return {"ok": True, "result": handler(*args)}
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return {"ok": False, "error": "bad request: expected {\"cmd\": ..., \"args\": [...]}"}
+        except CommandError as exc:
+            return {"ok": False, "error": str(exc)}
+
+    # -- commands --------------------------------------------------------------------------------------
+
+    def _select(self, names: tuple[str, ...]) -> list:
+        if not names:
+            raise CommandError("name a process, group:*, or all")
+        chosen = []
+        for name in names:
+            found = self.supervisor.select(name)
+            if not found:
+                raise CommandError(f"no such process: {name}")
+            chosen += found
+        return chosen
+
+    def cmd_status(self, *names: str) -> list[dict]:
+        """Status records of all processes, or of the named ones."""
+        records = self.supervisor.status()
+        if not names:
+            return records
+        wanted = {p.name for p in self._select(names)}
+        return [r for r in records if f"{r['group']}:{r['name']}" in wanted]
+
+    def cmd_start(self, *names: str) -> dict[str, str]:
+        """Start processes; the answer says, per process, 'started' or why not."""
+        return {p.name: "started" if p.start() else "already started" for p in self._select(names)}
+
+    def cmd_stop(self, *names: str) -> dict[str, str]:
+        """Ask processes to stop (the answer comes before they are down; status shows when)."""
+        return {p.name: "stopping" if p.stop() else "not running" for p in self._select(names)}
+
+    def cmd_restart(self, *names: str) -> dict[str, str]:
+        """Stop, then start again once stopped."""
+        result = {}
+        for process in self._select(names):
+            if process.stop():
+                self.supervisor.start_when_stopped(process)
+                result[process.name] = "restarting"
+            else:
+                result[process.name] = "started" if process.start() else "already started"
+        return result
+
+    def cmd_signal(self, name: str, *names: str) -> dict[str, str]:
+        """Send a signal (TERM, HUP, USR1, 15, ...) to processes."""
+        try:
+            signum = int(name) if name.isdigit() else signal.Signals["SIG" + name.upper().removeprefix("SIG")]
+        except KeyError:
+            raise CommandError(f"unknown signal {name!r}") from None
+        return {p.name: "signalled" if p.send_signal(signum) else "not running" for p in self._select(names)}
+
+    def cmd_pid(self, *names: str) -> Any:
+        """The supervisor's pid, or the named processes' pids (0 when not running)."""
+        if not names:
+            return os.getpid()
+        return {p.name: p.pid for p in self._select(names)}
+
+    def cmd_tail(self, name: str, stream: str = "stdout", size: str = "1600", since: str = "-1") -> dict:
+        """The last `size` bytes a process wrote to a stream, or what came after offset `since` (tail -f)."""
+        if stream not in ("stdout", "stderr"):
+            raise CommandError("the stream is stdout or stderr")
+        process = self._select((name,))[0]
+        writer = process.stdout if stream == "stdout" else process.stderr
+        kept = bytes(writer.recent)
+        offset = int(since)
+        if offset >= 0:
+            new = writer.written - offset
+            data = kept[-new:] if 0 < new <= len(kept) else (kept if new > 0 else b"")
+        else:
+            data = kept[-int(size):]
+        return {"data": data.decode("utf-8", "replace"), "offset": writer.written}
+
+    def cmd_shutdown(self) -> str:
+        """Stop every process, then the supervisor."""
+        self.supervisor.loop.call_soon(self.on_shutdown)
+        return "shutting down"

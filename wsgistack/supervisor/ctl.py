@@ -1,0 +1,128 @@
+"""`wsgistack ctl`: the control client. Plain output in supervisorctl's layout, or --json for scripts."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+from typing import Any
+
+from wsgistack.config.errors import ConfigError
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the supervisor refused or could not do it
+EXIT_NOT_RUNNING = 3  # status: some process is not running (as supervisorctl and LSB say)
+EXIT_UNREACHABLE = 4
+
+
+class Unreachable(Exception):
+    """No supervisor answers on the socket."""
+
+
+def request(path: str, command: str, *args: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Send one request and return the answer."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+        sock.sendall((json.dumps({"cmd": command, "args": list(args)}) + "\n").encode())
+        data = b""
+        while not data.endswith(b"\n"):
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            data += piece
+    except OSError as exc:
+        raise Unreachable(f"cannot reach the supervisor at {path}: {exc.strerror or exc}") from None
+    finally:
+        sock.close()
+    return json.loads(data)
+
+
+def _uptime(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def format_status(record: dict[str, Any]) -> str:
+    """One line as supervisorctl prints it."""
+    name = record["name"] if record["group"] == record["name"] else f"{record['group']}:{record['name']}"
+    state = record["statename"]
+    if state == "RUNNING":
+        description = f"pid {record['pid']}, uptime {_uptime(record['uptime'])}"
+    elif state in ("FATAL", "BACKOFF") and record["spawnerr"]:
+        description = record["spawnerr"]
+    elif record["stop"]:
+        description = time.strftime("%b %d %I:%M %p", time.localtime(record["stop"]))
+    else:
+        description = "Not started"
+    return f"{name:<33}{state:<10}{description}"
+
+
+def socket_path(config_path: str | None, socket_arg: str | None) -> str:
+    """The control socket: -s, or the one the config file declares."""
+    if socket_arg:
+        return socket_arg
+    if not config_path:
+        raise ConfigError("name the supervisor: -c CONFIG or -s SOCKET")
+    from wsgistack.supervisor.daemon import load_config
+
+    path = load_config(config_path).control.unix_path
+    if not path:
+        raise ConfigError(f"{config_path}: no control socket configured ([unix_http_server] file=...)")
+    return path
+
+
+def run_ctl(config_path: str | None, socket_arg: str | None, command: str, args: list[str],
+            as_json: bool, follow: bool = False, lines: int = 0) -> int:
+    """Carry out one ctl command; print its result; return the exit code."""
+    path = socket_path(config_path, socket_arg)
+    try:
+        if command == "tail":
+            return _tail(path, args, as_json, follow, lines)
+        answer = request(path, command, *args)
+    except Unreachable as exc:
+        sys.stderr.write(f"wsgistack ctl: {exc}\n")
+        return EXIT_UNREACHABLE
+    if not answer.get("ok"):
+        sys.stderr.write(f"wsgistack ctl: {answer.get('error')}\n")
+        return EXIT_FAILED
+    result = answer["result"]
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    elif command == "status":
+        for record in result:
+            sys.stdout.write(format_status(record) + "\n")
+    elif isinstance(result, dict):
+        for name, outcome in result.items():
+            sys.stdout.write(f"{name}: {outcome}\n")
+    else:
+        sys.stdout.write(f"{result}\n")
+    if command == "status" and any(r["statename"] != "RUNNING" for r in result):
+        return EXIT_NOT_RUNNING
+    return EXIT_OK
+
+
+def _tail(path: str, args: list[str], as_json: bool, follow: bool, lines: int) -> int:
+    if not args:
+        raise ConfigError("tail: name a process")
+    name, stream = args[0], (args[1] if len(args) > 1 else "stdout")
+    answer = request(path, "tail", name, stream, "65536" if lines else "1600")
+    if not answer.get("ok"):
+        sys.stderr.write(f"wsgistack ctl: {answer.get('error')}\n")
+        return EXIT_FAILED
+    text, offset = answer["result"]["data"], answer["result"]["offset"]
+    if lines:
+        text = "".join(text.splitlines(keepends=True)[-lines:])
+    sys.stdout.write(json.dumps({"data": text, "offset": offset}) + "\n" if as_json else text)
+    sys.stdout.flush()
+    while follow:
+        time.sleep(0.5)  # polling keeps the protocol one request, one answer
+        answer = request(path, "tail", name, stream, "0", str(offset))
+        if not answer.get("ok"):
+            return EXIT_FAILED
+        sys.stdout.write(answer["result"]["data"])
+        sys.stdout.flush()
+        offset = answer["result"]["offset"]
+    return EXIT_OK

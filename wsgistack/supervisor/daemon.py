@@ -1,0 +1,82 @@
+"""`wsgistack supervise`: load a config, run its programs, serve the control socket until told to stop.
+
+Foreground by default (systemd, containers). SIGTERM and SIGINT stop every program in reverse priority order,
+then the supervisor exits 0, removing its socket and pid files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from wsgistack.observe.errorlog import setup_error_log
+from wsgistack.supervisor.control import ControlServer
+from wsgistack.supervisor.runtime import Supervisor
+from wsgistack.supervisor.settings import SupervisorConfig
+
+log = logging.getLogger("wsgistack.supervisor")
+
+
+def load_config(path: str) -> SupervisorConfig:
+    """A supervisord.conf (INI) or a wsgistack.toml, by the file's extension."""
+    if path.endswith(".toml"):
+        from wsgistack.supervisor.toml_config import load_toml
+
+        return load_toml(path)
+    from wsgistack.supervisor.ini import load_ini
+
+    return load_ini(path)
+
+
+def supervise(config: SupervisorConfig) -> int:
+    """Run until stopped; the process exit code."""
+    settings = config.supervisor
+    setup_error_log(settings.logfile or "-", settings.loglevel)
+    os.umask(settings.umask)
+    if settings.directory:
+        os.chdir(settings.directory)
+    # asyncio's own loop, not uvloop: uvloop keeps SIGCHLD for itself, and the supervisor must reap every
+    # child (orphans too, as PID 1); its work is a few events a second, where uvloop's speed buys nothing
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    supervisor = Supervisor(config, loop)
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    control = None
+    if config.control.unix_path:
+        credentials = (config.control.username, config.control.password or "") if config.control.username else None
+        control = ControlServer(supervisor, config.control.unix_path, config.control.unix_mode, stopping.set,
+                                credentials)
+    if settings.pidfile:
+        with open(settings.pidfile, "w") as handle:
+            handle.write(f"{os.getpid()}\n")
+
+    async def main() -> None:
+        supervisor.install_reaper()
+        if control is not None:
+            await control.start()
+        log.info("supervisor %s started with %s process(es)%s", os.getpid(), len(supervisor.processes),
+                 f", control socket {config.control.unix_path}" if control else "")
+        supervisor.start_autostart()
+        await stopping.wait()
+        log.info("stopping every program")
+        await supervisor.stop_all()
+        if control is not None:
+            await control.close()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        supervisor.remove_reaper()
+        supervisor.close()
+        loop.close()
+        if settings.pidfile:
+            try:
+                os.unlink(settings.pidfile)
+            except OSError:
+                pass
+    log.info("supervisor stopped")
+    return 0

@@ -1,0 +1,257 @@
+"""The XML-RPC facade: the `supervisor.*` methods the real supervisorctl calls, over HTTP on the control socket.
+
+Requests are parsed by our own sans-IO HTTP parser; XML-RPC marshalling is the standard library's. Fault
+codes and record fields are supervisord's, as its API documentation lists them, so supervisorctl shows the
+same output against `wsgistack supervise` as against supervisord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import time
+import xmlrpc.client
+from typing import Any
+
+from wsgistack import __version__
+from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
+from wsgistack.http.response import error_response, simple_response
+from wsgistack.supervisor.ctl import format_status
+from wsgistack.supervisor.process import Process
+from wsgistack.supervisor.runtime import Supervisor
+from wsgistack.supervisor.states import STOPPED_STATES, ProcessState
+
+API_VERSION = "3.0"  # supervisorctl refuses servers that do not say this
+
+# supervisord's fault codes
+UNKNOWN_METHOD, INCORRECT_PARAMETERS, BAD_NAME, BAD_SIGNAL = 1, 2, 10, 11
+FAILED, ABNORMAL_TERMINATION, SPAWN_ERROR, ALREADY_STARTED, NOT_RUNNING = 30, 40, 50, 60, 70
+SUCCESS = 80
+
+
+class Fault(xmlrpc.client.Fault):
+    """An XML-RPC fault with supervisord's code and a `CODE_NAME: detail` string."""
+
+    def __init__(self, code: int, name: str, detail: str = ""):
+        super().__init__(code, f"{name}: {detail}" if detail else name)
+
+
+class RPCInterface:
+    """The `supervisor.*` and `system.*` methods, over a Supervisor."""
+
+    def __init__(self, supervisor: Supervisor, on_shutdown):
+        self.supervisor = supervisor
+        self.on_shutdown = on_shutdown
+
+    async def call(self, method: str, params: tuple) -> Any:
+        """Dispatch one call; raises Fault for errors supervisorctl knows how to show."""
+        handler = getattr(self, method.replace(".", "_"), None) if method.startswith(("supervisor.", "system.")) \
+            else None
+        if handler is None:
+            raise Fault(UNKNOWN_METHOD, "UNKNOWN_METHOD", method)
+        try:
+            result = handler(*params)
+        except TypeError as exc:
+            raise Fault(INCORRECT_PARAMETERS, "INCORRECT_PARAMETERS", str(exc)) from None
+        if asyncio.iscoroutine(result):
+            result = await result
+        return result
+
+    # -- the supervisor itself --------------------------------------------------------------------------
+
+    def supervisor_getAPIVersion(self) -> str:
+        return API_VERSION
+
+    supervisor_getVersion = supervisor_getAPIVersion
+
+    def supervisor_getSupervisorVersion(self) -> str:
+        return f"wsgistack {__version__}"
+
+    def supervisor_getIdentification(self) -> str:
+        return self.supervisor.config.supervisor.identifier
+
+    def supervisor_getState(self) -> dict:
+        return {"statecode": 1, "statename": "RUNNING"}
+
+    def supervisor_getPID(self) -> int:
+        return os.getpid()
+
+    def supervisor_shutdown(self) -> bool:
+        self.supervisor.loop.call_soon(self.on_shutdown)
+        return True
+
+    def supervisor_reloadConfig(self) -> list:
+        return [[[], [], []]]  # reread/update are not implemented yet: nothing added, changed or removed
+
+    def system_listMethods(self) -> list[str]:
+        return sorted(name.replace("_", ".", 1) for name in dir(self) if name.startswith(("supervisor_", "system_")))
+
+    async def system_multicall(self, calls: list) -> list:
+        results = []
+        for call in calls:
+            try:
+                results.append(await self.call(call["methodName"], tuple(call.get("params", ()))))
+            except xmlrpc.client.Fault as fault:
+                results.append({"faultCode": fault.faultCode, "faultString": fault.faultString})
+        return results
+
+    # -- processes -------------------------------------------------------------------------------------
+
+    def _one(self, name: str) -> Process:
+        found = self.supervisor.select(name)
+        if len(found) != 1 or name.endswith(":*"):
+            raise Fault(BAD_NAME, "BAD_NAME", name)
+        return found[0]
+
+    def _group(self, name: str) -> list[Process]:
+        found = [p for p in self.supervisor.ordered() if p.settings.group == name]
+        if not found:
+            raise Fault(BAD_NAME, "BAD_NAME", name)
+        return found
+
+    def _info(self, process: Process) -> dict:
+        record = next(r for r in self.supervisor.status() if f"{r['group']}:{r['name']}" == process.name)
+        description = format_status(record)[43:]  # supervisorctl prints name and state itself
+        record["description"] = description
+        record["logfile"] = record["stdout_logfile"]
+        return record
+
+    def supervisor_getProcessInfo(self, name: str) -> dict:
+        return self._info(self._one(name))
+
+    def supervisor_getAllProcessInfo(self) -> list[dict]:
+        return [self._info(p) for p in self.supervisor.ordered()]
+
+    async def _await_state(self, process: Process, done: set, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while process.state not in done and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    async def supervisor_startProcess(self, name: str, wait: bool = True) -> bool:
+        process = self._one(name)
+        if not process.start():
+            raise Fault(ALREADY_STARTED, "ALREADY_STARTED", name)
+        if wait:
+            await self._await_state(process, {ProcessState.RUNNING, ProcessState.FATAL, ProcessState.BACKOFF},
+                                    process.settings.startsecs + 30)
+            if process.state != ProcessState.RUNNING:
+                raise Fault(SPAWN_ERROR if process.spawn_error else ABNORMAL_TERMINATION,
+                            "SPAWN_ERROR" if process.spawn_error else "ABNORMAL_TERMINATION", name)
+        return True
+
+    async def supervisor_stopProcess(self, name: str, wait: bool = True) -> bool:
+        process = self._one(name)
+        if not process.stop():
+            raise Fault(NOT_RUNNING, "NOT_RUNNING", name)
+        if wait:
+            await self._await_state(process, set(STOPPED_STATES), process.settings.stopwaitsecs + 5)
+        return True
+
+    async def _many(self, processes: list[Process], action: str, wait: bool) -> list[dict]:
+        results = []
+        for process in processes:
+            try:
+                await getattr(self, f"supervisor_{action}Process")(process.name, wait)
+                code, description = SUCCESS, "OK"
+            except xmlrpc.client.Fault as fault:
+                code, description = fault.faultCode, fault.faultString
+            if code in (ALREADY_STARTED, NOT_RUNNING):
+                continue  # supervisord leaves these out of group results
+            results.append({"name": process.settings.name, "group": process.settings.group, "status": code,
+                            "description": description})
+        return results
+
+    async def supervisor_startProcessGroup(self, name: str, wait: bool = True) -> list[dict]:
+        return await self._many(self._group(name), "start", wait)
+
+    async def supervisor_stopProcessGroup(self, name: str, wait: bool = True) -> list[dict]:
+        return await self._many(self._group(name), "stop", wait)
+
+    async def supervisor_startAllProcesses(self, wait: bool = True) -> list[dict]:
+        return await self._many(self.supervisor.ordered(), "start", wait)
+
+    async def supervisor_stopAllProcesses(self, wait: bool = True) -> list[dict]:
+        return await self._many(self.supervisor.ordered(reverse=True), "stop", wait)
+
+    def supervisor_signalProcess(self, name: str, signame: str) -> bool:
+        process = self._one(name)
+        try:
+            signum = int(signame) if str(signame).isdigit() else signal.Signals["SIG" + str(signame).upper()
+                                                                               .removeprefix("SIG")]
+        except KeyError:
+            raise Fault(BAD_SIGNAL, "BAD_SIGNAL", str(signame)) from None
+        if not process.send_signal(signum):
+            raise Fault(NOT_RUNNING, "NOT_RUNNING", name)
+        return True
+
+    def _tail(self, name: str, stream: str, offset: int, length: int) -> list:
+        process = self._one(name)
+        writer = process.stdout if stream == "stdout" else process.stderr
+        kept, total = bytes(writer.recent), writer.written
+        start_of_kept = total - len(kept)
+        if offset >= total:  # nothing new
+            return ["", total, False]
+        begin = max(offset, total - length, start_of_kept)
+        overflow = offset < total - length
+        return [kept[begin - start_of_kept:].decode("utf-8", "replace"), total, overflow]
+
+    def supervisor_tailProcessStdoutLog(self, name: str, offset: int, length: int) -> list:
+        return self._tail(name, "stdout", offset, length)
+
+    def supervisor_tailProcessStderrLog(self, name: str, offset: int, length: int) -> list:
+        return self._tail(name, "stderr", offset, length)
+
+    def supervisor_readProcessStdoutLog(self, name: str, offset: int, length: int) -> str:
+        return self._tail(name, "stdout", max(offset, 0), length or 1 << 20)[0]
+
+    def supervisor_readProcessStderrLog(self, name: str, offset: int, length: int) -> str:
+        return self._tail(name, "stderr", max(offset, 0), length or 1 << 20)[0]
+
+
+async def serve_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: bytes,
+                     rpc: RPCInterface, credentials: tuple[str, str] | None) -> None:
+    """Answer XML-RPC-over-HTTP requests on one connection (keep-alive), starting with bytes `first`."""
+    parser = RequestParser()
+    parser.feed(first)
+    head: RequestHead | None = None
+    body = bytearray()
+    while True:
+        event = parser.next_event()
+        if event is None:
+            data = await reader.read(65536)
+            if not data:
+                return
+            parser.feed(data)
+            continue
+        if isinstance(event, ParseError):
+            writer.write(error_response(event.status, event.reason))
+            return
+        if isinstance(event, RequestHead):
+            head, body = event, bytearray()
+        elif isinstance(event, BodyData):
+            body += event.data
+        elif isinstance(event, EndOfMessage) and head is not None:
+            writer.write(await _respond(head, bytes(body), rpc, credentials))
+            await writer.drain()
+            if not head.keep_alive:
+                return
+
+
+async def _respond(head: RequestHead, body: bytes, rpc: RPCInterface, credentials: tuple[str, str] | None) -> bytes:
+    if credentials is not None:
+        expected = "Basic " + base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+        if head.header("Authorization") != expected:
+            return simple_response("401 Unauthorized", b"Unauthorized\n", close=False)
+    if head.method != "POST":
+        return error_response(405, "XML-RPC takes POST")
+    try:
+        params, method = xmlrpc.client.loads(body, use_builtin_types=True)
+        result = await rpc.call(method or "", params)
+        payload = xmlrpc.client.dumps((result,), methodresponse=True, allow_none=False)
+    except xmlrpc.client.Fault as fault:
+        payload = xmlrpc.client.dumps(fault, methodresponse=True)
+    except Exception as exc:  # malformed XML and the like: a fault, never a dropped connection
+        payload = xmlrpc.client.dumps(xmlrpc.client.Fault(FAILED, f"FAILED: {exc}"), methodresponse=True)
+    return simple_response("200 OK", payload.encode("utf-8"), content_type="text/xml", close=not head.keep_alive)
