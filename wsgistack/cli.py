@@ -50,15 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     ctl = commands.add_parser(
         "ctl", help="control a running supervisor",
         description="Commands: status [NAME...], start|stop|restart NAME|GROUP:*|all, signal SIG NAME, "
-                    "pid [NAME], tail [-f] [-n N] NAME [stdout|stderr], shutdown. Exit codes: 0 done, "
+                    "pid [NAME], tail [-f] [-n N] NAME [stdout|stderr], reread, update, avail, reload, "
+                    "shutdown. Exit codes: 0 done, "
                     "1 refused, 2 usage, 3 (status) some process is not running, 4 supervisor unreachable.")
     ctl.add_argument("-c", "--config", metavar="FILE", default=None, help="the supervisor's config file")
     ctl.add_argument("-s", "--socket", metavar="PATH", default=None, help="the control socket")
     ctl.add_argument("--json", action="store_true", help="print the answer as JSON")
     ctl.add_argument("-f", "--follow", action="store_true", help="tail: keep printing new output")
     ctl.add_argument("-n", "--lines", type=int, default=0, metavar="N", help="tail: the last N lines")
-    ctl.add_argument("action", choices=["status", "start", "stop", "restart", "signal", "pid", "tail", "shutdown"],
-                     metavar="COMMAND")
+    ctl.add_argument("action", choices=["status", "start", "stop", "restart", "signal", "pid", "tail", "reread",
+                                        "update", "avail", "reload", "shutdown"], metavar="COMMAND")
     ctl.add_argument("names", nargs="*", metavar="ARG")
     parser._subcommands.update({"supervise": supervise, "ctl": ctl})  # type: ignore[attr-defined]
     return parser
