@@ -7,7 +7,7 @@ import signal
 import stat
 import time
 
-from conftest import ctl, pid_alive, status, wait_for
+from conftest import PY, ctl, pid_alive, status, wait_for
 
 
 def test_status_states_numprocs_logs_environment(supervised, tmp_path):
@@ -76,3 +76,31 @@ def test_sigkill_of_the_supervisor_leaves_no_child(supervised):
     proc.kill()
     proc.wait(10)
     wait_for(lambda: not any(pid_alive(pid) for pid in pids), timeout=2.0, what="every child gone within 2 s")
+
+
+def _edit_conf(conf, tmp_path):
+    """Remove [program:late], add [program:extra]."""
+    text = conf.read_text()
+    start = text.index("[program:late]")
+    end = text.index("[program:pool]")
+    text = text[:start] + text[end:] + f"\n[program:extra]\ncommand={PY} {tmp_path}/scripts/long.py\nstartsecs=0.5\n"
+    conf.write_text(text)
+
+
+def test_reread_and_update_touch_only_what_changed(supervised, tmp_path):
+    conf, _ = supervised
+    before = wait_for(lambda: (s := status(conf)) and s["long:long"]["statename"] == "RUNNING" and
+                      all(s[f"pool:pool_0{i}"]["statename"] == "RUNNING" for i in range(3)) and s, what="RUNNING")
+    _edit_conf(conf, tmp_path)
+    reread = ctl(conf, "reread")
+    assert reread.returncode == 0
+    assert sorted(reread.stdout.splitlines()) == ["extra: available", "late: disappeared"]
+    update = ctl(conf, "update")
+    assert update.returncode == 0, update.stderr
+    assert sorted(update.stdout.splitlines()) == ["extra: added", "late: stopped and removed"]
+    after = wait_for(lambda: (s := status(conf)) and s.get("extra:extra", {}).get("statename") == "RUNNING" and s,
+                     what="extra RUNNING")
+    assert "late:late" not in after
+    for name in ("long:long", "pool:pool_00", "pool:pool_01", "pool:pool_02", "env:env", "chatty:chatty"):
+        assert after[name]["pid"] == before[name]["pid"], f"{name} was restarted"
+    assert ctl(conf, "update").stdout.strip() == "No config updates to processes"

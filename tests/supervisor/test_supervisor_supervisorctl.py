@@ -77,3 +77,20 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_supervisorctl_reread_and_update(supervised, tmp_path):
+    from test_supervisor_ctl import _edit_conf
+
+    conf, _ = supervised
+    before = wait_for(lambda: (s := status(conf)) and s["long:long"]["statename"] == "RUNNING" and s, what="RUNNING")
+    _edit_conf(conf, tmp_path)
+    out = supervisorctl(conf, "reread")
+    assert sorted(out.stdout.splitlines()) == ["extra: available", "late: disappeared"], out
+    out = supervisorctl(conf, "update")
+    assert out.returncode == 0, out
+    assert "extra: added process group" in out.stdout and "late: removed process group" in out.stdout, out
+    after = wait_for(lambda: (s := status(conf)) and s.get("extra:extra", {}).get("statename") == "RUNNING" and s,
+                     what="extra RUNNING")
+    assert "late:late" not in after
+    assert after["long:long"]["pid"] == before["long:long"]["pid"]

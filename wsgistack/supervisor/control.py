@@ -68,7 +68,7 @@ class ControlServer:
                 await serve_http(reader, writer, line, self.rpc, self.credentials)
                 return
             while line:
-                writer.write((json.dumps(self._answer(line)) + "\n").encode())
+                writer.write((json.dumps(await self._answer(line)) + "\n").encode())
                 await writer.drain()
                 line = await reader.readline()
         except (ConnectionError, asyncio.LimitOverrunError, ValueError):
@@ -76,7 +76,7 @@ class ControlServer:
         finally:
             writer.close()
 
-    def _answer(self, line: bytes) -> dict[str, Any]:
+    async def _answer(self, line: bytes) -> dict[str, Any]:
         try:
             request = json.loads(line)
             command = request["cmd"]
@@ -84,7 +84,10 @@ class ControlServer:
             handler = getattr(self, f"cmd_{command}", None)
             if handler is None:
                 raise CommandError(f"unknown command {command!r}")
-            return {"ok": True, "result": handler(*args)}
+            result = handler(*args)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return {"ok": True, "result": result}
         except (json.JSONDecodeError, KeyError, TypeError):
             return {"ok": False, "error": "bad request: expected {\"cmd\": ..., \"args\": [...]}"}
         except CommandError as exc:
@@ -158,6 +161,42 @@ class ControlServer:
         else:
             data = kept[-int(size):]
         return {"data": data.decode("utf-8", "replace"), "offset": writer.written}
+
+    def _reread(self):
+        from wsgistack.config.errors import ConfigError
+        from wsgistack.supervisor.daemon import load_config
+
+        try:
+            return load_config(self.supervisor.config.source)
+        except ConfigError as exc:
+            raise CommandError(f"the config has an error, nothing changed: {exc}") from None
+
+    def cmd_reread(self) -> dict[str, str]:
+        """What an update would do: groups available (new), changed, disappeared."""
+        added, changed, removed = self.supervisor.diff(self._reread())
+        return {**{g: "available" for g in added}, **{g: "changed" for g in changed},
+                **{g: "disappeared" for g in removed}}
+
+    async def cmd_update(self) -> dict[str, str]:
+        """Re-read the config and apply the difference; unchanged programs keep running."""
+        return await self.supervisor.update(self._reread())
+
+    def cmd_avail(self) -> list[dict]:
+        """Every process of the config file, and whether it is in use."""
+        running = set(self.supervisor.processes)
+        return [{"name": f"{p.group}:{p.name}", "in_use": f"{p.group}:{p.name}" in running,
+                 "autostart": p.autostart, "priority": p.priority} for p in self._reread().programs]
+
+    async def cmd_reload(self) -> str:
+        """Stop everything, re-read the config, start again."""
+        new = self._reread()
+        await self.supervisor.stop_all()
+        for group in list(self.supervisor.groups()):
+            self.supervisor.remove_group(group)
+        for group in dict.fromkeys(p.group for p in new.programs):
+            self.supervisor.add_group(new, group)
+        self.supervisor.config = new
+        return "reloaded"
 
     def cmd_shutdown(self) -> str:
         """Stop every process, then the supervisor."""

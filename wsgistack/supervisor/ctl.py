@@ -94,6 +94,12 @@ def run_ctl(config_path: str | None, socket_arg: str | None, command: str, args:
     elif command == "status":
         for record in result:
             sys.stdout.write(format_status(record) + "\n")
+    elif command == "avail":
+        for entry in result:
+            sys.stdout.write(f"{entry['name']:<30}{'in use' if entry['in_use'] else 'avail':<10}"
+                             f"{'auto' if entry['autostart'] else 'manual':<10}{entry['priority']}\n")
+    elif command in ("reread", "update") and not result:
+        sys.stdout.write("No config updates to processes\n")
     elif isinstance(result, dict):
         for name, outcome in result.items():
             sys.stdout.write(f"{name}: {outcome}\n")

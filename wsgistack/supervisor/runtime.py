@@ -13,7 +13,7 @@ import signal
 import time
 
 from wsgistack.supervisor.process import Process
-from wsgistack.supervisor.settings import SupervisorConfig
+from wsgistack.supervisor.settings import ProgramSettings, SupervisorConfig
 from wsgistack.supervisor.states import STOPPED_STATES, ProcessState
 
 log = logging.getLogger("wsgistack.supervisor")
@@ -73,11 +73,82 @@ class Supervisor:
                 process.start()
 
     def select(self, pattern: str) -> list[Process]:
-        """Processes matching `name`, `group:name`, `group:*` or `all`."""
+        """Processes matching `name`, a group's name, `group:name`, `group:*` or `all`."""
+        processes = self.ordered()
         if pattern == "all":
-            return self.ordered()
-        names = {f"{p.group}:{p.name}" for p in self.config.find(pattern)}
-        return [p for p in self.ordered() if p.name in names]
+            return processes
+        if ":" in pattern:
+            group, _, name = pattern.partition(":")
+            return [p for p in processes if p.settings.group == group and name in ("*", p.settings.name)]
+        return [p for p in processes if pattern in (p.settings.name, p.settings.group)]
+
+    # -- configuration changes (reread / update) -------------------------------------------------------
+
+    def groups(self) -> dict[str, list[ProgramSettings]]:
+        """The running configuration by group."""
+        out: dict[str, list[ProgramSettings]] = {}
+        for process in self.ordered():
+            out.setdefault(process.settings.group, []).append(process.settings)
+        return out
+
+    def diff(self, new: SupervisorConfig) -> tuple[list[str], list[str], list[str]]:
+        """Group names (added, changed, removed) between what runs and `new`."""
+        current = self.groups()
+        wanted: dict[str, list[ProgramSettings]] = {}
+        for settings in new.programs:
+            wanted.setdefault(settings.group, []).append(settings)
+        added = sorted(set(wanted) - set(current))
+        removed = sorted(set(current) - set(wanted))
+        changed = sorted(g for g in set(wanted) & set(current)
+                         if sorted(wanted[g], key=lambda s: s.name) != sorted(current[g], key=lambda s: s.name))
+        return added, changed, removed
+
+    def add_group(self, new: SupervisorConfig, group: str) -> list[Process]:
+        """Create the processes of `group` from `new` and start the autostart ones."""
+        created = []
+        for settings in new.programs:
+            if settings.group == group:
+                process = Process(settings, self.loop, on_spawn=self._spawned)
+                self.processes[process.name] = process
+                created.append(process)
+        for process in created:
+            if process.settings.autostart:
+                process.start()
+        return created
+
+    def remove_group(self, group: str) -> bool:
+        """Forget a group whose processes are all stopped; False while one still runs."""
+        members = [p for p in self.processes.values() if p.settings.group == group]
+        if any(p.state not in STOPPED_STATES for p in members):
+            return False
+        for process in members:
+            process.close()
+            del self.processes[process.name]
+        return True
+
+    async def update(self, new: SupervisorConfig) -> dict[str, str]:
+        """Apply `new`: stop and remove what went away, replace what changed, add what is new; leave the
+        rest running untouched. Returns what happened to each group."""
+        added, changed, removed = self.diff(new)
+        outcome: dict[str, str] = {}
+        for group in removed + changed:
+            members = [p for p in self.processes.values() if p.settings.group == group]
+            for process in members:
+                process.stop()
+            await self._until_stopped(members)
+            self.remove_group(group)
+            outcome[group] = "stopped and removed" if group in removed else "updated"
+        for group in changed + added:
+            self.add_group(new, group)
+            outcome.setdefault(group, "added")
+        self.config = new
+        return outcome
+
+    async def _until_stopped(self, processes: list[Process]) -> None:
+        limit = max([p.settings.stopwaitsecs for p in processes] + [0]) + 5
+        deadline = time.monotonic() + limit
+        while any(p.state not in STOPPED_STATES for p in processes) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
 
     def start_when_stopped(self, process: Process) -> None:
         """Start `process` again as soon as its stop completes (restart)."""

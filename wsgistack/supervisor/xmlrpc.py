@@ -28,7 +28,7 @@ API_VERSION = "3.0"  # supervisorctl refuses servers that do not say this
 # supervisord's fault codes
 UNKNOWN_METHOD, INCORRECT_PARAMETERS, BAD_NAME, BAD_SIGNAL = 1, 2, 10, 11
 FAILED, ABNORMAL_TERMINATION, SPAWN_ERROR, ALREADY_STARTED, NOT_RUNNING = 30, 40, 50, 60, 70
-SUCCESS = 80
+SUCCESS, ALREADY_ADDED, STILL_RUNNING, CANT_REREAD = 80, 90, 91, 92
 
 
 class Fault(xmlrpc.client.Fault):
@@ -83,7 +83,31 @@ class RPCInterface:
         return True
 
     def supervisor_reloadConfig(self) -> list:
-        return [[[], [], []]]  # reread/update are not implemented yet: nothing added, changed or removed
+        from wsgistack.config.errors import ConfigError
+        from wsgistack.supervisor.daemon import load_config
+
+        try:
+            self.pending = load_config(self.supervisor.config.source)
+        except ConfigError as exc:
+            raise Fault(CANT_REREAD, "CANT_REREAD", str(exc)) from None
+        return [list(self.supervisor.diff(self.pending))]
+
+    def supervisor_addProcessGroup(self, name: str) -> bool:
+        new = getattr(self, "pending", None) or self.supervisor.config
+        if name in self.supervisor.groups():
+            raise Fault(ALREADY_ADDED, "ALREADY_ADDED", name)
+        if not any(p.group == name for p in new.programs):
+            raise Fault(BAD_NAME, "BAD_NAME", name)
+        self.supervisor.add_group(new, name)
+        self.supervisor.config = new
+        return True
+
+    def supervisor_removeProcessGroup(self, name: str) -> bool:
+        if name not in self.supervisor.groups():
+            raise Fault(BAD_NAME, "BAD_NAME", name)
+        if not self.supervisor.remove_group(name):
+            raise Fault(STILL_RUNNING, "STILL_RUNNING", name)
+        return True
 
     def system_listMethods(self) -> list[str]:
         return sorted(name.replace("_", ".", 1) for name in dir(self) if name.startswith(("supervisor_", "system_")))
