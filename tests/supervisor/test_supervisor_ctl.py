@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import subprocess
 import time
 
 from conftest import PY, ctl, pid_alive, status, wait_for
@@ -104,3 +105,40 @@ def test_reread_and_update_touch_only_what_changed(supervised, tmp_path):
     for name in ("long:long", "pool:pool_00", "pool:pool_01", "pool:pool_02", "env:env", "chatty:chatty"):
         assert after[name]["pid"] == before[name]["pid"], f"{name} was restarted"
     assert ctl(conf, "update").stdout.strip() == "No config updates to processes"
+
+
+def test_sighup_applies_the_config_and_usr2_reopens_logs(supervised, tmp_path):
+    conf, proc = supervised
+    before = wait_for(lambda: (s := status(conf)) and s["long:long"]["statename"] == "RUNNING" and s, what="RUNNING")
+    _edit_conf(conf, tmp_path)
+    proc.send_signal(signal.SIGHUP)
+    after = wait_for(lambda: (s := status(conf)) and s.get("extra:extra", {}).get("statename") == "RUNNING" and s,
+                     what="extra RUNNING after SIGHUP")
+    assert "late:late" not in after and after["long:long"]["pid"] == before["long:long"]["pid"]
+    log = tmp_path / "logs" / "chatty.log"
+    wait_for(log.exists, what="the chatty log")
+    log.rename(tmp_path / "logs" / "chatty.old")
+    proc.send_signal(signal.SIGUSR2)
+    wait_for(lambda: "log files reopened" in (tmp_path / "supervisord.log").read_text(), what="the reopen")
+    assert ctl(conf, "restart", "chatty").returncode == 0
+    wait_for(lambda: log.exists() and "chatter line 01999" in log.read_text(), what="output in the new file")
+
+
+def test_daemon_mode(tmp_path):
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(f"[unix_http_server]\nfile=%(here)s/s.sock\n[supervisord]\npidfile=%(here)s/s.pid\n"
+                    f"logfile=%(here)s/s.log\n[program:long]\ncommand={PY} -c 'import time; time.sleep(60)'\n"
+                    f"startsecs=0.2\n")
+    started = subprocess.run([PY, "-m", "wsgistack", "supervise", "--daemon", "-c", str(conf)], timeout=30)
+    assert started.returncode == 0  # the foreground process returns; the daemon lives on
+    pid = int(wait_for(lambda: (tmp_path / "s.pid").exists() and (tmp_path / "s.pid").read_text().strip(),
+                       what="the pid file"))
+    try:
+        wait_for(lambda: (tmp_path / "s.sock").exists() and status(conf)["long:long"]["statename"] == "RUNNING",
+                 what="RUNNING under the daemon")
+        assert ctl(conf, "shutdown").returncode == 0
+        wait_for(lambda: not pid_alive(pid), what="the daemon gone")
+        assert not (tmp_path / "s.pid").exists()
+    finally:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 
-from wsgistack.observe.errorlog import setup_error_log
+from wsgistack.observe.errorlog import reopen_error_log, setup_error_log
 from wsgistack.supervisor.control import ControlServer
 from wsgistack.supervisor.runtime import Supervisor
 from wsgistack.supervisor.settings import SupervisorConfig
@@ -30,9 +30,47 @@ def load_config(path: str) -> SupervisorConfig:
     return load_ini(path)
 
 
-def supervise(config: SupervisorConfig) -> int:
+async def _update(supervisor: Supervisor) -> None:
+    """SIGHUP: re-read the config and apply the difference, as `ctl update` does."""
+    from wsgistack.config.errors import ConfigError
+
+    try:
+        new = load_config(supervisor.config.source)
+    except ConfigError as exc:
+        log.error("SIGHUP: the config has an error, nothing changed: %s", exc)
+        return
+    outcome = await supervisor.update(new)
+    log.info("SIGHUP: %s", ", ".join(f"{group} {what}" for group, what in outcome.items()) or "no changes")
+
+
+def _reopen_logs(supervisor: Supervisor) -> None:
+    """SIGUSR2: reopen the supervisor's log and every program's log files (after logrotate)."""
+    reopen_error_log()
+    for process in supervisor.processes.values():
+        process.stdout.reopen()
+        if process.stderr is not process.stdout:
+            process.stderr.reopen()
+    log.info("SIGUSR2: log files reopened")
+
+
+def daemonize() -> None:
+    """Detach: fork twice, new session, standard streams to /dev/null; the caller continues in the daemon."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+def supervise(config: SupervisorConfig, daemon: bool = False) -> int:
     """Run until stopped; the process exit code."""
     settings = config.supervisor
+    if daemon:
+        daemonize()
     setup_error_log(settings.logfile or "-", settings.loglevel)
     os.umask(settings.umask)
     if settings.directory:
@@ -45,6 +83,8 @@ def supervise(config: SupervisorConfig) -> int:
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_update(supervisor)))
+    loop.add_signal_handler(signal.SIGUSR2, lambda: _reopen_logs(supervisor))
     control = None
     if config.control.unix_path:
         credentials = (config.control.username, config.control.password or "") if config.control.username else None

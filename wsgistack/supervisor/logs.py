@@ -33,6 +33,7 @@ class LogWriter:
         self._queued = 0
         self._lock = threading.Condition()
         self._closed = False
+        self._reopen = False
         self._fd = -1
         self._size = 0
         if self.path is not None and self.path not in ("/dev/stdout", "/dev/stderr"):
@@ -56,6 +57,12 @@ class LogWriter:
             self._queued += len(data)
             self._lock.notify()
 
+    def reopen(self) -> None:
+        """Open the file again before the next write (after logrotate moved it; SIGUSR2)."""
+        with self._lock:
+            self._reopen = True
+            self._lock.notify()
+
     def close(self) -> None:
         """Write what is queued, then stop the thread and close the file."""
         with self._lock:
@@ -71,14 +78,19 @@ class LogWriter:
     def _run(self) -> None:
         while True:
             with self._lock:
-                self._lock.wait_for(lambda: self._queue or self._closed)
+                self._lock.wait_for(lambda: self._queue or self._closed or self._reopen)
                 if not self._queue and self._closed:
                     break
                 data = b"".join(self._queue)
                 self._queue.clear()
                 self._queued = 0
+                reopen, self._reopen = self._reopen, False
                 self._lock.notify_all()
-            self._write(data)
+            if reopen and self._fd > 2:
+                os.close(self._fd)
+                self._fd = -1
+            if data:
+                self._write(data)
         if self._fd > 2:
             os.close(self._fd)
 
