@@ -115,8 +115,10 @@ def test_expected_exit_is_not_restarted(tmp_path):
         proc = sup.processes["job:job"]
         sup.start_autostart()
         await until(lambda: proc.state == S.EXITED, what="EXITED")
-        await asyncio.sleep(0.5)  # give a wrong restart the chance to show
-        assert proc.state == S.EXITED and proc.restarts == 0
+        watch_until = time.monotonic() + 0.5  # a wrong restart would show within this window
+        while time.monotonic() < watch_until:
+            assert proc.state == S.EXITED and proc.restarts == 0
+            await asyncio.sleep(0.01)
     run(scenario, program(tmp_path, "job", "import time\ntime.sleep(0.4)", startsecs=0.1,
                           autorestart="unexpected", exitcodes=(0,)))
 
@@ -261,3 +263,73 @@ def test_children_die_with_a_killed_supervisor(tmp_path):
         proc.kill()
         proc.wait(10)
         proc.stdout.close()
+
+
+def _listener_code(path: Path, delay: float) -> str:
+    return (f"import socket, time\ntime.sleep({delay})\ns = socket.socket(socket.AF_UNIX)\ns.bind({str(path)!r})\n"
+            "s.listen(8)\nwhile True:\n    c, _ = s.accept()\n    c.close()\n")
+
+
+def test_readiness_check_gates_running(tmp_path):
+    from wsgistack.supervisor.settings import ReadyCheck
+
+    sock = tmp_path / "db.sock"
+
+    async def scenario(sup):
+        proc = sup.processes["db:db"]
+        started = time.monotonic()
+        sup.start_autostart()
+        # whatever comes first: the socket, or a state change; a change before the socket means no gate
+        await until(lambda: sock.exists() or proc.state != S.STARTING, what="the socket or a state change")
+        assert sock.exists() or proc.state == S.STARTING, "RUNNING before the program was ready"
+        await until(lambda: proc.state == S.RUNNING, what="RUNNING once ready")
+        assert time.monotonic() - started >= 0.7
+        assert sock.exists()
+    run(scenario, program(tmp_path, "db", _listener_code(sock, 0.8), startsecs=0.1,
+                          ready=ReadyCheck("unix", str(sock), 5.0)))
+
+
+def test_never_ready_is_a_failed_start(tmp_path):
+    from wsgistack.supervisor.settings import ReadyCheck
+
+    async def scenario(sup):
+        proc = sup.processes["mute:mute"]
+        sup.start_autostart()
+        await until(lambda: proc.state == S.FATAL, what="FATAL")
+        assert "not ready after 0.5s" in proc.fatal_reason
+    run(scenario, program(tmp_path, "mute", LONG, startsecs=0.1, startretries=0,
+                          ready=ReadyCheck("tcp", "127.0.0.1:1", 0.5)))
+
+
+def test_command_readiness_check(tmp_path):
+    from wsgistack.supervisor.settings import ReadyCheck
+
+    flag = tmp_path / "ready.flag"
+    code = f"import time, pathlib\ntime.sleep(0.5)\npathlib.Path({str(flag)!r}).touch()\nwhile True: time.sleep(1)"
+
+    async def scenario(sup):
+        proc = sup.processes["job:job"]
+        sup.start_autostart()
+        await until(lambda: proc.state == S.RUNNING, what="RUNNING once the command succeeds")
+        assert flag.exists()
+    run(scenario, program(tmp_path, "job", code, startsecs=0.1,
+                          ready=ReadyCheck("command", f"test -e {flag}", 5.0)))
+
+
+def test_depends_on_starts_after_ready_and_stops_before(tmp_path):
+    from wsgistack.supervisor.settings import ReadyCheck
+
+    sock = tmp_path / "db.sock"
+    db = program(tmp_path, "db", _listener_code(sock, 0.6), startsecs=0.1, priority=10,
+                 ready=ReadyCheck("unix", str(sock), 5.0))
+    web = program(tmp_path, "web", LONG, startsecs=0.1, priority=1, depends_on=("db",))
+
+    async def scenario(sup):
+        d, w = sup.processes["db:db"], sup.processes["web:web"]
+        sup.start_autostart()
+        assert w.state == S.STOPPED  # web's priority is lower, but it waits for db
+        await until(lambda: w.state == S.RUNNING, what="web RUNNING")
+        assert d.state == S.RUNNING and w.started_at >= d.started_at
+        await sup.stop_all()
+        assert w.stopped_at <= d.stopped_at, "the dependent stops first"
+    run(scenario, db, web)

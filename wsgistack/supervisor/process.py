@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from wsgistack.supervisor.logs import LogWriter
+from wsgistack.supervisor.readiness import CommandRunner, attempt
 from wsgistack.supervisor.settings import ProgramSettings
 from wsgistack.supervisor.states import ProcessState, check_transition
 
@@ -50,10 +51,15 @@ class Process:
     """The supervisor's handle on one ProgramSettings entry and its current child, if any."""
 
     def __init__(self, settings: ProgramSettings, loop: asyncio.AbstractEventLoop,
-                 on_spawn: Callable[[Process], None] | None = None):
+                 on_spawn: Callable[[Process], None] | None = None,
+                 on_running: Callable[[Process], None] | None = None,
+                 run_command: CommandRunner | None = None):
         self.settings = settings
         self.loop = loop
         self.on_spawn = on_spawn  # the supervisor maps pid -> process for its reaper
+        self.on_running = on_running  # the supervisor starts what depends on us
+        self.run_command = run_command  # runs a readiness check command through the supervisor's reaper
+        self._not_ready = ""
         self.state = S.STOPPED
         self.pid = 0
         self.started_at = 0.0  # wall clock, for uptime in status
@@ -147,9 +153,35 @@ class Process:
 
     def _started(self) -> None:
         self._timer = None
-        if self.state == S.STARTING:
-            self.attempts = 0
-            self._become(S.RUNNING, f"still alive after startsecs={self.settings.startsecs:g}")
+        if self.state != S.STARTING:
+            return
+        if self.settings.ready is not None:
+            self.loop.create_task(self._await_ready(self.pid))
+            return
+        self._running(f"still alive after startsecs={self.settings.startsecs:g}")
+
+    def _running(self, cause: str) -> None:
+        self.attempts = 0
+        self._become(S.RUNNING, cause)
+        if self.on_running is not None:
+            self.on_running(self)
+
+    async def _await_ready(self, pid: int) -> None:
+        """Poll the readiness check; RUNNING when it passes, a failed start when it never does."""
+        check = self.settings.ready
+        assert check is not None
+        deadline = time.monotonic() + check.timeout
+        while self.state == S.STARTING and self.pid == pid:
+            if await attempt(check, self.run_command):
+                if self.state == S.STARTING and self.pid == pid:
+                    self._running(f"ready ({check.kind} {check.target})")
+                return
+            if time.monotonic() > deadline:
+                self._not_ready = f"not ready after {check.timeout:g}s ({check.kind} {check.target})"
+                log.warning("%s: %s: killing it", self.name, self._not_ready)
+                self._send(signal.SIGKILL, True)
+                return
+            await asyncio.sleep(0.1)
 
     def _drain(self, fd: int) -> bool:
         """Move what is in one pipe to its log; False once nothing more is there right now."""
@@ -186,7 +218,8 @@ class Process:
             self._become(S.STOPPED, f"stopped: {cause}")
             return
         if self.state == S.STARTING:
-            self._failed_start(f"exited too quickly ({cause})")
+            reason, self._not_ready = self._not_ready, ""
+            self._failed_start(reason or f"exited too quickly ({cause})")
             return
         expected = os.WIFEXITED(status) and os.WEXITSTATUS(status) in self.settings.exitcodes
         self._become(S.EXITED, f"{cause}, {'expected' if expected else 'not expected'}")

@@ -13,6 +13,7 @@ import signal
 import time
 
 from wsgistack.supervisor.process import Process
+from wsgistack.supervisor.readiness import spawn_check
 from wsgistack.supervisor.settings import ProgramSettings, SupervisorConfig
 from wsgistack.supervisor.states import STOPPED_STATES, ProcessState
 
@@ -26,10 +27,54 @@ class Supervisor:
         self.config = config
         self.loop = loop
         self.by_pid: dict[int, Process] = {}
+        self.watchers: dict[int, asyncio.Future] = {}  # readiness check commands waiting for their exit
         self.processes: dict[str, Process] = {}
+        self.waiting: list[Process] = []  # started before what they depend on was RUNNING
         for settings in config.programs:
-            process = Process(settings, loop, on_spawn=self._spawned)
+            process = self._make(settings)
             self.processes[process.name] = process
+
+    def _make(self, settings: ProgramSettings) -> Process:
+        return Process(settings, self.loop, on_spawn=self._spawned, on_running=self._running,
+                       run_command=self.run_check)
+
+    async def run_check(self, argv: list[str]) -> int:
+        """Run a readiness check command; its exit status comes through our reaper (waitpid(-1))."""
+        try:
+            child = spawn_check(argv)
+        except OSError:
+            return 127
+        child.returncode = 0  # Popen must not wait for it itself: the reaper owns every child
+        future = self.loop.create_future()
+        self.watchers[child.pid] = future
+        self.reap()  # it may have exited before we watched it
+        try:
+            return await asyncio.wait_for(future, 10)
+        except asyncio.TimeoutError:
+            return 1
+
+    # -- depends_on ------------------------------------------------------------------------------------
+
+    def _dependencies_running(self, process: Process) -> bool:
+        for program in process.settings.depends_on:
+            members = [p for p in self.processes.values() if p.settings.program == program]
+            if not members or any(p.state != ProcessState.RUNNING for p in members):
+                return False
+        return True
+
+    def request_start(self, process: Process) -> None:
+        """Start now, or as soon as every program it depends on is RUNNING (and ready)."""
+        if self._dependencies_running(process):
+            process.start()
+        elif process not in self.waiting:
+            log.info("%s: waiting for %s", process.name, ", ".join(process.settings.depends_on))
+            self.waiting.append(process)
+
+    def _running(self, process: Process) -> None:
+        for waiting in list(self.waiting):
+            if self._dependencies_running(waiting):
+                self.waiting.remove(waiting)
+                waiting.start()
 
     # -- children --------------------------------------------------------------------------------------
 
@@ -55,8 +100,12 @@ class Supervisor:
             if pid == 0:
                 return
             process = self.by_pid.pop(pid, None)
+            watcher = self.watchers.pop(pid, None)
             if process is not None:
                 process.child_exited(status)
+            elif watcher is not None:
+                if not watcher.done():
+                    watcher.set_result(os.waitstatus_to_exitcode(status))
             else:
                 log.debug("reaped pid %s, not one of ours (an orphan)", pid)
 
@@ -70,7 +119,7 @@ class Supervisor:
         """Start every process marked autostart, in priority order."""
         for process in self.ordered():
             if process.settings.autostart:
-                process.start()
+                self.request_start(process)
 
     def select(self, pattern: str) -> list[Process]:
         """Processes matching `name`, a group's name, `group:name`, `group:*` or `all`."""
@@ -108,12 +157,12 @@ class Supervisor:
         created = []
         for settings in new.programs:
             if settings.group == group:
-                process = Process(settings, self.loop, on_spawn=self._spawned)
+                process = self._make(settings)
                 self.processes[process.name] = process
                 created.append(process)
         for process in created:
             if process.settings.autostart:
-                process.start()
+                self.request_start(process)
         return created
 
     def remove_group(self, group: str) -> bool:
@@ -157,6 +206,8 @@ class Supervisor:
     async def stop_all(self, timeout: float | None = None) -> bool:
         """Stop everything in reverse priority order, each group of a priority before the next; True when
         every process ended within its stopwaitsecs (plus a margin) or `timeout`."""
+        self.waiting.clear()
+        await self._stop_dependents_first()
         for process in self.ordered(reverse=True):
             process.stop()
         limit = timeout if timeout is not None else max(
@@ -167,6 +218,19 @@ class Supervisor:
                 return True
             await asyncio.sleep(0.02)  # the reaper runs in between; this only waits for it
         return False
+
+    async def _stop_dependents_first(self) -> None:
+        """Stop in waves: a program only once nothing still running depends on it (reverse of start)."""
+        remaining = [p for p in self.ordered(reverse=True) if p.state not in STOPPED_STATES]
+        if not any(p.settings.depends_on for p in remaining):
+            return
+        while remaining:
+            needed = {dep for p in remaining for dep in p.settings.depends_on}
+            wave = [p for p in remaining if p.settings.program not in needed] or remaining
+            for process in wave:
+                process.stop()
+            await self._until_stopped(wave)
+            remaining = [p for p in remaining if p not in wave]
 
     def status(self) -> list[dict]:
         """One record per process, in the shape supervisorctl's getAllProcessInfo returns."""

@@ -1,0 +1,68 @@
+"""Readiness checks: what must answer before a program counts as RUNNING (beyond startsecs).
+
+Each check is one short attempt; the process polls it until it succeeds or `ready_timeout` passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import subprocess
+from typing import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from wsgistack.supervisor.settings import ReadyCheck
+
+ATTEMPT_TIMEOUT = 1.0
+
+# how a check command is run: spawn it and return its exit status once the supervisor reaped it
+CommandRunner = Callable[[list[str]], Awaitable[int]]
+
+
+async def _connects(opening: Awaitable) -> bool:
+    try:
+        reader, writer = await asyncio.wait_for(opening, ATTEMPT_TIMEOUT)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+async def _http_ok(url: str) -> bool:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname, port, ssl=parts.scheme == "https" or None), ATTEMPT_TIMEOUT)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    try:
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        writer.write(f"GET {path} HTTP/1.0\r\nHost: {parts.netloc}\r\n\r\n".encode("latin-1"))
+        line = await asyncio.wait_for(reader.readline(), ATTEMPT_TIMEOUT)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    finally:
+        writer.close()
+    fields = line.split()
+    return len(fields) >= 2 and fields[1].isdigit() and 200 <= int(fields[1]) < 400
+
+
+async def attempt(check: ReadyCheck, run_command: CommandRunner | None) -> bool:
+    """One try of the check: True when the program answers as ready."""
+    if check.kind == "tcp":
+        host, _, port = check.target.rpartition(":")
+        return await _connects(asyncio.open_connection(host or "127.0.0.1", int(port)))
+    if check.kind == "unix":
+        return await _connects(asyncio.open_unix_connection(check.target))
+    if check.kind == "http":
+        return await _http_ok(check.target)
+    if check.kind == "command" and run_command is not None:
+        return await run_command(shlex.split(check.target)) == 0
+    return False
+
+
+def spawn_check(argv: list[str]) -> subprocess.Popen:
+    """Start a check command quietly (the supervisor's reaper collects its exit)."""
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            close_fds=True)
