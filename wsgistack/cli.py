@@ -6,12 +6,15 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from wsgistack import __version__
 from wsgistack.config.errors import ConfigError
 from wsgistack.config.loader import add_serve_arguments, load_serve_settings
 from wsgistack.config.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from wsgistack.supervisor.settings import ProgramSettings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     supervise.add_argument("-c", "--config", metavar="FILE", default=None,
                            help="supervisord.conf or wsgistack.toml (default: ./wsgistack.toml, then "
                                 "./supervisord.conf)")
+    supervise.add_argument("--daemon", action="store_true",
+                           help="detach into the background (default: stay in the foreground, for systemd "
+                                "and containers); use a pidfile in the config to find it")
     ctl = commands.add_parser(
         "ctl", help="control a running supervisor",
         description="Commands: status [NAME...], start|stop|restart NAME|GROUP:*|all, signal SIG NAME, "
@@ -62,6 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
                                         "update", "avail", "reload", "shutdown"], metavar="COMMAND")
     ctl.add_argument("names", nargs="*", metavar="ARG")
     parser._subcommands.update({"supervise": supervise, "ctl": ctl})  # type: ignore[attr-defined]
+    config = commands.add_parser(
+        "config", help="print a sample config, or check one",
+        description="sample: print a commented supervisord.conf (--format ini) or wsgistack.toml (--format "
+                    "toml) that loads as printed. check FILE: read FILE as `wsgistack serve` and `wsgistack "
+                    "supervise` would (a .toml file as wsgistack.toml, any other as supervisord.conf) and "
+                    "report the first error, exit code 2, or how many programs and processes it defines.")
+    actions = config.add_subparsers(dest="config_action", metavar="ACTION", required=True,
+                                    parser_class=_Parser)
+    sample = actions.add_parser("sample", help="print a commented sample config")
+    sample.add_argument("--format", choices=["ini", "toml"], default="ini",
+                        help="supervisord.conf (ini, the default) or wsgistack.toml (toml)")
+    check = actions.add_parser("check", help="load a config file and report its first error")
+    check.add_argument("file", metavar="FILE", help="a supervisord.conf, or a wsgistack.toml")
+    parser._subcommands["config"] = config  # type: ignore[attr-defined]
     return parser
 
 
@@ -77,7 +97,7 @@ def _supervise(args: dict[str, Any]) -> int:
             raise ConfigError("no config: wsgistack supervise -c supervisord.conf (or ./wsgistack.toml)")
     if not Path(path).is_file():
         raise ConfigError(f"config file {path}: no such file")
-    return supervise(load_config(path))
+    return supervise(load_config(path), daemon=args.get("daemon", False))
 
 
 def _ctl(args: dict[str, Any]) -> int:
@@ -85,6 +105,55 @@ def _ctl(args: dict[str, Any]) -> int:
 
     return run_ctl(args["config"], args["socket"], args["action"], args["names"], args["json"],
                    follow=args["follow"], lines=args["lines"])
+
+
+def _config(args: dict[str, Any]) -> int:
+    if args["config_action"] == "sample":
+        from wsgistack.supervisor.sample import sample
+
+        sys.stdout.write(sample(args["format"]))
+        return 0
+    processes = _check_config(args["file"])
+    programs = {process.program for process in processes}
+    sys.stdout.write(f"{args['file']}: ok ({len(programs)} programs, {len(processes)} processes)\n")
+    return 0
+
+
+# the tables wsgistack.toml may hold; `config check` refuses others, which are typos ([sever])
+_TOML_TABLES = ("serve", "supervisor", "programs")
+
+
+def _check_config(path: str) -> tuple[ProgramSettings, ...]:
+    """Load `path` as `serve` and `supervise` would: its processes, or a ConfigError."""
+    import difflib
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise ConfigError(f"config file {path}: no such file")
+    if not path.endswith(".toml"):
+        from wsgistack.supervisor.ini import load_ini
+
+        return load_ini(path).programs
+    from wsgistack.supervisor.toml_config import load_toml, read_document, table_lines
+
+    text, document = read_document(path)
+    for key in document:
+        if key not in _TOML_TABLES:
+            line = table_lines(text, (key,)).get("")
+            guess = difflib.get_close_matches(key, _TOML_TABLES, n=1)
+            hint = f"; did you mean [{guess[0]}]?" if guess else ""
+            raise ConfigError(f"{path}{f':{line}' if line else ''}: [{key}]: unknown table (known: [serve], "
+                              f"[supervisor], [programs.NAME]){hint}")
+    if "serve" in document:
+        # the file alone is checked: no WSGISTACK_* variables, and the app may be left to the command line
+        table = document["serve"]
+        cli = {"config": path}
+        if isinstance(table, dict) and "app" not in table:
+            cli["app"] = "-"
+        load_serve_settings(cli, environ={}, cwd=Path.cwd())
+    if "supervisor" in document or "programs" in document:
+        return load_toml(path).programs
+    return ()
 
 
 def settings_as_toml(settings: ServeSettings) -> str:
@@ -136,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _supervise(args)
         if command == "ctl":
             return _ctl(args)
+        if command == "config":
+            return _config(args)
     except ConfigError as exc:
         sys.stderr.write(f"wsgistack {command}: error: {exc}\n")
         return 2

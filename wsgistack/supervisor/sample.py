@@ -41,10 +41,10 @@ PROGRAM = (
     _plain("numprocs", "1", "how many copies of the process to run"),
     _plain("numprocs_start", "0", "the first %(process_num)d"),
     _plain("priority", "999", "lower starts earlier and stops later"),
-    _plain("autostart", "false", "start with the supervisor (default true; false so the sample starts nothing)"),
+    _plain("autostart", "false", "start with the supervisor (default true; false: the sample runs nothing)"),
     _plain("startsecs", "1", "seconds it must stay up to count as started"),
     _plain("startretries", "3", "failed starts in a row before giving up (FATAL)"),
-    _same("autorestart", "unexpected", "restart on exit: true, false, or unexpected (an exit code not listed)"),
+    _same("autorestart", "unexpected", "restart on exit: true, false, or unexpected (exit code not listed)"),
     Option("exitcodes", "0", "[0]", "the expected exit codes, for autorestart=unexpected"),
     _same("stopsignal", "TERM", "how to ask it to stop: TERM, HUP, INT, QUIT, KILL, USR1 or USR2"),
     _plain("stopwaitsecs", "10", "seconds to wait after stopsignal before SIGKILL"),
@@ -73,7 +73,6 @@ PROGRAM = (
     _plain("max_restarts", "0", "restarts per restart_window before FATAL (flapping); 0: no limit"),
     _plain("restart_window", "60", "the window of max_restarts, in seconds"),
 )
-EXTENSIONS = PROGRAM[[option.name for option in PROGRAM].index("depends_on"):]
 
 INI_HEAD = """\
 ; A supervisord.conf for `wsgistack supervise`, which supervisord also reads. Edit the paths, then the
@@ -94,7 +93,7 @@ INI_TAIL = """\
 
 TOML_HEAD = """\
 # A wsgistack.toml: [serve] for `wsgistack serve`, [supervisor] and [programs.NAME] for
-# `wsgistack supervise`. Keys with no value shown as a default are commented out.
+# `wsgistack supervise`. Commented-out keys have no default; their values are examples.
 # Check it with: wsgistack config check wsgistack.toml
 
 [serve]  # command-line flags and WSGISTACK_<OPTION> variables win over these
@@ -117,8 +116,10 @@ def sample(fmt: str) -> str:
 
 
 def _line(text: str, comment: str, mark: str, width: int) -> str:
-    """`text` with `comment` aligned after it (at least two spaces, as INI inline comments need one)."""
-    return f"{text.ljust(width - 2)}  {mark} {comment}"
+    """`text` with `comment` aligned after it, or on the line above when `text` is too long for that."""
+    if len(text) > width - 2:
+        return f"{mark} {comment}\n{text}"
+    return f"{text.ljust(width - 2)}  {mark} {comment}"  # INI needs whitespace before an inline comment
 
 
 def _ini() -> str:
@@ -129,19 +130,19 @@ def _ini() -> str:
     unix = [_same("file", "%(here)s/supervisor.sock", "the control socket (wsgistack ctl, supervisorctl)"),
             _same("chmod", "0700", "its file mode; 0770 lets a group use it (default 0600)"),
             _same("chown", "nobody:nogroup", "its owner, user:group", live=False),
-            _same("username", "admin", "required of clients with password (default: none)", live=False),
-            _same("password", "secret", "clear text, or {SHA} and a hex SHA-1 digest", live=False)]
+            _same("username", "admin", "required of clients, with password (default: none)", live=False),
+            _same("password", "secret", "in clear text", live=False)]
     daemon = [_same("logfile", "%(here)s/supervisord.log", "the supervisor's own log (default: stderr)"),
               _same("logfile_maxbytes", "50MB", "rotate past this size; 0 never rotates"),
               _same("logfile_backups", "10", "rotated files kept; 0 keeps none"),
               _same("loglevel", "info", "critical, error, warn, info, debug, trace or blather"),
               _same("pidfile", "%(here)s/supervisord.pid", "written at start, removed at exit"),
-              _same("nodaemon", "true", "stay in the foreground (wsgistack always does)"),
+              _same("nodaemon", "true", "stay in the foreground (supervise --daemon detaches)"),
               _same("childlogdir", "%(here)s", "where AUTO program logs go (default /tmp)"),
               _same("umask", "022", "file mode mask of the supervisor and its programs", live=False),
               _same("identifier", "supervisor", "part of AUTO log names", live=False)]
     text = [INI_HEAD, "[unix_http_server]", *lines(unix), "",
-            "; The same control API over TCP (off unless this section is present).",
+            "; supervisord's control API over TCP; wsgistack checks this section but serves only the socket.",
             ";[inet_http_server]",
             _line(";port=127.0.0.1:9001", "HOST:PORT, or *:PORT for every interface", ";", 32),
             _line(";username=admin", "one username and password guard both endpoints", ";", 32),
@@ -153,28 +154,28 @@ def _ini() -> str:
             "[supervisorctl]",
             _line("serverurl=unix://%(here)s/supervisor.sock", "as [unix_http_server] file", ";", 32), "",
             "; The example program: the live lines are the defaults, except autostart. Lines starting with ;",
-            "; have no default. The options after depends_on are wsgistack's; supervisord ignores them.",
+            "; have no default. From depends_on on, the options are wsgistack's: supervisord ignores them.",
             "[program:web]", *lines(PROGRAM), "", INI_TAIL]
     return "\n".join(text)
 
 
 def _toml() -> str:
     def lines(options: tuple[Option, ...] | list[Option]) -> list[str]:
-        return [_line(("" if option.live else "# ") + f"{option.name} = {option.toml}", option.comment, "#", 36)
-                for option in options]
+        return [_line(("" if option.live else "# ") + f"{option.name} = {option.toml}", option.comment, "#",
+                      36) for option in options]
 
     daemon = [_same("socket", "%(here)s/supervisor.sock", "the control socket (wsgistack ctl)"),
               _same("socket_mode", "0700", "its file mode; 0770 lets a group use it (default 0600)"),
               _same("socket_owner", "nobody:nogroup", "its owner, user:group", live=False),
-              _same("http", "127.0.0.1:9001", "the control API over TCP too (default: off)", live=False),
+              _same("http", "127.0.0.1:9001", "checked; wsgistack serves only the socket", live=False),
               _same("username", "admin", "required of clients, with password", live=False),
-              _same("password", "secret", "clear text, or {SHA} and a hex SHA-1 digest", live=False),
+              _same("password", "secret", "in clear text", live=False),
               _same("logfile", "%(here)s/supervisor.log", "the supervisor's own log (default: stderr)"),
               _same("logfile_maxbytes", "50MB", "rotate past this size; 0 never rotates"),
               _plain("logfile_backups", "10", "rotated files kept; 0 keeps none"),
               _same("loglevel", "info", "critical, error, warn, info, debug, trace or blather"),
               _same("pidfile", "%(here)s/supervisor.pid", "written at start, removed at exit"),
-              _plain("nodaemon", "true", "stay in the foreground (wsgistack always does)"),
+              _plain("nodaemon", "true", "stay in the foreground (supervise --daemon detaches)"),
               _same("childlogdir", "%(here)s", "where AUTO program logs go (default /tmp)"),
               _same("umask", "022", "file mode mask of the supervisor and its programs", live=False)]
     group = _same("group", "webapps", "put it in a group, named with the other members", live=False)
