@@ -13,8 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -90,7 +90,7 @@ class Server:
         except FileNotFoundError:
             return []
 
-    def wait_ready(self, timeout: float = 20.0) -> "Server":
+    def wait_ready(self, timeout: float = 20.0) -> Server:
         """Wait for the 'listening at' line (written once a first worker has booted)."""
         def ready():
             if self.proc.poll() is not None:

@@ -115,7 +115,9 @@ def _config(args: dict[str, Any]) -> int:
         return 0
     processes = _check_config(args["file"])
     programs = {process.program for process in processes}
-    sys.stdout.write(f"{args['file']}: ok ({len(programs)} programs, {len(processes)} processes)\n")
+    count = f"{len(programs)} program{'' if len(programs) == 1 else 's'}, " \
+            f"{len(processes)} process{'' if len(processes) == 1 else 'es'}"
+    sys.stdout.write(f"{args['file']}: ok ({count})\n")
     return 0
 
 

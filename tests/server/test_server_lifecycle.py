@@ -147,7 +147,7 @@ class Load:
                 else:
                     self.failures.append(repr(response))
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for thread in self.threads:
             thread.start()
         return self

@@ -12,7 +12,7 @@ import sys
 import pytest
 import requests
 from conftest import APPS, children_of, wait_for
-from rawhttp import get, request
+from rawhttp import request
 
 
 def test_wsgiref_validator_finds_nothing(start_server):
@@ -110,9 +110,9 @@ def test_user_and_group_for_workers(start_server, tmp_path):
     server = start_server("behaviour_app:app", "-w", "1", "--user", "nobody", "--group", "nogroup", "--preload")
     (worker,) = server.wait_workers(1)
     status = open(f"/proc/{worker}/status").read()
-    uid = re.search(r"^Uid:\s+(\d+)", status, re.M).group(1)
+    uid = re.search(r"^Uid:\s+(\d+)", status, re.MULTILINE).group(1)
     assert uid == str(__import__("pwd").getpwnam("nobody").pw_uid)
-    master_uid = re.search(r"^Uid:\s+(\d+)", open(f"/proc/{server.pid}/status").read(), re.M).group(1)
+    master_uid = re.search(r"^Uid:\s+(\d+)", open(f"/proc/{server.pid}/status").read(), re.MULTILINE).group(1)
     assert master_uid == "0"
     assert requests.get(f"http://127.0.0.1:{server.port}/hello", timeout=10).status_code == 200
 
@@ -120,8 +120,8 @@ def test_user_and_group_for_workers(start_server, tmp_path):
 def test_config_file_and_environment(start_server, tmp_path):
     app_dir = tmp_path / "cfg"
     app_dir.mkdir()
-    (app_dir / "wsgistack.toml").write_text(f'[serve]\napp = "behaviour_app:app"\nworkers = 3\n'
-                                            f'max-body-size = "10"\n')
+    (app_dir / "wsgistack.toml").write_text('[serve]\napp = "behaviour_app:app"\nworkers = 3\n'
+                                            'max-body-size = "10"\n')
     env = {"PYTHONPATH": str(APPS), "WSGISTACK_WORKERS": "2"}
     server = start_server("", env=env, cwd=app_dir)
     assert len(server.wait_workers(2)) == 2  # the environment beats the file

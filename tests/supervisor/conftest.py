@@ -43,9 +43,8 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.fixture
-def supervised(tmp_path):
-    """A supervisord.conf as supervisord's docs write them, and a running `wsgistack supervise` on it."""
+def write_conf(tmp_path: Path, startsecs: str = "0.5") -> Path:
+    """A supervisord.conf as supervisord's docs write them, with small Python programs beside it."""
     scripts = tmp_path / "scripts"
     scripts.mkdir()
     (scripts / "long.py").write_text("import time\nwhile True: time.sleep(1)\n")
@@ -74,36 +73,43 @@ def supervised(tmp_path):
 
         [program:long]
         command={PY} %(here)s/scripts/long.py
-        startsecs=0.5
+        startsecs={startsecs}
 
         [program:fail]
         command={PY} %(here)s/scripts/fail.py
-        startsecs=0.5
+        startsecs={startsecs}
         startretries=2
 
         [program:late]
         command={PY} %(here)s/scripts/late_fail.py
-        startsecs=0.5
+        startsecs={startsecs}
         autorestart=unexpected
 
         [program:pool]
         command={PY} %(here)s/scripts/long.py
         process_name=%(program_name)s_%(process_num)02d
         numprocs=3
-        startsecs=0.5
+        startsecs={startsecs}
 
         [program:chatty]
         command={PY} %(here)s/scripts/chatty.py
-        startsecs=0.5
+        startsecs={startsecs}
         stdout_logfile=%(here)s/logs/chatty.log
         stdout_logfile_maxbytes=10KB
         stdout_logfile_backups=2
 
         [program:env]
         command={PY} %(here)s/scripts/env.py
-        startsecs=0.5
+        startsecs={startsecs}
         environment=GREETING="hello, world",REGION=eu
         """))
+    return conf
+
+
+@pytest.fixture
+def supervised(tmp_path):
+    """A running `wsgistack supervise` on write_conf's file."""
+    conf = write_conf(tmp_path)
     proc = subprocess.Popen([PY, "-m", "wsgistack", "supervise", "-c", str(conf)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     try:

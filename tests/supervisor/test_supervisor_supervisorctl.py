@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -94,3 +95,41 @@ def test_supervisorctl_reread_and_update(supervised, tmp_path):
                      what="extra RUNNING")
     assert "late:late" not in after
     assert after["long:long"]["pid"] == before["long:long"]["pid"]
+
+
+def test_same_conf_same_states_as_real_supervisord(tmp_path):
+    """The same supervisord.conf under real supervisord and under wsgistack reaches the same states."""
+    from conftest import PY, write_conf
+
+    def states_under(command: list[str], folder: Path) -> dict[str, str]:
+        folder.mkdir()
+        conf = write_conf(folder, startsecs="1")  # supervisord takes whole seconds only
+        (folder / "logs").mkdir(exist_ok=True)
+        proc = subprocess.Popen([*command, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            def settled():
+                if not (folder / "supervisor.sock").exists():
+                    return None
+                shown = {line.split()[0]: line.split()[1]
+                         for line in supervisorctl(conf, "status").stdout.splitlines() if line.strip()}
+                stable = {name: state for name, state in shown.items() if name != "late"}
+                return stable if stable.get("fail") == "FATAL" and stable.get("long") == "RUNNING" and \
+                    all(state in ("RUNNING", "FATAL") for state in stable.values()) else None
+            return wait_for(settled, timeout=40, what="settled states")
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+    supervisord = Path(sys.executable).parent / "supervisord"
+    if not supervisord.exists():
+        pytest.skip("supervisord is not installed beside this Python")
+    theirs = states_under([str(supervisord), "-n"], tmp_path / "supervisord")
+    ours = states_under([PY, "-m", "wsgistack", "supervise"], tmp_path / "wsgistack")
+    assert ours == theirs
+    assert theirs == {"long": "RUNNING", "fail": "FATAL", "pool:pool_00": "RUNNING", "pool:pool_01": "RUNNING",
+                      "pool:pool_02": "RUNNING", "chatty": "RUNNING", "env": "RUNNING"}

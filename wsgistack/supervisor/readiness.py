@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 import subprocess
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from wsgistack.supervisor.settings import ReadyCheck
@@ -22,7 +22,7 @@ CommandRunner = Callable[[list[str]], Awaitable[int]]
 async def _connects(opening: Awaitable) -> bool:
     try:
         reader, writer = await asyncio.wait_for(opening, ATTEMPT_TIMEOUT)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     writer.close()
     return True
@@ -34,13 +34,13 @@ async def _http_ok(url: str) -> bool:
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(parts.hostname, port, ssl=parts.scheme == "https" or None), ATTEMPT_TIMEOUT)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     try:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         writer.write(f"GET {path} HTTP/1.0\r\nHost: {parts.netloc}\r\n\r\n".encode("latin-1"))
         line = await asyncio.wait_for(reader.readline(), ATTEMPT_TIMEOUT)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     finally:
         writer.close()

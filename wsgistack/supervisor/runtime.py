@@ -50,7 +50,7 @@ class Supervisor:
         self.reap()  # it may have exited before we watched it
         try:
             return await asyncio.wait_for(future, 10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return 1
 
     # -- depends_on ------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ the sample unedited starts nothing. Options without a default are shown commente
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 FORMATS = ("ini", "toml")
@@ -123,7 +124,7 @@ def _line(text: str, comment: str, mark: str, width: int) -> str:
 
 
 def _ini() -> str:
-    def lines(options: tuple[Option, ...] | list[Option]) -> list[str]:
+    def lines(options: Iterable[Option]) -> list[str]:
         return [_line(("" if option.live else ";") + f"{option.name}={option.ini}", option.comment, ";", 32)
                 for option in options]
 
@@ -153,14 +154,14 @@ def _ini() -> str:
             "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
             "[supervisorctl]",
             _line("serverurl=unix://%(here)s/supervisor.sock", "as [unix_http_server] file", ";", 32), "",
-            "; The example program: the live lines are the defaults, except autostart. Lines starting with ;",
+            "; The example program: the live lines are the defaults, except autostart; commented-out lines",
             "; have no default. From depends_on on, the options are wsgistack's: supervisord ignores them.",
             "[program:web]", *lines(PROGRAM), "", INI_TAIL]
     return "\n".join(text)
 
 
 def _toml() -> str:
-    def lines(options: tuple[Option, ...] | list[Option]) -> list[str]:
+    def lines(options: Iterable[Option]) -> list[str]:
         return [_line(("" if option.live else "# ") + f"{option.name} = {option.toml}", option.comment, "#",
                       36) for option in options]
 
@@ -180,7 +181,7 @@ def _toml() -> str:
               _same("umask", "022", "file mode mask of the supervisor and its programs", live=False)]
     group = _same("group", "webapps", "put it in a group, named with the other members", live=False)
     text = [TOML_HEAD, "[supervisor]", *lines(daemon), "",
-            "# The example program: the live keys are the defaults, except autostart. Keys after # have no",
-            "# default. `command` may be a command line or an argv array; `environment` a table.",
+            "# The example program: the live keys are the defaults, except autostart; commented-out keys have",
+            "# no default. `command` may be a command line or an argv array; `environment` a table.",
             "[programs.web]", *lines([*PROGRAM[:1], group, *PROGRAM[1:]]), ""]
     return "\n".join(text)
