@@ -333,3 +333,18 @@ def test_depends_on_starts_after_ready_and_stops_before(tmp_path):
         await sup.stop_all()
         assert w.stopped_at <= d.stopped_at, "the dependent stops first"
     run(scenario, db, web)
+
+
+def test_full_log_disk_drops_output_and_never_blocks_the_program(tmp_path):
+    code = "import sys\nfor i in range(20000): print('x' * 200)\nsys.stdout.flush()\n"
+    settings = program(tmp_path, "loud", code, startsecs=0.1, autorestart="false",
+                       stdout=LogSettings("/dev/full", maxbytes=0))
+
+    async def scenario(sup):
+        proc = sup.processes["loud:loud"]
+        sup.start_autostart()
+        await until(lambda: proc.state == S.EXITED, timeout=20, what="the program done (not blocked)")
+        assert os.WEXITSTATUS(proc.exit_status) == 0
+        await until(lambda: proc.stdout.dropped > 0, what="dropped bytes counted")
+        assert sup.status()[0]["log_dropped"] > 0
+    run(scenario, settings)

@@ -133,3 +133,48 @@ def test_same_conf_same_states_as_real_supervisord(tmp_path):
     assert ours == theirs
     assert theirs == {"long": "RUNNING", "fail": "FATAL", "pool:pool_00": "RUNNING", "pool:pool_01": "RUNNING",
                       "pool:pool_02": "RUNNING", "chatty": "RUNNING", "env": "RUNNING"}
+
+
+def test_supervisorctl_over_inet_http_server_with_credentials(tmp_path):
+    import socket as socketlib
+
+    from conftest import PY
+
+    probe = socketlib.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(f"[inet_http_server]\nport=127.0.0.1:{port}\nusername=admin\npassword=s3cret\n"
+                    f"[supervisord]\nlogfile=%(here)s/s.log\n"
+                    f"[supervisorctl]\nserverurl=http://127.0.0.1:{port}\nusername=admin\npassword=s3cret\n"
+                    f"[program:long]\ncommand={PY} -c 'import time; time.sleep(60)'\nstartsecs=0\n")
+    proc = subprocess.Popen([PY, "-m", "wsgistack", "supervise", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        out = wait_for(lambda: (r := supervisorctl(conf, "status")).stdout.startswith("long") and r,
+                       what="status over TCP")
+        assert out.stdout.split()[1] == "RUNNING"
+        wrong = subprocess.run([str(Path(sys.executable).parent / "supervisorctl"), "-s",
+                                f"http://127.0.0.1:{port}", "-u", "admin", "-p", "wrong", "status"],
+                               capture_output=True, text=True, timeout=30)
+        assert "RUNNING" not in wrong.stdout
+        with socketlib.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(b'{"cmd": "shutdown", "args": []}\n')  # the JSON protocol is not served over TCP
+            assert raw.recv(4096).split(b" ")[1] == b"400"
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_inet_http_server_without_credentials_is_refused(tmp_path):
+    from conftest import PY
+
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text("[inet_http_server]\nport=127.0.0.1:9\n[supervisord]\n"
+                    f"[program:long]\ncommand={PY} -c 'pass'\n")
+    result = subprocess.run([PY, "-m", "wsgistack", "supervise", "-c", str(conf)], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 2
+    assert "needs username and password" in result.stderr and "Traceback" not in result.stderr

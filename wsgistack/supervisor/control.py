@@ -7,9 +7,11 @@ Request: {"cmd": "status", "args": ["web"]}. Answer: {"ok": true, "result": ...}
 from __future__ import annotations
 
 import asyncio
+import grp
 import json
 import logging
 import os
+import pwd
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -29,11 +31,15 @@ class CommandError(Exception):
 class ControlServer:
     """Serves the control protocol for one Supervisor on a unix socket."""
 
-    def __init__(self, supervisor: Supervisor, path: str, mode: int, on_shutdown: Callable[[], None],
-                 credentials: tuple[str, str] | None = None):
+    def __init__(self, supervisor: Supervisor, path: str | None, mode: int, on_shutdown: Callable[[], None],
+                 credentials: tuple[str, str] | None = None, owner: str | None = None,
+                 inet: tuple[str, int] | None = None):
         self.supervisor = supervisor
         self.path = path
         self.mode = mode
+        self.owner = owner  # [unix_http_server] chown=user[:group]
+        self.inet = inet  # [inet_http_server] port: XML-RPC only, and only with credentials
+        self.inet_server: asyncio.AbstractServer | None = None
         self.on_shutdown = on_shutdown
         self.credentials = credentials  # [unix_http_server] username/password, for XML-RPC clients
         self.rpc = RPCInterface(supervisor, on_shutdown)
@@ -41,6 +47,14 @@ class ControlServer:
 
     async def start(self) -> None:
         """Bind the socket with its mode set before anyone can connect (umask), then listen."""
+        if self.path is not None:
+            await self._start_unix()
+        if self.inet is not None:
+            self.inet_server = await asyncio.start_server(self._inet_client, self.inet[0], self.inet[1],
+                                                          limit=MAX_LINE)
+
+    async def _start_unix(self) -> None:
+        assert self.path is not None
         if os.path.exists(self.path):
             os.unlink(self.path)
         old = os.umask(0o777 & ~self.mode)
@@ -49,16 +63,35 @@ class ControlServer:
         finally:
             os.umask(old)
         os.chmod(self.path, self.mode)
+        if self.owner:
+            user, _, group = self.owner.partition(":")
+            entry = pwd.getpwnam(user)
+            os.chown(self.path, entry.pw_uid, grp.getgrnam(group).gr_gid if group else entry.pw_gid)
 
     async def close(self) -> None:
         """Stop listening and remove the socket file."""
+        if self.inet_server is not None:
+            self.inet_server.close()
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+    async def _inet_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # over TCP only XML-RPC is spoken, and only behind [inet_http_server]'s username/password: the JSON
+        # protocol has no authentication, so it stays on the unix socket, whose file mode guards it
         try:
-            os.unlink(self.path)
-        except OSError:
+            line = await reader.readline()
+            if line:
+                await serve_http(reader, writer, line, self.rpc, self.credentials)
+        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass
+        finally:
+            writer.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # one socket, two protocols: JSON lines start with "{", anything else is HTTP (supervisorctl's XML-RPC)

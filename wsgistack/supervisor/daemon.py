@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 
+from wsgistack.config.errors import ConfigError
 from wsgistack.observe.errorlog import reopen_error_log, setup_error_log
 from wsgistack.supervisor.control import ControlServer
 from wsgistack.supervisor.runtime import Supervisor
@@ -69,6 +70,9 @@ def daemonize() -> None:
 def supervise(config: SupervisorConfig, daemon: bool = False) -> int:
     """Run until stopped; the process exit code."""
     settings = config.supervisor
+    if config.control.inet_port is not None and not config.control.username:
+        raise ConfigError(f"{config.source}: [inet_http_server] needs username and password: anyone who can "
+                          f"reach the port could otherwise stop every program")
     if daemon:
         daemonize()
     setup_error_log(settings.logfile or "-", settings.loglevel)
@@ -86,10 +90,14 @@ def supervise(config: SupervisorConfig, daemon: bool = False) -> int:
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_update(supervisor)))
     loop.add_signal_handler(signal.SIGUSR2, lambda: _reopen_logs(supervisor))
     control = None
-    if config.control.unix_path:
-        credentials = (config.control.username, config.control.password or "") if config.control.username else None
-        control = ControlServer(supervisor, config.control.unix_path, config.control.unix_mode, stopping.set,
-                                credentials)
+    settings_control = config.control
+    if settings_control.unix_path or settings_control.inet_port is not None:
+        credentials = (settings_control.username, settings_control.password or "") \
+            if settings_control.username else None
+        inet = (settings_control.inet_host or "127.0.0.1", settings_control.inet_port) \
+            if settings_control.inet_port is not None else None
+        control = ControlServer(supervisor, settings_control.unix_path, settings_control.unix_mode, stopping.set,
+                                credentials, owner=settings_control.unix_owner, inet=inet)
     if settings.pidfile:
         with open(settings.pidfile, "w") as handle:
             handle.write(f"{os.getpid()}\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import deque
 
 from wsgistack.supervisor.settings import LogSettings
@@ -34,6 +35,7 @@ class LogWriter:
         self._lock = threading.Condition()
         self._closed = False
         self._reopen = False
+        self._warned = -1e9
         self._fd = -1
         self._size = 0
         if self.path is not None and self.path not in ("/dev/stdout", "/dev/stderr"):
@@ -103,21 +105,25 @@ class LogWriter:
         self._size = os.fstat(self._fd).st_size
 
     def _write(self, data: bytes) -> None:
+        pending = memoryview(data)
         try:
             if self._fd < 0:
                 self._open()
             maxbytes = self.settings.maxbytes
-            while data:
-                room = maxbytes - self._size if maxbytes and self._fd > 2 else len(data)
+            while pending:
+                room = maxbytes - self._size if maxbytes and self._fd > 2 else len(pending)
                 if room <= 0:
                     self._rotate()
                     continue
-                piece, data = data[:room], data[room:]
-                os.write(self._fd, piece)
-                self._size += len(piece)
+                written = os.write(self._fd, pending[:room])
+                self._size += written
+                pending = pending[written:]
         except OSError as exc:
-            self.dropped += len(data)
-            log.warning("cannot write %s: %s; output dropped", self.path, exc.strerror)
+            self.dropped += len(pending)  # counted, never retried: the child must not wait for our disk
+            if time.monotonic() - self._warned > 60:  # a full disk must not flood our own log either
+                self._warned = time.monotonic()
+                log.warning("cannot write %s: %s; output dropped (%d bytes so far)", self.path, exc.strerror,
+                            self.dropped)
 
     def _rotate(self) -> None:
         assert self.path is not None

@@ -252,6 +252,8 @@ class Supervisor:
                 else 0,
                 "spawnerr": process.spawn_error or process.fatal_reason,
                 "restarts": process.restarts,
+                "log_dropped": process.stdout.dropped + (process.stderr.dropped
+                                                         if process.stderr is not process.stdout else 0),
                 "stdout_logfile": process.settings.stdout.path or "",
                 "stderr_logfile": process.settings.stderr.path or "",
             })
