@@ -192,6 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     namespace, extra = parser.parse_known_args(argv)
     args = vars(namespace)
+    if extra and args.get("command") == "ctl" and not any(item.startswith("-") for item in extra):
+        # `ctl tail -f NAME`: argparse ends the ARG list at the flag; the names after it are still ARGs
+        args["names"] = args.get("names", []) + extra
+        extra = []
     if extra:
         # reported by the sub-command's parser, so the message names `wsgistack serve`
         parser_of = getattr(parser, "_subcommands", {}).get(args.get("command"), parser)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -142,3 +143,37 @@ def test_daemon_mode(tmp_path):
     finally:
         if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_tail_follow_signal_and_pid(tmp_path):
+    script = tmp_path / "ticker.py"
+    script.write_text("import signal, sys, time\n"
+                      "signal.signal(signal.SIGHUP, lambda *a: print('got HUP', flush=True))\n"
+                      "i = 0\nwhile True:\n    print('tick', i, flush=True)\n    i += 1\n    time.sleep(0.1)\n")
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(f"[unix_http_server]\nfile=%(here)s/s.sock\n[supervisord]\nlogfile=%(here)s/s.log\n"
+                    f"[program:ticker]\ncommand={PY} {script}\nstartsecs=0.2\n")
+    proc = subprocess.Popen([PY, "-m", "wsgistack", "supervise", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    follower = None
+    try:
+        record = wait_for(lambda: (tmp_path / "s.sock").exists() and
+                          (r := status(conf)["ticker:ticker"])["statename"] == "RUNNING" and r, what="RUNNING")
+        pids = ctl(conf, "pid", "ticker", "--json")
+        assert json.loads(pids.stdout) == {"ticker:ticker": record["pid"]}
+        assert int(ctl(conf, "pid").stdout) == proc.pid
+        assert ctl(conf, "signal", "HUP", "ticker").returncode == 0
+        wait_for(lambda: "got HUP" in ctl(conf, "tail", "ticker").stdout, what="the HUP handled")
+        follower = subprocess.Popen([PY, "-m", "wsgistack", "ctl", "-c", str(conf), "tail", "-f", "ticker"],
+                                    stdout=subprocess.PIPE, text=True)
+        seen = [follower.stdout.readline() for _ in range(40)]
+        ticks = [int(line.split()[1]) for line in seen if line.startswith("tick ")]
+        assert ticks == sorted(ticks) and len(set(ticks)) == len(ticks) and ticks[-1] - ticks[0] >= 10
+        assert ctl(conf, "signal", "NOSUCH", "ticker").returncode == 1
+    finally:
+        if follower is not None:
+            follower.kill()
+            follower.wait(10)
+            follower.stdout.close()
+        proc.terminate()
+        proc.wait(20)
