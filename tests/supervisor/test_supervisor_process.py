@@ -11,6 +11,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from wsgistack.supervisor.runtime import Supervisor
 from wsgistack.supervisor.settings import (
     ControlSettings,
@@ -347,4 +349,27 @@ def test_full_log_disk_drops_output_and_never_blocks_the_program(tmp_path):
         assert os.WEXITSTATUS(proc.exit_status) == 0
         await until(lambda: proc.stdout.dropped > 0, what="dropped bytes counted")
         assert sup.status()[0]["log_dropped"] > 0
+    run(scenario, settings)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_user_and_umask(tmp_path):
+    import pwd
+
+    code = "import os\nmask = os.umask(0)\nprint(os.getuid(), oct(mask), flush=True)\nimport time\ntime.sleep(60)"
+    # /bin/sh is readable by everyone, unlike this test's interpreter (under /root here): run python through
+    # the system's, if any, else skip
+    python = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.path.exists(p)), None)
+    if python is None:
+        pytest.skip("no system python for an unprivileged child")
+    settings = program(tmp_path, "low", code, user="nobody", umask=0o027)
+    settings = ProgramSettings(**{**settings.__dict__, "command": (python, "-c", code)})
+
+    async def scenario(sup):
+        proc = sup.processes["low:low"]
+        sup.start_autostart()
+        line = await until(lambda: bytes(proc.stdout.recent).strip(), what="output")
+        uid, mask = line.decode().split()
+        assert int(uid) == pwd.getpwnam("nobody").pw_uid
+        assert mask == "0o27"
     run(scenario, settings)
