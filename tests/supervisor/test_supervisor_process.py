@@ -338,7 +338,9 @@ def test_depends_on_starts_after_ready_and_stops_before(tmp_path):
 
 
 def test_full_log_disk_drops_output_and_never_blocks_the_program(tmp_path):
-    code = "import sys\nfor i in range(20000): print('x' * 200)\nsys.stdout.flush()\n"
+    # it lives past startsecs whatever the speed of its writes, so that it ends EXITED, not as a failed start
+    code = "import sys, time\nstart = time.monotonic()\nfor i in range(20000): print('x' * 200)\n" \
+           "sys.stdout.flush()\ntime.sleep(max(0.0, 0.5 - (time.monotonic() - start)))\n"
     settings = program(tmp_path, "loud", code, startsecs=0.1, autorestart="false",
                        stdout=LogSettings("/dev/full", maxbytes=0))
 
