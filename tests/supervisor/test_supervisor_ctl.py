@@ -25,6 +25,8 @@ def test_status_states_numprocs_logs_environment(supervised, tmp_path):
     tail = ctl(conf, "tail", "env")
     assert tail.returncode == 0 and tail.stdout.strip() == "hello, world eu"
     assert ctl(conf, "status").returncode == 3  # FATAL and EXITED processes: "not all running"
+    as_json = json.loads(ctl(conf, "status", "--json").stdout)
+    assert {f"{r['group']}:{r['name']}" for r in as_json} == set(records)
     line = next(x for x in ctl(conf, "status").stdout.splitlines() if x.startswith("long "))
     assert "RUNNING" in line and "pid " in line and "uptime " in line
 
