@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import pid_alive  # noqa: F401 (re-exported to the tests)
 
 PY = sys.executable
 
@@ -36,14 +37,6 @@ def wait_for(condition, timeout: float = 15.0, what: str = "condition"):
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
     return value
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def write_conf(tmp_path: Path, startsecs: str = "0.5") -> Path:

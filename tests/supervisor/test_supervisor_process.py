@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import pid_alive
 
 from wsgistack.supervisor.runtime import Supervisor
 from wsgistack.supervisor.settings import (
@@ -39,14 +40,6 @@ def program(tmp: Path, name: str, code: str, **options) -> ProgramSettings:
 def config(*programs: ProgramSettings) -> SupervisorConfig:
     return SupervisorConfig("test", SupervisorSettings(), ControlSettings(), tuple(programs),
                             {p.group: (p.name,) for p in programs})
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 async def until(condition, timeout: float = 10.0, what: str = "condition"):
@@ -240,7 +233,7 @@ def test_children_die_with_a_killed_supervisor(tmp_path):
     script = tmp_path / "supervise.py"
     script.write_text(textwrap.dedent(f"""
         import asyncio, sys
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parent.parent)!r}]
         from test_supervisor_process import config, program, LONG
         from pathlib import Path
         from wsgistack.supervisor.runtime import Supervisor
