@@ -82,7 +82,56 @@ def build_parser() -> argparse.ArgumentParser:
     check = actions.add_parser("check", help="load a config file and report its first error")
     check.add_argument("file", metavar="FILE", help="a supervisord.conf, or a wsgistack.toml")
     parser._subcommands["config"] = config  # type: ignore[attr-defined]
+    _add_proxy_parser(commands, parser)
     return parser
+
+
+def _add_proxy_parser(commands: Any, parser: argparse.ArgumentParser) -> None:
+    proxy = commands.add_parser(
+        "proxy", help="run the reverse proxy and load balancer (nginx's job)",
+        description="Balance requests over upstream app servers, limit request rates, buffer slow clients, "
+                    "serve static files and write access logs. Reads the [proxy] table of wsgistack.toml; "
+                    "--upstream and --static replace its upstreams and routes for the simple case. "
+                    "Signals: HUP reloads the config, USR1 reopens the logs, TERM/INT/QUIT stop gracefully.")
+    proxy.add_argument("-c", "--config", metavar="FILE", default=None,
+                       help="wsgistack.toml to read (default: $WSGISTACK_CONFIG, then ./wsgistack.toml if present)")
+    proxy.add_argument("--listen", action="append", metavar="ADDRESS",
+                       help="HOST:PORT, [::1]:PORT or unix:PATH, optionally followed by ' ssl' (default "
+                            "127.0.0.1:8080); repeat for several")
+    proxy.add_argument("--upstream", action="append", metavar="ADDRESS",
+                       help="an app server, HOST:PORT or unix:PATH, optionally with ' weight=N' or ' backup'; "
+                            "repeat to balance over several (round robin)")
+    proxy.add_argument("--static", action="append", metavar="PREFIX=DIR",
+                       help="serve files under DIR for paths starting with PREFIX, e.g. /static/=./static")
+    proxy.add_argument("--access-log", metavar="PATH", default=None, help="access log file, or - for stdout")
+    proxy.add_argument("--access-log-format", metavar="FORMAT", default=None,
+                       help="combined (default), common, json, or a template of nginx $variables")
+    proxy.add_argument("--error-log", metavar="PATH", default=None, help="the proxy's own log (default: stderr)")
+    proxy.add_argument("--log-level", metavar="LEVEL", default=None, help="debug, info (default), warning, error")
+    proxy.add_argument("--check-config", action="store_true", help="load the config, report, and exit")
+    parser._subcommands["proxy"] = proxy  # type: ignore[attr-defined]
+
+
+def _proxy(args: dict[str, Any]) -> int:
+    import os
+    from pathlib import Path
+
+    from wsgistack.proxy.config import load_proxy_settings
+
+    path = args.get("config") or os.environ.get("WSGISTACK_CONFIG")
+    if path is None and Path("wsgistack.toml").is_file():
+        path = "wsgistack.toml"
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"config file {path}: no such file")
+    settings = load_proxy_settings(path, args)
+    if args.get("check_config"):
+        routes = len(settings.routes)
+        sys.stdout.write(f"{path or 'command line'}: ok ({routes} route{'' if routes == 1 else 's'}, "
+                         f"{len(settings.upstreams)} upstream{'' if len(settings.upstreams) == 1 else 's'})\n")
+        return 0
+    from wsgistack.proxy.server import run_proxy
+
+    return run_proxy(settings, args)
 
 
 def _supervise(args: dict[str, Any]) -> int:
@@ -122,7 +171,7 @@ def _config(args: dict[str, Any]) -> int:
 
 
 # the tables wsgistack.toml may hold; `config check` refuses others, which are typos ([sever])
-_TOML_TABLES = ("serve", "supervisor", "programs")
+_TOML_TABLES = ("serve", "proxy", "supervisor", "programs")
 
 
 def _check_config(path: str) -> tuple[ProgramSettings, ...]:
@@ -145,7 +194,7 @@ def _check_config(path: str) -> tuple[ProgramSettings, ...]:
             guess = difflib.get_close_matches(key, _TOML_TABLES, n=1)
             hint = f"; did you mean [{guess[0]}]?" if guess else ""
             raise ConfigError(f"{path}{f':{line}' if line else ''}: [{key}]: unknown table (known: [serve], "
-                              f"[supervisor], [programs.NAME]){hint}")
+                              f"[proxy], [supervisor], [programs.NAME]){hint}")
     if "serve" in document:
         # the file alone is checked: no WSGISTACK_* variables, and the app may be left to the command line
         table = document["serve"]
@@ -153,6 +202,10 @@ def _check_config(path: str) -> tuple[ProgramSettings, ...]:
         if isinstance(table, dict) and "app" not in table:
             cli["app"] = "-"
         load_serve_settings(cli, environ={}, cwd=Path.cwd())
+    if "proxy" in document:
+        from wsgistack.proxy.config import load_proxy_settings
+
+        load_proxy_settings(path, {})
     if "supervisor" in document or "programs" in document:
         return load_toml(path).programs
     return ()
@@ -213,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ctl(args)
         if command == "config":
             return _config(args)
+        if command == "proxy":
+            return _proxy(args)
     except ConfigError as exc:
         sys.stderr.write(f"wsgistack {command}: error: {exc}\n")
         return 2

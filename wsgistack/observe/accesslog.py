@@ -26,6 +26,9 @@ FORMATS = {
 }
 JSON_FIELDS = ("time_iso8601", "remote_addr", "remote_user", "request_method", "request_uri", "server_protocol",
                "status", "body_bytes_sent", "request_time", "http_referer", "http_user_agent", "pid")
+# what the proxy adds to its JSON lines: where the request went and how long the upstream took
+PROXY_JSON_FIELDS = (*JSON_FIELDS[:-1], "host", "request_id", "upstream_addr", "upstream_status",
+                     "upstream_response_time")
 
 _VARIABLE = re.compile(r"\$(\{[a-z0-9_]+\}|[a-z0-9_]+)")
 _UNSAFE = re.compile(r'[\x00-\x1f"\\\x7f-\xff]')
@@ -80,6 +83,11 @@ _GETTERS: dict[str, Callable[[AccessRecord], Any]] = {
     "body_bytes_sent": lambda r: r.body_bytes,
     "request_time": lambda r: f"{r.duration:.3f}",
     "pid": lambda r: os.getpid(),
+    # the proxy's variables (nginx's names); "-" when a request never went upstream
+    "upstream_addr": lambda r: r.environ.get("wsgistack.upstream_addr") or "-",
+    "upstream_status": lambda r: r.environ.get("wsgistack.upstream_status") or "-",
+    "upstream_response_time": lambda r: r.environ.get("wsgistack.upstream_response_time") or "-",
+    "request_id": lambda r: r.environ.get("wsgistack.request_id") or r.environ.get("HTTP_X_REQUEST_ID") or "-",
 }
 
 
@@ -93,10 +101,10 @@ def _getter(name: str) -> Callable[[AccessRecord], Any]:
                       f"(known: {', '.join(sorted(_GETTERS))}, $http_NAME)")
 
 
-def compile_format(spec: str) -> Callable[[AccessRecord], str]:
+def compile_format(spec: str, json_fields: tuple[str, ...] = JSON_FIELDS) -> Callable[[AccessRecord], str]:
     """A function that formats a record as one line (without newline), for a format name or template."""
     if spec == "json":
-        getters = [(name, _getter(name)) for name in JSON_FIELDS]
+        getters = [(name, _getter(name)) for name in json_fields]
         return lambda r: json.dumps({name: get(r) for name, get in getters}, ensure_ascii=True)
     template = FORMATS.get(spec, spec)
     pieces: list[str | Callable[[AccessRecord], Any]] = []
@@ -114,13 +122,24 @@ def compile_format(spec: str) -> Callable[[AccessRecord], str]:
 
 
 class AccessLog:
-    """Appends formatted lines to a file or standard output; reopen() after log rotation (SIGUSR1)."""
+    """Appends formatted lines to a file or standard output; reopen() after log rotation (SIGUSR1).
 
-    def __init__(self, target: str | None, fmt: str):
+    With `rotate_size` or `rotate_interval` it also rotates by itself (access.log -> access.log.1 ...). That is
+    only safe with one writing process, which the proxy is: the rename and reopen happen between two writes of
+    the same process, so no line is lost or split.
+    """
+
+    def __init__(self, target: str | None, fmt: str, json_fields: tuple[str, ...] = JSON_FIELDS,
+                 rotate_size: int = 0, rotate_interval: float = 0.0, rotate_keep: int = 5):
         self.target = target
-        self.render = compile_format(fmt)
+        self.render = compile_format(fmt, json_fields)
         self.fd = -1
         self.errors = 0  # lines that could not be written: counted, never silently lost
+        self.rotate_size = rotate_size if target not in (None, "-") else 0
+        self.rotate_interval = rotate_interval if target not in (None, "-") else 0.0
+        self.rotate_keep = rotate_keep
+        self.size = 0
+        self.next_rotation = time.time() + rotate_interval if self.rotate_interval else 0.0
         self.reopen()
 
     @property
@@ -146,12 +165,47 @@ class AccessLog:
             raise ConfigError(f"--access-log: cannot open {self.target}: {exc.strerror}") from None
         if old > 2:
             os.close(old)
+        if self.rotate_size:
+            try:
+                self.size = os.fstat(self.fd).st_size
+            except OSError:
+                self.size = 0
+
+    def rotate(self) -> None:
+        """Shift access.log.N-1 -> access.log.N ... access.log -> access.log.1, then start a new file."""
+        assert self.target is not None
+        for number in range(self.rotate_keep - 1, 0, -1):
+            source = f"{self.target}.{number}"
+            if os.path.exists(source):
+                os.replace(source, f"{self.target}.{number + 1}")
+        try:
+            os.replace(self.target, f"{self.target}.1")
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logging.getLogger("wsgistack.proxy").error("cannot rotate the access log %s: %s", self.target,
+                                                       exc.strerror)
+            return
+        self.reopen()
+        self.size = 0
 
     def write(self, record: AccessRecord) -> None:
         """Write one line for a finished request."""
         if self.fd < 0:
             return
+        line = (self.render(record) + "\n").encode("utf-8", "replace")
+        if self.rotate_size or self.rotate_interval:
+            self._maybe_rotate(len(line))
         try:
-            os.write(self.fd, (self.render(record) + "\n").encode("utf-8", "replace"))
+            os.write(self.fd, line)
         except OSError:
             self.errors += 1
+
+    def _maybe_rotate(self, coming: int) -> None:
+        if self.rotate_interval and time.time() >= self.next_rotation:
+            self.next_rotation = time.time() + self.rotate_interval
+            if self.size:
+                self.rotate()
+        elif self.rotate_size and self.size and self.size + coming > self.rotate_size:
+            self.rotate()
+        self.size += coming

@@ -1,0 +1,309 @@
+"""One client connection to the proxy: parse, read the whole request, apply the route, answer, keep alive.
+
+The head and body are parsed by the same sans-IO `RequestParser` as the server's. Nothing goes upstream
+before the request is complete (see buffering.py). Then one task per request runs the route's handler
+(static file, or forward.py), limits included, and writes the answer with backpressure; reading from the
+client is paused meanwhile, so pipelined requests wait their turn in the kernel, not in our memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from wsgistack.http.dates import http_date
+from wsgistack.http.errors import error_body, status_line_text
+from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
+from wsgistack.http.response import CONTINUE, SERVER_NAME, error_response
+from wsgistack.observe.accesslog import AccessRecord
+from wsgistack.proxy import static_reply
+from wsgistack.proxy.accesslog import RequestView
+from wsgistack.proxy.buffering import RequestBody
+from wsgistack.proxy.forward import forward
+from wsgistack.proxy.limits import key_of
+
+if TYPE_CHECKING:
+    from wsgistack.proxy.routing import ProxyState, Route
+    from wsgistack.proxy.server import ProxyServer
+
+log = logging.getLogger("wsgistack.proxy")
+
+
+class ClientGone(Exception):
+    """The client closed the connection or stopped reading for longer than send_timeout."""
+
+
+class ClientConnection(asyncio.Protocol):
+    """The proxy's side of one client connection."""
+
+    def __init__(self, server: ProxyServer, scheme: str, server_port: str):
+        self.server = server
+        self.scheme = scheme
+        self.server_port = server_port
+        self.transport: asyncio.Transport | None = None
+        self.client_ip = "-"
+        self.client_port = ""
+        self.state: ProxyState = server.state
+        self.parser = RequestParser(self.state.limits)
+        self.head: RequestHead | None = None
+        self.route: Route | None = None
+        self.body: RequestBody | None = None
+        self.early_status = 0  # set when the request is refused before its body is read
+        self.busy = False
+        self.closed = False
+        self.requests = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiting_head = False
+        self._drain: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    # -- asyncio callbacks ------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.client_ip, self.client_port = peer[0], str(peer[1])
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:
+            self.client_ip = "unix"
+        self.server.connections.add(self)
+        if len(self.server.connections) > self.state.settings.max_connections:
+            log.warning("max_connections (%d) reached: refusing a connection from %s",
+                        self.state.settings.max_connections, self.client_ip)
+            self.transport.write(error_response(503, "Too many connections"))
+            self.transport.close()
+            return
+        self._arm(self.state.settings.client_header_timeout, head=True)
+
+    def data_received(self, data: bytes) -> None:
+        if self.head is None and not self._waiting_head:
+            self._arm(self.state.settings.client_header_timeout, head=True)  # a new request began
+        self.parser.feed(data)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        if not self.busy:
+            self.transport.close()  # type: ignore[union-attr]
+        return True  # keep our side open until the answer in progress is written
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        self._cancel_timer()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(ClientGone())
+        if self.body is not None and not self.busy:
+            self.body.close()
+
+    def pause_writing(self) -> None:
+        if self._drain is None or self._drain.done():
+            self._drain = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # -- reading requests -------------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        """Act on parsed events until a request is complete (then answer it) or more bytes are needed."""
+        parser = self.parser
+        while not self.busy and not self.closed:
+            event = parser.next_event()
+            if event is None:
+                return
+            if isinstance(event, RequestHead):
+                self._on_head(event)
+            elif isinstance(event, BodyData):
+                if self.early_status:
+                    continue
+                self.body.add(event.data)  # type: ignore[union-attr]
+                if self.route is not None and self.route.body_limit and self.body.size > self.route.body_limit:
+                    self._refuse(413, "Request body too large")
+                    return
+                self._arm(self.state.settings.client_body_timeout)
+            elif isinstance(event, EndOfMessage):
+                self._cancel_timer()
+                self.busy = True
+                self.transport.pause_reading()  # type: ignore[union-attr]
+                self.task = asyncio.get_running_loop().create_task(self._respond())
+            elif isinstance(event, ParseError):
+                self._refuse(event.status, event.reason)
+                return
+
+    def _on_head(self, head: RequestHead) -> None:
+        self.head = head
+        self._waiting_head = False
+        self.requests += 1
+        self.state = self.server.state  # a request sees the config current when its head arrived
+        path = head.target.split("?", 1)[0]
+        self.route = self.state.route_for(head.header("host"), path)
+        self.body = RequestBody(self.state.settings.client_body_buffer_size)
+        self.early_status = 0
+        limit = self.route.body_limit if self.route is not None else 0
+        if limit and head.content_length is not None and head.content_length > limit:
+            self._refuse(413, "Request body too large")
+            return
+        if head.expect_continue and self.route is not None:
+            self.transport.write(CONTINUE)  # type: ignore[union-attr]
+        self._arm(self.state.settings.client_body_timeout)
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer an unreadable or oversized request and close (its body is not read)."""
+        self.busy = True
+        started = time.time()
+        data = error_response(status, reason)
+        self.transport.write(data)  # type: ignore[union-attr]
+        self.transport.close()  # type: ignore[union-attr]
+        self._log(status, len(error_body(status, reason)), started, 0.0, {})
+        if self.body is not None:
+            self.body.close()
+
+    # -- timers -----------------------------------------------------------------------------------------
+
+    def _arm(self, seconds: float, head: bool = False) -> None:
+        self._cancel_timer()
+        self._waiting_head = head
+        if seconds > 0:
+            self._timer = asyncio.get_running_loop().call_later(seconds, self._timed_out)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self.busy or self.closed:
+            return
+        if self.parser.started or self.head is not None:
+            self.transport.write(error_response(408, "Request timed out"))  # type: ignore[union-attr]
+        self.transport.close()  # type: ignore[union-attr]
+
+    # -- writing ----------------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the client."""
+        if self.closed:
+            raise ClientGone()
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    @property
+    def paused(self) -> bool:
+        """True while the client's socket buffer is full."""
+        return self._drain is not None and not self._drain.done()
+
+    async def drain(self) -> None:
+        """Wait for the client to take what was written, at most send_timeout."""
+        if self.closed:
+            raise ClientGone()
+        if self._drain is None or self._drain.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._drain), self.state.settings.send_timeout or None)
+        except asyncio.TimeoutError:
+            self.abort()
+            raise ClientGone() from None
+
+    def abort(self) -> None:
+        """Drop the connection (a response cannot be finished)."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- answering --------------------------------------------------------------------------------------
+
+    async def _respond(self) -> None:
+        head, route, body = self.head, self.route, self.body
+        assert head is not None and body is not None
+        started, begin = time.time(), time.monotonic()
+        keep_alive = head.keep_alive and not self.server.stopping
+        status, sent, fields = 500, 0, {}
+        held, conn_key = None, None  # the limit_conn slot this request occupies
+        try:
+            if route is None:
+                status, sent, keep_alive = self.send_error(404, "No route for this request", head, keep_alive)
+            else:
+                refusal = None
+                if route.limit_conn is not None:
+                    conn_key = key_of(route.limit_conn.settings.key, self.client_ip, head.headers)
+                    if route.limit_conn.acquire(conn_key):
+                        held = route.limit_conn
+                    else:
+                        refusal = (route.limit_conn.settings.status, "Too many connections", None)
+                if refusal is None and route.limit_req is not None:
+                    verdict = route.limit_req.check(key_of(route.limit_req.settings.key, self.client_ip,
+                                                           head.headers))
+                    if not verdict.allowed:
+                        refusal = (route.limit_req.settings.status, "Too many requests", verdict.retry_after)
+                    elif verdict.delay > 0:
+                        await asyncio.sleep(verdict.delay)
+                if refusal is not None:
+                    code, reason, retry_after = refusal
+                    extra = [("Retry-After", str(retry_after))] if retry_after else []
+                    status, sent, keep_alive = self.send_error(code, reason, head, keep_alive, extra)
+                elif route.static is not None:
+                    status, sent, keep_alive = await static_reply.send(self, route, head, keep_alive)
+                else:
+                    status, sent, keep_alive, fields = await forward(self, route, head, body, keep_alive)
+        except ClientGone:
+            keep_alive = False
+        except Exception:
+            log.exception("error while answering %s %s", head.method, head.target)
+            keep_alive = False
+            if not self.closed:
+                self.abort()
+        finally:
+            if held is not None:
+                held.release(conn_key)
+            body.close()
+        self._log(status, sent, started, time.monotonic() - begin, fields)
+        self._finish(keep_alive)
+
+    def send_error(self, status: int, reason: str, head: RequestHead, keep_alive: bool,
+                   extra: list[tuple[str, str]] | None = None) -> tuple[int, int, bool]:
+        """Write a short error response; returns (status, body bytes, keep-alive)."""
+        body = error_body(status, reason)
+        lines = [f"HTTP/1.1 {status_line_text(status)}\r\n", "Content-Type: text/plain; charset=utf-8\r\n",
+                 f"Content-Length: {len(body)}\r\n", f"Date: {http_date()}\r\n", f"Server: {SERVER_NAME}\r\n"]
+        lines += [f"{name}: {value}\r\n" for name, value in extra or ()]
+        if not keep_alive:
+            lines.append("Connection: close\r\n")
+        elif head.version == "1.0":
+            lines.append("Connection: keep-alive\r\n")
+        data = ("".join(lines) + "\r\n").encode("latin-1")
+        self.write(data if head.method == "HEAD" else data + body)
+        return status, 0 if head.method == "HEAD" else len(body), keep_alive
+
+    def _finish(self, keep_alive: bool) -> None:
+        self.task = None
+        self.head = self.route = self.body = None
+        if self.closed:
+            return
+        if not keep_alive or self.parser.failed:
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        self.busy = False
+        self.transport.resume_reading()  # type: ignore[union-attr]
+        self._arm(self.state.settings.keepalive_timeout)
+        self._process()  # a pipelined request may already be parsed
+
+    def _log(self, status: int, sent: int, started: float, duration: float, fields: dict) -> None:
+        access_log = self.server.access_log
+        if not access_log.enabled:
+            return
+        fields["REMOTE_ADDR"] = self.client_ip
+        fields["REMOTE_PORT"] = self.client_port
+        fields["wsgi.url_scheme"] = self.scheme
+        access_log.write(AccessRecord(RequestView(self.head, fields), status, sent, started, duration))
+
+    def close_if_idle(self) -> None:
+        """Close a keep-alive connection that waits for its next request (graceful stop)."""
+        if not self.busy and not self.parser.started and self.head is None:
+            self.transport.close()  # type: ignore[union-attr]

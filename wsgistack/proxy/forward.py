@@ -1,0 +1,165 @@
+"""Passing one complete request to an upstream and its response back (nginx's proxy_pass).
+
+Failure rules, as nginx's `proxy_next_upstream error timeout`: when an attempt fails before the first byte
+of a response (connect refused, reset, timeout), the server's failure is counted and an idempotent request
+is tried on the next server; a non-idempotent one is retried only when nothing of it was sent (connect
+failures). Once response bytes have arrived the response is the client's, whatever happens next.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead
+from wsgistack.http.response import ResponseError, build_head
+from wsgistack.http.response_parser import ResponseHead
+from wsgistack.proxy.compression import GzipStream, gzip_headers, should_compress
+from wsgistack.proxy.headers import request_id, response_headers, upstream_request_head
+from wsgistack.proxy.pool import UpstreamConnection, UpstreamError
+
+if TYPE_CHECKING:
+    from wsgistack.proxy.buffering import RequestBody
+    from wsgistack.proxy.connection import ClientConnection
+    from wsgistack.proxy.routing import Route
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+_SMALL_BODY = 64 * 1024  # bodies up to this go out in the same write as the head
+
+
+async def forward(client: ClientConnection, route: Route, head: RequestHead, body: RequestBody,
+                  keep_alive: bool) -> tuple[int, int, bool, dict[str, Any]]:
+    """Answer `head` from the route's upstream; returns (status, body bytes sent, keep-alive, log fields)."""
+    upstream = route.upstream
+    assert upstream is not None
+    state = client.state
+    rid = request_id(head.header("x-request-id"))  # an id from the client is kept: it ties logs together
+    fields: dict[str, Any] = {"wsgistack.request_id": rid}
+    has_body = body.size > 0 or head.content_length is not None or head.chunked
+    request_head = upstream_request_head(
+        head.method, head.target, head.headers, client_ip=client.client_ip, scheme=client.scheme,
+        server_port=client.server_port, trusted=state.trust.trusts(client.client_ip), request_id=rid,
+        body_length=body.size if has_body else None, default_host=upstream.name)
+    tried: set = set()
+    addresses: list[str] = []
+    statuses: list[str] = []
+    times: list[str] = []
+    last_error: UpstreamError | None = None
+    while True:
+        server = upstream.pick(client.client_ip, head.headers, tried)
+        if server is None:
+            fields.update(_upstream_fields(addresses, statuses, times))
+            if last_error is not None and last_error.timeout:
+                return (*client.send_error(504, "The upstream server timed out", head, keep_alive), fields)
+            reason = "No upstream server is available" if last_error is None else "The upstream server failed"
+            return (*client.send_error(502, reason, head, keep_alive), fields)
+        tried.add(server)
+        addresses.append(server.name)
+        began = time.monotonic()
+        server.active += 1
+        connection: UpstreamConnection | None = None
+        sent_anything = False
+        try:
+            connection, _reused = await server.pool.acquire()
+            parser = connection.begin(head.method)
+            sent_anything = True
+            await _send_request(connection, request_head, body)
+            event = await connection.next_event(upstream.settings.read_timeout)
+            if isinstance(event, ParseError):
+                raise UpstreamError(event.reason) if parser.received == 0 else _BadResponse(event.reason)
+        except _BadResponse as exc:
+            server.active -= 1
+            connection.close()  # type: ignore[union-attr]
+            server.record_failure(exc.reason)
+            statuses.append("502")
+            times.append(f"{time.monotonic() - began:.3f}")
+            fields.update(_upstream_fields(addresses, statuses, times))
+            return (*client.send_error(502, "The upstream server sent an invalid response", head, keep_alive),
+                    fields)
+        except UpstreamError as exc:
+            server.active -= 1
+            if connection is not None:
+                connection.close()
+            server.record_failure(exc.reason)
+            statuses.append("504" if exc.timeout else "502")
+            times.append(f"{time.monotonic() - began:.3f}")
+            last_error = exc
+            if sent_anything and head.method not in IDEMPOTENT:
+                fields.update(_upstream_fields(addresses, statuses, times))
+                code = 504 if exc.timeout else 502
+                return (*client.send_error(code, "The upstream server failed", head, keep_alive), fields)
+            continue
+        try:
+            status, sent, keep_alive = await _relay(client, connection, event, head, keep_alive, upstream, rid)
+            server.record_success()
+        finally:
+            server.active -= 1
+            server.pool.release(connection)
+        statuses.append(str(event.status))
+        times.append(f"{time.monotonic() - began:.3f}")
+        fields.update(_upstream_fields(addresses, statuses, times))
+        return status, sent, keep_alive, fields
+
+
+class _BadResponse(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def _send_request(connection: UpstreamConnection, request_head: bytes, body: RequestBody) -> None:
+    if body.in_memory and body.size <= _SMALL_BODY:
+        connection.write(request_head + body.memory() if body.size else request_head)
+        return
+    connection.write(request_head)
+    for piece in body.chunks():
+        connection.write(piece)
+        await connection.drain()
+
+
+async def _relay(client: ClientConnection, connection: UpstreamConnection, response: ResponseHead,
+                 head: RequestHead, keep_alive: bool, upstream, rid: str) -> tuple[int, int, bool]:
+    """Send the upstream's response to the client as it arrives, with backpressure both ways."""
+    state = client.state
+    headers = response_headers(response.headers)
+    gzip = None
+    if should_compress(state.gzip, head.method, response.status, head.headers, headers):
+        headers = gzip_headers(headers)
+        gzip = GzipStream(state.gzip.level)
+    if not any(name.lower() == "x-request-id" for name, _ in headers):
+        headers.append(("X-Request-ID", rid))
+    try:
+        data, framing, keep_alive = build_head(f"{response.status} {response.reason}", headers, head.method,
+                                               head.version, keep_alive)
+    except ResponseError as exc:
+        connection.close()
+        return client.send_error(502, f"The upstream server sent an invalid header: {exc}"[:200], head,
+                                 keep_alive)
+    client.write(data)
+    read_timeout = upstream.settings.read_timeout
+    while True:
+        event = await connection.next_event(read_timeout)
+        if isinstance(event, BodyData):
+            piece = gzip.compress(event.data) if gzip is not None else event.data
+            if piece:
+                client.write(framing.encode(piece))
+            if client.paused:
+                connection.pause_reading()
+                await client.drain()
+                connection.resume_reading()
+        elif isinstance(event, EndOfMessage):
+            if gzip is not None:
+                client.write(framing.encode(gzip.finish()))
+            client.write(framing.finish())
+            return response.status, framing.sent, keep_alive and framing.complete
+        else:
+            # the response broke off after its head: the client can only learn it from a cut connection
+            connection.close()
+            client.abort()
+            return response.status, framing.sent, False
+
+
+def _upstream_fields(addresses: list[str], statuses: list[str], times: list[str]) -> dict[str, Any]:
+    # nginx lists every attempt: "10.0.0.1:80, 10.0.0.2:80"
+    return {"wsgistack.upstream_addr": ", ".join(addresses), "wsgistack.upstream_status": ", ".join(statuses),
+            "wsgistack.upstream_response_time": ", ".join(times)}

@@ -1,0 +1,114 @@
+"""What the proxy changes in the headers that pass through it (nginx's proxy_set_header and friends).
+
+Towards the upstream: hop-by-hop fields go (and any field the client's Connection header names),
+X-Forwarded-For/-Proto/-Host/-Port and X-Real-IP are set — extending the incoming ones only when the
+client is a trusted proxy — and every request carries an X-Request-ID. Host is kept as the client sent it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+                        "upgrade", "proxy-authenticate", "proxy-authorization"})
+_FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port",
+                        "x-real-ip", "x-request-id", "forwarded", "content-length", "expect", "host"})
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class Trust:
+    """Which clients may tell us about the client before them (X-Forwarded-*, X-Request-ID)."""
+
+    def __init__(self, networks: tuple[str, ...]):
+        self.networks = [ipaddress.ip_network(item, strict=False) for item in networks]
+        self._known: dict[str, bool] = {}
+
+    def trusts(self, client_ip: str) -> bool:
+        """True for a peer inside one of the configured networks."""
+        if not self.networks:
+            return False
+        known = self._known.get(client_ip)
+        if known is None:
+            try:
+                address = ipaddress.ip_address(client_ip)
+                known = any(address in network for network in self.networks)
+            except ValueError:
+                known = False
+            if len(self._known) > 4096:
+                self._known.clear()
+            self._known[client_ip] = known
+        return known
+
+
+def request_id(incoming: str | None) -> str:
+    """The client's X-Request-ID when it is a sane token, else a new random one."""
+    if incoming and _REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return os.urandom(16).hex()
+
+
+def upstream_request_head(
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]],
+    *,
+    client_ip: str,
+    scheme: str,
+    server_port: str,
+    trusted: bool,
+    request_id: str,
+    body_length: int | None,
+    default_host: str,
+) -> bytes:
+    """The request head sent upstream (HTTP/1.1, keep-alive, Content-Length framing)."""
+    connection_named = set()
+    forwarded_for = proto = host = port = None
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "connection":
+            connection_named.update(token.strip().lower() for token in value.split(","))
+        elif lower == "x-forwarded-for":
+            forwarded_for = value if forwarded_for is None else f"{forwarded_for}, {value}"
+        elif lower == "x-forwarded-proto":
+            proto = value
+        elif lower == "x-forwarded-host":
+            host = value
+        elif lower == "x-forwarded-port":
+            port = value
+    out = [f"{method} {target} HTTP/1.1\r\n"]
+    original_host = None
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "host":
+            original_host = value
+        if lower in HOP_BY_HOP or lower in _FORWARDED or lower in connection_named:
+            continue
+        out.append(f"{name}: {value}\r\n")
+    out.append(f"Host: {original_host or default_host}\r\n")
+    if trusted and forwarded_for:
+        out.append(f"X-Forwarded-For: {forwarded_for}, {client_ip}\r\n")
+    else:
+        out.append(f"X-Forwarded-For: {client_ip}\r\n")
+    if not trusted:
+        proto = host = port = None
+    out.append(f"X-Forwarded-Proto: {proto or scheme}\r\n")
+    out.append(f"X-Forwarded-Host: {host or original_host or default_host}\r\n")
+    out.append(f"X-Forwarded-Port: {port or server_port}\r\n")
+    out.append(f"X-Real-IP: {client_ip}\r\n")
+    out.append(f"X-Request-ID: {request_id}\r\n")
+    if body_length is not None:
+        out.append(f"Content-Length: {body_length}\r\n")
+    out.append("\r\n")
+    return "".join(out).encode("latin-1")
+
+
+def response_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The upstream's response headers without hop-by-hop fields (build_head re-frames the body)."""
+    named: set[str] = set()
+    for name, value in headers:
+        if name.lower() == "connection":
+            named.update(token.strip().lower() for token in value.split(","))
+    return [(name, value) for name, value in headers
+            if name.lower() not in HOP_BY_HOP and name.lower() not in named]

@@ -1,0 +1,89 @@
+"""Active health checks: a GET to each server of an upstream every `interval`, as nginx Plus's health_check.
+
+A server that fails `fails` checks in a row is taken out (`unhealthy`) until `passes` checks in a row
+succeed. A check is a real HTTP request on its own connection, so a server that accepts connections but
+answers 500s or hangs is caught, which passive checks only notice when users' requests fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from wsgistack.http.parser import EndOfMessage, ParseError
+from wsgistack.http.response_parser import ResponseHead
+from wsgistack.proxy.upstream import Upstream, UpstreamServer
+
+log = logging.getLogger("wsgistack.proxy")
+
+
+class HealthChecker:
+    """Runs the checks of every upstream that has `health_check` set, until stopped."""
+
+    def __init__(self, upstreams: list[Upstream]):
+        self.upstreams = [upstream for upstream in upstreams if upstream.settings.health_check is not None]
+        self.tasks: list[asyncio.Task[None]] = []
+        self._streaks: dict[int, int] = {}  # id(server) -> consecutive results (+ good, - bad)
+
+    def start(self) -> None:
+        """One task per checked server."""
+        loop = asyncio.get_running_loop()
+        for upstream in self.upstreams:
+            for server in upstream.servers:
+                self.tasks.append(loop.create_task(self._watch(upstream, server)))
+
+    def stop(self) -> None:
+        """Cancel the checks (on reload a new checker takes over)."""
+        for task in self.tasks:
+            task.cancel()
+        self.tasks = []
+
+    async def _watch(self, upstream: Upstream, server: UpstreamServer) -> None:
+        check = upstream.settings.health_check
+        assert check is not None
+        while True:
+            healthy, reason = await self.probe(upstream, server)
+            self._record(server, healthy, reason, check.fails, check.passes)
+            await asyncio.sleep(check.interval)
+
+    def _record(self, server: UpstreamServer, healthy: bool, reason: str, fails: int, passes: int) -> None:
+        streak = self._streaks.get(id(server), 0)
+        streak = max(streak, 0) + 1 if healthy else min(streak, 0) - 1
+        self._streaks[id(server)] = streak
+        if healthy and server.unhealthy and streak >= passes:
+            server.unhealthy = False
+            server.down_until = 0.0
+            log.info("upstream server %s passed its health check: back in rotation", server.name)
+        elif not healthy and not server.unhealthy and -streak >= fails:
+            server.unhealthy = True
+            log.warning("upstream server %s failed its health check (%s): out of rotation", server.name, reason)
+
+    async def probe(self, upstream: Upstream, server: UpstreamServer) -> tuple[bool, str]:
+        """One check: (healthy, why not)."""
+        check = upstream.settings.health_check
+        assert check is not None
+        host = server.name if server.settings.address.kind == "tcp" else "localhost"
+        request = (f"GET {check.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: wsgistack-health-check\r\n"
+                   f"Connection: close\r\n\r\n").encode("latin-1")
+        connection = None
+        try:
+            async with asyncio.timeout(check.timeout):
+                connection = await server.pool.connect()
+                connection.begin("GET")
+                connection.write(request)
+                event = await connection.next_event(check.timeout)
+                if not isinstance(event, ResponseHead):
+                    return False, event.reason if isinstance(event, ParseError) else "no response"
+                status = event.status
+                while not isinstance(event, (EndOfMessage, ParseError)):
+                    event = await connection.next_event(check.timeout)  # read to the end: a clean exchange
+        except TimeoutError:
+            return False, "timed out"
+        except Exception as exc:  # noqa: BLE001 - any failure of the probe means "unhealthy", with its reason
+            return False, getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+        finally:
+            if connection is not None:
+                connection.close()
+        if not 200 <= status < 400:
+            return False, f"status {status}"
+        return True, ""

@@ -1,0 +1,203 @@
+"""Connections to one upstream server: opened on demand, kept alive while idle, reused newest first.
+
+An `UpstreamConnection` is an asyncio protocol that feeds the upstream's bytes to the sans-IO
+`ResponseParser` of the exchange in progress and hands out its events; reading pauses when the client
+cannot keep up (backpressure), so a slow client never makes the proxy buffer a whole response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections import deque
+
+from wsgistack.config.addresses import Address
+from wsgistack.http.parser import ParseError
+from wsgistack.http.response_parser import ResponseHead, ResponseParser
+
+
+class UpstreamError(Exception):
+    """The exchange with an upstream failed; `timeout` tells a 504 from a 502."""
+
+    def __init__(self, reason: str, timeout: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.timeout = timeout
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One connection to an upstream server, used by one exchange at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser: ResponseParser | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.requests = 0
+        self.keep_alive = False  # what the last response head said
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._lost: Exception | None = None
+
+    # -- asyncio callbacks ------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        if self.parser is None:
+            self.closed = True  # bytes nobody asked for: the connection cannot be trusted any more
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        self.parser.feed(data)
+        self._wake()
+
+    def eof_received(self) -> bool:
+        if self.parser is not None:
+            self.parser.feed_eof()
+        self.closed = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._lost = exc
+        if self.parser is not None and not self.parser.complete and not self.parser.failed:
+            self.parser.feed_eof()
+        self._wake()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(UpstreamError("upstream closed the connection while we sent the request"))
+
+    def pause_writing(self) -> None:
+        if self._drain is None or self._drain.done():
+            self._drain = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # -- what an exchange uses --------------------------------------------------------------------------
+
+    def begin(self, method: str) -> ResponseParser:
+        """Start an exchange: a fresh parser for the response to a `method` request."""
+        self.parser = ResponseParser(method)
+        self.keep_alive = False
+        self.requests += 1
+        return self.parser
+
+    def write(self, data: bytes) -> None:
+        """Send request bytes."""
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    async def drain(self) -> None:
+        """Wait until the upstream has taken what was written (large request bodies)."""
+        if self._drain is not None and not self._drain.done():
+            await self._drain
+
+    async def next_event(self, timeout: float):
+        """The next response event; UpstreamError(timeout=True) when none comes within `timeout`."""
+        parser = self.parser
+        assert parser is not None
+        while not parser.events:
+            if self.closed and not parser.events:
+                return ParseError(502, "upstream closed the connection")
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self._waiter, timeout)
+            except asyncio.TimeoutError:
+                raise UpstreamError("upstream timed out", timeout=True) from None
+            finally:
+                self._waiter = None
+        event = parser.events.popleft()
+        if isinstance(event, ResponseHead):
+            self.keep_alive = event.keep_alive
+        return event
+
+    def pause_reading(self) -> None:
+        """Stop reading the upstream while the client catches up."""
+        if not self.closed:
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume_reading(self) -> None:
+        """Read again."""
+        if not self.closed:
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
+    @property
+    def reusable(self) -> bool:
+        """True when the last response ended cleanly on a keep-alive connection."""
+        parser = self.parser
+        return (not self.closed and parser is not None and parser.complete and not parser.extra_bytes
+                and self.keep_alive)
+
+    def close(self) -> None:
+        """Close now (abort: nothing more of this connection is wanted)."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class ConnectionPool:
+    """Idle keep-alive connections of one server, newest last; at most `size`, each idle at most `idle`."""
+
+    def __init__(self, address: Address, size: int, idle: float, connect_timeout: float):
+        self.address = address
+        self.size = size
+        self.idle = idle
+        self.connect_timeout = connect_timeout
+        self.idle_connections: deque[UpstreamConnection] = deque()
+
+    async def acquire(self) -> tuple[UpstreamConnection, bool]:
+        """A connection, and whether it was reused; UpstreamError when a new one cannot be opened."""
+        now = time.monotonic()
+        while self.idle_connections:
+            connection = self.idle_connections.pop()
+            if not connection.closed and now - connection.idle_since < self.idle:
+                connection.parser = None
+                return connection, True
+            connection.close()
+        return await self.connect(), False
+
+    async def connect(self) -> UpstreamConnection:
+        """A new connection within connect_timeout."""
+        loop = asyncio.get_running_loop()
+        address = self.address
+        try:
+            if address.kind == "unix":
+                coro = loop.create_unix_connection(UpstreamConnection, address.path)
+            else:
+                coro = loop.create_connection(UpstreamConnection, address.host, address.port)
+            _, protocol = await asyncio.wait_for(coro, self.connect_timeout)
+        except asyncio.TimeoutError:
+            raise UpstreamError("connect timed out", timeout=True) from None
+        except OSError as exc:
+            raise UpstreamError(f"connect failed: {exc.strerror or exc}") from None
+        return protocol  # type: ignore[return-value]
+
+    def release(self, connection: UpstreamConnection) -> None:
+        """Keep a finished connection for reuse when it can be, else close it."""
+        if connection.reusable and len(self.idle_connections) < self.size:
+            connection.parser = None
+            connection.idle_since = time.monotonic()
+            self.idle_connections.append(connection)
+        else:
+            connection.close()
+
+    def sweep(self) -> None:
+        """Close connections idle longer than `idle` (called once a second)."""
+        now = time.monotonic()
+        while self.idle_connections and now - self.idle_connections[0].idle_since >= self.idle:
+            self.idle_connections.popleft().close()
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        while self.idle_connections:
+            self.idle_connections.popleft().close()

@@ -1,0 +1,191 @@
+"""`wsgistack proxy`: the listeners, the event loop, the signals, and reloads without a dropped request.
+
+One process, one uvloop loop. The listening sockets are bound before the loop starts (so a bad address is
+a one-line error), and never closed by a reload: HUP builds a new `ProxyState` from the re-read file and
+swaps it in; requests in flight finish with the state they started with. A file that does not load is
+refused with its error and the old state keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+
+from wsgistack.config.errors import ConfigError
+from wsgistack.observe.errorlog import reopen_error_log, setup_error_log
+from wsgistack.proxy.accesslog import open_access_log
+from wsgistack.proxy.config import load_proxy_settings
+from wsgistack.proxy.connection import ClientConnection
+from wsgistack.proxy.health import HealthChecker
+from wsgistack.proxy.routing import ProxyState
+from wsgistack.proxy.settings import ListenSettings, ProxySettings
+from wsgistack.server.sockets import Listener, bind
+from wsgistack.server.workers.event import new_event_loop
+
+log = logging.getLogger("wsgistack.proxy")
+BACKLOG = 2048
+STOP_GRACE = 10.0  # seconds requests in flight get on SIGTERM/SIGINT/SIGQUIT before the proxy exits
+
+
+class ProxyServer:
+    """The running proxy: its state (swapped on reload), connections, access log and listeners."""
+
+    def __init__(self, settings: ProxySettings, cli: dict | None = None):
+        self.settings = settings
+        self.cli = cli or {}
+        self.state = ProxyState(settings)
+        self.access_log = open_access_log(settings)
+        self.connections: set[ClientConnection] = set()
+        self.listeners: list[tuple[ListenSettings, Listener]] = []
+        self.servers: list[asyncio.AbstractServer] = []
+        self.health: HealthChecker | None = None
+        self.stopping = False
+        self._stopped: asyncio.Event | None = None
+
+    def bind(self) -> None:
+        """Bind every listener (before the loop runs); ConfigError names the address."""
+        try:
+            for listen in self.settings.listen:
+                self.listeners.append((listen, bind(listen.address, BACKLOG)))
+        except BaseException:
+            self.close_listeners()
+            raise
+
+    def _tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.settings.certfile, self.settings.keyfile)  # type: ignore[arg-type]
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"proxy: cannot load certfile/keyfile: {exc}") from None
+        context.set_alpn_protocols(["http/1.1"])
+        return context
+
+    async def serve(self) -> None:
+        """Accept connections until stopped."""
+        loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        tls = self._tls_context() if any(listen.tls for listen, _ in self.listeners) else None
+        for listen, listener in self.listeners:
+            scheme = "https" if listen.tls else "http"
+            sockname = listener.sock.getsockname()
+            port = str(sockname[1]) if isinstance(sockname, tuple) else ""
+            factory = (lambda scheme=scheme, port=port: ClientConnection(self, scheme, port))
+            server = await loop.create_server(factory, sock=listener.sock, ssl=tls if listen.tls else None,
+                                              backlog=BACKLOG)
+            self.servers.append(server)
+            log.info("listening at %s", _describe(listen, listener))
+        for signum, handler in ((signal.SIGHUP, self.reload), (signal.SIGUSR1, self.reopen_logs),
+                                (signal.SIGTERM, self.stop), (signal.SIGINT, self.stop),
+                                (signal.SIGQUIT, self.stop)):
+            loop.add_signal_handler(signum, handler)
+        self._start_health()
+        sweeper = loop.create_task(self._sweep())
+        log.info("proxy ready: %d route%s, %d upstream%s", len(self.state.routes),
+                 "" if len(self.state.routes) == 1 else "s", len(self.state.upstreams),
+                 "" if len(self.state.upstreams) == 1 else "s")
+        await self._stopped.wait()
+        sweeper.cancel()
+        await self._drain()
+
+    def _start_health(self) -> None:
+        if self.health is not None:
+            self.health.stop()
+        self.health = HealthChecker(list(self.state.upstreams.values()))
+        self.health.start()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for server in self.state.all_servers():
+                server.pool.sweep()
+
+    def reload(self) -> None:
+        """SIGHUP: read the config again; apply it whole, or keep the old one and say why."""
+        try:
+            settings = load_proxy_settings(self.settings.config_file, self.cli)
+            state = ProxyState(settings, previous=self.state)
+            access_log = open_access_log(settings) if _log_changed(settings, self.settings) else None
+        except ConfigError as exc:
+            log.error("reload refused, the old config keeps serving: %s", exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - a reload must never take the proxy down
+            log.exception("reload refused, the old config keeps serving: %s", exc)
+            return
+        if settings.listen != self.settings.listen:
+            log.warning("reload: listen addresses changed; they take effect at the next restart")
+        old = self.state
+        self.settings, self.state = settings, state
+        old.retire(state)
+        if access_log is not None:
+            self.access_log = access_log
+        self._start_health()
+        log.info("reloaded %s: %d routes, %d upstreams", settings.config_file or "the command line",
+                 len(state.routes), len(state.upstreams))
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1: reopen the access and error logs (after logrotate moved them)."""
+        self.access_log.reopen()
+        reopen_error_log()
+        log.info("logs reopened")
+
+    def stop(self) -> None:
+        """SIGTERM/SIGINT/SIGQUIT: stop accepting, let requests in flight finish, then exit."""
+        if self.stopping:
+            return
+        self.stopping = True
+        log.info("stopping: no new connections, %d open", len(self.connections))
+        for server in self.servers:
+            server.close()
+        assert self._stopped is not None
+        self._stopped.set()
+
+    async def _drain(self) -> None:
+        if self.health is not None:
+            self.health.stop()
+        deadline = asyncio.get_running_loop().time() + STOP_GRACE
+        while self.connections and asyncio.get_running_loop().time() < deadline:
+            for connection in list(self.connections):
+                connection.close_if_idle()
+            await asyncio.sleep(0.05)
+        for connection in list(self.connections):
+            connection.abort()
+        for upstream in self.state.upstreams.values():
+            upstream.close()
+        self.close_listeners()
+        log.info("stopped")
+
+    def close_listeners(self) -> None:
+        """Close the listening sockets (and remove unix socket files)."""
+        for listen, listener in self.listeners:
+            listener.close(unlink=listen.address.kind == "unix")
+        self.listeners = []
+
+
+def _describe(listen: ListenSettings, listener: Listener) -> str:
+    name = listener.sock.getsockname()
+    if isinstance(name, tuple):
+        host = f"[{name[0]}]" if ":" in name[0] else name[0]
+        return f"{'https' if listen.tls else 'http'}://{host}:{name[1]}"
+    return f"unix:{name}"
+
+
+def _log_changed(new: ProxySettings, old: ProxySettings) -> bool:
+    return (new.access_log, new.access_log_format, new.access_log_rotate) != \
+        (old.access_log, old.access_log_format, old.access_log_rotate)
+
+
+def run_proxy(settings: ProxySettings, cli: dict | None = None) -> int:
+    """Run the proxy in the foreground until a stop signal; returns the exit code."""
+    setup_error_log(settings.error_log or "-", settings.log_level)
+    server = ProxyServer(settings, cli)
+    server.bind()
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(server.serve())
+    finally:
+        server.close_listeners()
+        loop.close()
+    return 0

@@ -1,0 +1,128 @@
+"""Upstream groups: their servers' health, and which server takes the next request (nginx's `upstream`).
+
+Passive health follows nginx: `max_fails` failures within `fail_timeout` mark a server down for
+`fail_timeout`. Active checks (proxy/health.py) mark it down until enough checks pass. Backups take requests
+only while every primary is down. No clock or socket here besides `time.monotonic`, so the choices are
+tested directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Sequence
+
+from wsgistack.proxy.pool import ConnectionPool
+from wsgistack.proxy.settings import ServerSettings, UpstreamSettings
+
+log = logging.getLogger("wsgistack.proxy")
+
+
+class UpstreamServer:
+    """One server of a group: its settings, failure window, health and connection pool."""
+
+    def __init__(self, settings: ServerSettings, group: UpstreamSettings):
+        self.settings = settings
+        self.name = settings.name
+        self.weight = settings.weight
+        self.backup = settings.backup
+        self.max_fails = group.max_fails if settings.max_fails is None else settings.max_fails
+        self.fail_timeout = group.fail_timeout if settings.fail_timeout is None else settings.fail_timeout
+        self.pool = ConnectionPool(settings.address, group.keepalive, group.keepalive_timeout,
+                                   group.connect_timeout)
+        self.active = 0  # requests in flight (least_conn)
+        self.current_weight = 0  # smooth weighted round robin
+        self.fails = 0
+        self.first_fail = 0.0
+        self.down_until = 0.0
+        self.unhealthy = False  # set by active health checks
+        self._key_hash = zlib.crc32(self.name.encode())
+
+    def available(self, now: float) -> bool:
+        """True when neither passive nor active health has taken the server out."""
+        return not self.unhealthy and now >= self.down_until
+
+    def record_failure(self, reason: str, now: float | None = None) -> None:
+        """A connect error, reset or timeout: count it, and take the server out at max_fails."""
+        now = time.monotonic() if now is None else now
+        if self.max_fails == 0:
+            return  # nginx: max_fails=0 disables the accounting
+        if now - self.first_fail > self.fail_timeout:
+            self.fails = 0
+        if self.fails == 0:
+            self.first_fail = now
+        self.fails += 1
+        if self.fails >= self.max_fails and now >= self.down_until:
+            self.down_until = now + self.fail_timeout
+            self.fails = 0
+            log.warning("upstream server %s is down for %gs after %s", self.name, self.fail_timeout, reason)
+
+    def record_success(self) -> None:
+        """A good exchange clears the failure count."""
+        self.fails = 0
+
+    def rendezvous(self, key: str) -> int:
+        """This server's score for a hash key: the highest score wins, and a server leaving moves only its keys."""
+        return zlib.crc32(key.encode("utf-8", "replace"), self._key_hash)
+
+
+class Upstream:
+    """A named group of servers with a balancing method."""
+
+    def __init__(self, settings: UpstreamSettings, reuse: Sequence[UpstreamServer] = ()):
+        self.settings = settings
+        self.name = settings.name
+        known = {(server.settings): server for server in reuse}
+        self.servers = [known.get(spec) or UpstreamServer(spec, settings) for spec in settings.servers]
+        self.primaries = [server for server in self.servers if not server.backup]
+        self.backups = [server for server in self.servers if server.backup]
+        self.method = settings.balance
+        self.hash_header = settings.hash_header.lower() if settings.hash_header else None
+
+    def pick(self, client_ip: str, headers: list[tuple[str, str]],
+             tried: set[UpstreamServer] | None = None) -> UpstreamServer | None:
+        """The server for the next attempt of a request, or None when every server is down or was tried."""
+        now = time.monotonic()
+        tried = tried or set()
+        candidates = [s for s in self.primaries if s not in tried and s.available(now)]
+        if not candidates:
+            candidates = [s for s in self.backups if s not in tried and s.available(now)]
+            if not candidates:
+                return None
+        if len(candidates) == 1:
+            return candidates[0]
+        if self.method == "least_conn":
+            lowest = min(server.active / server.weight for server in candidates)
+            candidates = [server for server in candidates if server.active / server.weight == lowest]
+            if len(candidates) == 1:
+                return candidates[0]
+        elif self.method in ("ip_hash", "hash"):
+            key = client_ip if self.method == "ip_hash" else self._header(headers)
+            if key is not None:
+                return max(candidates, key=lambda server: server.rendezvous(key))
+        return _smooth_weighted(candidates)
+
+    def _header(self, headers: list[tuple[str, str]]) -> str | None:
+        for name, value in headers:
+            if name.lower() == self.hash_header:
+                return value
+        return None  # nginx spreads requests without the key round robin
+
+    def close(self) -> None:
+        """Close every idle pooled connection (the group left the config)."""
+        for server in self.servers:
+            server.pool.close()
+
+
+def _smooth_weighted(candidates: list[UpstreamServer]) -> UpstreamServer:
+    # nginx's smooth weighted round robin: weights 5,1,1 give a a b a c a a, not a a a a a b c
+    total = 0
+    best = candidates[0]
+    for server in candidates:
+        server.current_weight += server.weight
+        total += server.weight
+        if server.current_weight > best.current_weight:
+            best = server
+    best.current_weight -= total
+    return best
