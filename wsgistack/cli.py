@@ -103,6 +103,8 @@ def _add_proxy_parser(commands: Any, parser: argparse.ArgumentParser) -> None:
                             "repeat to balance over several (round robin)")
     proxy.add_argument("--static", action="append", metavar="PREFIX=DIR",
                        help="serve files under DIR for paths starting with PREFIX, e.g. /static/=./static")
+    proxy.add_argument("-w", "--workers", metavar="N", default=None,
+                       help="proxy processes (default 1; limits are counted per process)")
     proxy.add_argument("--access-log", metavar="PATH", default=None, help="access log file, or - for stdout")
     proxy.add_argument("--access-log-format", metavar="FORMAT", default=None,
                        help="combined (default), common, json, or a template of nginx $variables")

@@ -41,6 +41,7 @@ _SIMPLE: dict[str, Callable[[Any], Any]] = {
     "client_max_body_size": values.size,
     "client_body_buffer_size": values.size,
     "max_connections": values.whole(1),
+    "workers": values.whole(1),
     "client_header_timeout": values.seconds,
     "client_body_timeout": values.seconds,
     "send_timeout": values.seconds,
@@ -107,7 +108,12 @@ def load_proxy_settings(config_file: str | None, cli: Mapping[str, Any]) -> Prox
 
 def _field(where: _Where, table: str, key: str, index: int = 0) -> Callable[[Callable[[Any], Any], Any], Any]:
     """A parser call that turns ValueError into a ConfigError naming file, line and key."""
-    label = f"{table}.{key}" if index == 0 or "routes" not in table else f"{table}[{index}].{key}"
+    if not table:
+        label = key  # a command-line flag
+    elif "routes" in table:
+        label = f"{table}[{index}].{key}"
+    else:
+        label = f"{table}.{key}"
 
     def parse(parser: Callable[[Any], Any], raw: Any) -> Any:
         try:
@@ -350,7 +356,7 @@ def _apply_cli(chosen: dict[str, Any], cli: Mapping[str, Any]) -> None:
     where = _Where("command line", "")
     if cli.get("listen"):
         chosen["listen"] = tuple(_field(where, "", "--listen")(_listen, text) for text in cli["listen"])
-    for key in ("access_log", "access_log_format", "error_log", "log_level"):
+    for key in ("access_log", "access_log_format", "error_log", "log_level", "workers"):
         if cli.get(key) is not None:
             chosen[key] = _field(where, "", f"--{key.replace('_', '-')}")(_SIMPLE[key], cli[key])
     upstream_flags = cli.get("upstream") or []
@@ -396,6 +402,10 @@ def _validate(settings: ProxySettings, where: _Where) -> None:
         for key in ("certfile", "keyfile"):
             if not Path(getattr(settings, key)).is_file():
                 raise ConfigError(f"{where('proxy', key)}proxy.{key}: {getattr(settings, key)}: no such file")
+    rotate = settings.access_log_rotate
+    if settings.workers > 1 and (rotate.size or rotate.interval):
+        raise ConfigError(f"{where('proxy', 'access_log_rotate')}proxy.access_log_rotate: needs workers = 1 "
+                          f"(several workers would rotate under each other; use logrotate and SIGUSR1)")
     if settings.access_log_format not in ("combined", "common", "json"):
         from wsgistack.proxy.accesslog import check_format
 

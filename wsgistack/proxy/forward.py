@@ -12,10 +12,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead
-from wsgistack.http.response import ResponseError, build_head
 from wsgistack.http.response_parser import ResponseHead
 from wsgistack.proxy.compression import GzipStream, gzip_headers, should_compress
-from wsgistack.proxy.headers import request_id, response_headers, upstream_request_head
+from wsgistack.proxy.headers import client_response_head, request_id, response_headers, upstream_request_head
 from wsgistack.proxy.pool import UpstreamConnection, UpstreamError
 
 if TYPE_CHECKING:
@@ -123,37 +122,44 @@ async def _relay(client: ClientConnection, connection: UpstreamConnection, respo
     state = client.state
     headers = response_headers(response.headers)
     gzip = None
-    if should_compress(state.gzip, head.method, response.status, head.headers, headers):
+    if state.gzip.enabled and head.header("accept-encoding") and \
+            should_compress(state.gzip, head.method, response.status, head.headers, headers):
         headers = gzip_headers(headers)
         gzip = GzipStream(state.gzip.level)
-    if not any(name.lower() == "x-request-id" for name, _ in headers):
-        headers.append(("X-Request-ID", rid))
     try:
-        data, framing, keep_alive = build_head(f"{response.status} {response.reason}", headers, head.method,
-                                               head.version, keep_alive)
-    except ResponseError as exc:
+        data, framing, keep_alive = client_response_head(response.status, response.reason, headers, head.method,
+                                                         head.version, keep_alive, rid)
+    except ValueError:
         connection.close()
-        return client.send_error(502, f"The upstream server sent an invalid header: {exc}"[:200], head,
-                                 keep_alive)
-    client.write(data)
+        return client.send_error(502, "The upstream server sent an invalid Content-Length", head, keep_alive)
+    # what is already parsed goes out in one write with the head: one syscall for a small response
+    out = [data]
     read_timeout = upstream.settings.read_timeout
     while True:
-        event = await connection.next_event(read_timeout)
+        event = connection.pop_event()
+        if event is None:
+            if out:
+                client.write(b"".join(out))
+                out = []
+                if client.paused:
+                    connection.pause_reading()
+                    await client.drain()
+                    connection.resume_reading()
+            event = await connection.next_event(read_timeout)
         if isinstance(event, BodyData):
             piece = gzip.compress(event.data) if gzip is not None else event.data
             if piece:
-                client.write(framing.encode(piece))
-            if client.paused:
-                connection.pause_reading()
-                await client.drain()
-                connection.resume_reading()
+                out.append(framing.encode(piece))
         elif isinstance(event, EndOfMessage):
             if gzip is not None:
-                client.write(framing.encode(gzip.finish()))
-            client.write(framing.finish())
+                out.append(framing.encode(gzip.finish()))
+            out.append(framing.finish())
+            client.write(b"".join(out))
             return response.status, framing.sent, keep_alive and framing.complete
         else:
             # the response broke off after its head: the client can only learn it from a cut connection
+            if out:
+                client.write(b"".join(out))
             connection.close()
             client.abort()
             return response.status, framing.sent, False

@@ -8,8 +8,13 @@ client is a trusted proxy — and every request carries an X-Request-ID. Host is
 from __future__ import annotations
 
 import ipaddress
-import os
+import random
 import re
+
+from wsgistack.http.dates import http_date
+from wsgistack.http.response import SERVER_NAME, Framing
+
+_random = random.Random()
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
                         "upgrade", "proxy-authenticate", "proxy-authorization"})
@@ -46,7 +51,7 @@ def request_id(incoming: str | None) -> str:
     """The client's X-Request-ID when it is a sane token, else a new random one."""
     if incoming and _REQUEST_ID.fullmatch(incoming):
         return incoming
-    return os.urandom(16).hex()
+    return "%032x" % _random.getrandbits(128)  # not a secret: the PRNG saves a getrandom() syscall per request
 
 
 def upstream_request_head(
@@ -105,10 +110,57 @@ def upstream_request_head(
 
 
 def response_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The upstream's response headers without hop-by-hop fields (build_head re-frames the body)."""
+    """The upstream's response headers without hop-by-hop fields (the proxy frames the body itself)."""
     named: set[str] = set()
     for name, value in headers:
         if name.lower() == "connection":
             named.update(token.strip().lower() for token in value.split(","))
     return [(name, value) for name, value in headers
             if name.lower() not in HOP_BY_HOP and name.lower() not in named]
+
+
+def client_response_head(status: int, reason: str, headers: list[tuple[str, str]], method: str, version: str,
+                         keep_alive: bool, rid: str) -> tuple[bytes, Framing, bool]:
+    """The head sent to the client for an upstream's response, its body framing, and keep-alive after it.
+
+    Unlike the server's build_head this does not re-check names and values: llhttp already refused any
+    response whose fields are not tokens and clean values, and this runs once per proxied request.
+    """
+    out = [f"HTTP/1.1 {status} {reason}\r\n"]
+    length = None
+    has_date = has_server = has_rid = False
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "content-length":
+            if length is not None:
+                continue
+            length = int(value)
+        elif lower == "date":
+            has_date = True
+        elif lower == "server":
+            has_server = True
+        elif lower == "x-request-id":
+            has_rid = True
+        out.append(f"{name}: {value}\r\n")
+    if method == "HEAD" or status < 200 or status in (204, 304):
+        framing = Framing("none")
+    elif length is not None:
+        framing = Framing("length", length)
+    elif version == "1.1":
+        framing = Framing("chunked")
+        out.append("Transfer-Encoding: chunked\r\n")
+    else:
+        framing = Framing("close")
+        keep_alive = False
+    if not has_date:
+        out.append(f"Date: {http_date()}\r\n")
+    if not has_server:
+        out.append(f"Server: {SERVER_NAME}\r\n")
+    if not has_rid:
+        out.append(f"X-Request-ID: {rid}\r\n")
+    if not keep_alive:
+        out.append("Connection: close\r\n")
+    elif version == "1.0":
+        out.append("Connection: keep-alive\r\n")
+    out.append("\r\n")
+    return "".join(out).encode("latin-1"), framing, keep_alive

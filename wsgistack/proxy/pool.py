@@ -102,20 +102,33 @@ class UpstreamConnection(asyncio.Protocol):
         if self._drain is not None and not self._drain.done():
             await self._drain
 
+    def pop_event(self):
+        """The next response event if one is already parsed, else None (never waits)."""
+        parser = self.parser
+        if parser is None or not parser.events:
+            return None
+        event = parser.events.popleft()
+        if isinstance(event, ResponseHead):
+            self.keep_alive = event.keep_alive
+        return event
+
     async def next_event(self, timeout: float):
         """The next response event; UpstreamError(timeout=True) when none comes within `timeout`."""
         parser = self.parser
         assert parser is not None
         while not parser.events:
-            if self.closed and not parser.events:
+            if self.closed:
                 return ParseError(502, "upstream closed the connection")
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            # a plain timer, not asyncio.wait_for: on 3.11 that wraps every wait in a new task
+            timer = loop.call_later(timeout, _expire, waiter) if timeout else None
             try:
-                await asyncio.wait_for(self._waiter, timeout)
-            except asyncio.TimeoutError:
-                raise UpstreamError("upstream timed out", timeout=True) from None
+                await waiter
             finally:
                 self._waiter = None
+                if timer is not None:
+                    timer.cancel()
         event = parser.events.popleft()
         if isinstance(event, ResponseHead):
             self.keep_alive = event.keep_alive
@@ -143,6 +156,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(UpstreamError("upstream timed out", timeout=True))
 
 
 class ConnectionPool:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import ssl
+import time
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.observe.errorlog import reopen_error_log, setup_error_log
@@ -26,6 +27,7 @@ from wsgistack.server.workers.event import new_event_loop
 
 log = logging.getLogger("wsgistack.proxy")
 BACKLOG = 2048
+TICK = 0.25  # resolution of the client timeouts
 STOP_GRACE = 10.0  # seconds requests in flight get on SIGTERM/SIGINT/SIGQUIT before the proxy exits
 
 
@@ -96,10 +98,17 @@ class ProxyServer:
         self.health.start()
 
     async def _sweep(self) -> None:
+        """Four times a second: client timeouts; once a second: idle upstream connections."""
+        ticks = 0
         while True:
-            await asyncio.sleep(1.0)
-            for server in self.state.all_servers():
-                server.pool.sweep()
+            await asyncio.sleep(TICK)
+            now = time.monotonic()
+            for connection in list(self.connections):
+                connection.check_deadline(now)
+            ticks += 1
+            if ticks % 4 == 0:
+                for server in self.state.all_servers():
+                    server.pool.sweep()
 
     def reload(self) -> None:
         """SIGHUP: read the config again; apply it whole, or keep the old one and say why."""
@@ -176,11 +185,8 @@ def _log_changed(new: ProxySettings, old: ProxySettings) -> bool:
         (old.access_log, old.access_log_format, old.access_log_rotate)
 
 
-def run_proxy(settings: ProxySettings, cli: dict | None = None) -> int:
-    """Run the proxy in the foreground until a stop signal; returns the exit code."""
-    setup_error_log(settings.error_log or "-", settings.log_level)
-    server = ProxyServer(settings, cli)
-    server.bind()
+def serve_forever(server: ProxyServer) -> int:
+    """Run one proxy process's loop until a stop signal; returns the exit code."""
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -189,3 +195,15 @@ def run_proxy(settings: ProxySettings, cli: dict | None = None) -> int:
         server.close_listeners()
         loop.close()
     return 0
+
+
+def run_proxy(settings: ProxySettings, cli: dict | None = None) -> int:
+    """Run the proxy in the foreground (one process, or a master and `workers` processes)."""
+    setup_error_log(settings.error_log or "-", settings.log_level)
+    server = ProxyServer(settings, cli)
+    server.bind()
+    if settings.workers == 1:
+        return serve_forever(server)
+    from wsgistack.proxy.workers import ProxyMaster
+
+    return ProxyMaster(server, settings.workers).run()

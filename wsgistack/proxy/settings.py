@@ -103,6 +103,7 @@ class ProxySettings:
     listen: tuple[ListenSettings, ...]
     upstreams: dict[str, UpstreamSettings] = field(default_factory=dict)
     routes: tuple[RouteSettings, ...] = ()
+    workers: int = 1  # processes; limits are counted per process
     certfile: str | None = None
     keyfile: str | None = None
     access_log: str | None = None  # None: no access log; "-": standard output

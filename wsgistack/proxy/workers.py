@@ -1,0 +1,131 @@
+"""`workers = N`: N proxy processes on the same listening sockets, as nginx's worker_processes.
+
+The master binds, forks the workers, and then only waits for signals: it checks a reloaded config itself
+before passing HUP on (so a broken file is refused once, with one message), forwards USR1 and the stop
+signals, and replaces a worker that died. Limits (limit_req, limit_conn, max_connections) are counted per
+worker, as they would be in nginx without a shared-memory zone; with one worker they are exact.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import time
+
+from wsgistack.config.errors import ConfigError
+from wsgistack.proxy.config import load_proxy_settings
+from wsgistack.proxy.server import STOP_GRACE, ProxyServer, serve_forever
+
+log = logging.getLogger("wsgistack.proxy")
+_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD)
+PR_SET_PDEATHSIG = 1
+RESPAWN_PAUSE = 1.0  # a worker that dies at once is not restarted in a tight loop
+
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None
+
+
+class ProxyMaster:
+    """Keeps `count` worker processes serving the sockets of `server`."""
+
+    def __init__(self, server: ProxyServer, count: int):
+        self.server = server
+        self.count = count
+        self.workers: dict[int, float] = {}  # pid -> start time
+        self.stopping = False
+
+    def run(self) -> int:
+        """Fork the workers and supervise them until a stop signal; returns the exit code."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        for _ in range(self.count):
+            self.spawn()
+        while self.workers or not self.stopping:
+            info = signal.sigtimedwait(_SIGNALS, 1.0)
+            if info is None:
+                continue
+            signum = info.si_signo
+            if signum == signal.SIGCHLD:
+                self.reap()
+            elif signum == signal.SIGHUP:
+                self.reload()
+            elif signum == signal.SIGUSR1:
+                self.server.access_log.reopen()
+                self.forward(signal.SIGUSR1)
+            elif not self.stopping:
+                self.stop()
+        self.server.close_listeners()
+        log.info("stopped")
+        return 0
+
+    def spawn(self) -> None:
+        """Start one worker on the master's sockets."""
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                if _prctl is not None:
+                    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # no worker outlives a killed master
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+                code = serve_forever(self.server)
+            finally:
+                os._exit(code)
+        self.workers[pid] = time.monotonic()
+        log.info("worker %d started", pid)
+
+    def reap(self) -> None:
+        """Collect dead workers; replace them unless stopping."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            started = self.workers.pop(pid, None)
+            if started is None or self.stopping:
+                continue
+            log.error("worker %d died (%s); starting another", pid, _describe(status))
+            if time.monotonic() - started < RESPAWN_PAUSE:
+                time.sleep(RESPAWN_PAUSE)  # it died at once: do not spin
+            self.spawn()
+
+    def reload(self) -> None:
+        """Check the config once here; pass HUP on only when it loads."""
+        try:
+            load_proxy_settings(self.server.settings.config_file, self.server.cli)
+        except ConfigError as exc:
+            log.error("reload refused, the old config keeps serving: %s", exc)
+            return
+        self.forward(signal.SIGHUP)
+
+    def forward(self, signum: int) -> None:
+        """Send a signal to every worker."""
+        for pid in list(self.workers):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def stop(self) -> None:
+        """Graceful stop of every worker; SIGKILL for those still there after the grace period."""
+        self.stopping = True
+        log.info("stopping %d workers", len(self.workers))
+        self.forward(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE + 5
+        while self.workers and time.monotonic() < deadline:
+            signal.sigtimedwait([signal.SIGCHLD], 0.2)
+            self.reap()
+        self.forward(signal.SIGKILL)
+        while self.workers:
+            pid, _ = os.waitpid(-1, 0)
+            self.workers.pop(pid, None)
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.WEXITSTATUS(status)}"
