@@ -49,14 +49,18 @@ class RequestHead:
     expect_continue: bool
     upgrade: bool = False
     dropped_headers: list[str] = field(default_factory=list)
+    _index: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         """The first value of a header field (case-insensitive name), or None."""
-        name = name.lower()
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return None
+        index = self._index
+        if index is None:
+            # built once: the proxy asks several fields of every request
+            index = {}
+            for key, value in self.headers:
+                index.setdefault(key.lower(), value)
+            self._index = index
+        return index.get(name.lower())
 
 
 @dataclass(frozen=True)

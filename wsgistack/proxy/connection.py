@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("wsgistack.proxy")
 
 
+LINGER = 2.0  # seconds a refused request's remaining bytes are read and dropped before the close
+
+
 class ClientGone(Exception):
     """The client closed the connection or stopped reading for longer than send_timeout."""
 
@@ -54,6 +57,7 @@ class ClientConnection(asyncio.Protocol):
         self.early_status = 0  # set when the request is refused before its body is read
         self.busy = False
         self.closed = False
+        self.lingering = False
         self.requests = 0
         self.deadline = 0.0  # monotonic time of the current read timeout; 0 = none
         self._waiting_head = False
@@ -64,6 +68,8 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # kept: asyncio.get_running_loop() costs a getpid() syscall per call on Python 3.11
+        self.loop = asyncio.get_running_loop()
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.client_ip, self.client_port = peer[0], str(peer[1])
@@ -82,13 +88,15 @@ class ClientConnection(asyncio.Protocol):
         self._arm(self.state.settings.client_header_timeout, head=True)
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return  # the rest of a refused request: read and dropped until the client stops or time is up
         if self.head is None and not self._waiting_head:
             self._arm(self.state.settings.client_header_timeout, head=True)  # a new request began
         self.parser.feed(data)
         self._process()
 
     def eof_received(self) -> bool | None:
-        if not self.busy:
+        if not self.busy or self.lingering:
             self.transport.close()  # type: ignore[union-attr]
         return True  # keep our side open until the answer in progress is written
 
@@ -103,7 +111,7 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self._drain is None or self._drain.done():
-            self._drain = asyncio.get_running_loop().create_future()
+            self._drain = self.loop.create_future()
 
     def resume_writing(self) -> None:
         if self._drain is not None and not self._drain.done():
@@ -132,7 +140,7 @@ class ClientConnection(asyncio.Protocol):
                 self._cancel_timer()
                 self.busy = True
                 self.transport.pause_reading()  # type: ignore[union-attr]
-                self.task = asyncio.get_running_loop().create_task(self._respond())
+                self.task = self.loop.create_task(self._respond())
             elif isinstance(event, ParseError):
                 self._refuse(event.status, event.reason)
                 return
@@ -155,17 +163,24 @@ class ClientConnection(asyncio.Protocol):
         self._arm(self.state.settings.client_body_timeout)
 
     def _refuse(self, status: int, reason: str) -> None:
-        """Answer an unreadable or oversized request and close (its body is not read)."""
+        """Answer an unreadable or oversized request and close, after a lingering read of what follows.
+
+        Closing at once with the client's body still arriving would make the kernel reset the connection,
+        and the reset can destroy the answer before the client reads it; like nginx's lingering_close, the
+        proxy stops sending, drops what still arrives for a short while, then closes.
+        """
         self.busy = True
         started = time.time()
-        data = error_response(status, reason)
-        self.transport.write(data)  # type: ignore[union-attr]
-        self.transport.close()  # type: ignore[union-attr]
+        self.transport.write(error_response(status, reason))  # type: ignore[union-attr]
         self._log(status, len(error_body(status, reason)), started, 0.0, {})
         if self.body is not None:
             self.body.close()
-
-    # -- timers -----------------------------------------------------------------------------------------
+        self.lingering = True
+        if self.transport.can_write_eof():  # type: ignore[union-attr]
+            self.transport.write_eof()  # type: ignore[union-attr]
+            self.deadline = time.monotonic() + LINGER
+        else:
+            self.transport.close()  # type: ignore[union-attr]
 
     # Timeouts are deadlines the server's ticker checks a few times a second: a loop timer per request
     # phase cost more than a tenth of the proxy's time in profiles.
@@ -184,6 +199,9 @@ class ClientConnection(asyncio.Protocol):
             self._timed_out()
 
     def _timed_out(self) -> None:
+        if self.lingering:
+            self.transport.close()  # type: ignore[union-attr]
+            return
         if self.busy or self.closed:
             return
         if self.parser.started or self.head is not None:

@@ -120,12 +120,13 @@ async def _relay(client: ClientConnection, connection: UpstreamConnection, respo
                  head: RequestHead, keep_alive: bool, upstream, rid: str) -> tuple[int, int, bool]:
     """Send the upstream's response to the client as it arrives, with backpressure both ways."""
     state = client.state
-    headers = response_headers(response.headers)
+    headers = response.headers
     gzip = None
-    if state.gzip.enabled and head.header("accept-encoding") and \
-            should_compress(state.gzip, head.method, response.status, head.headers, headers):
-        headers = gzip_headers(headers)
-        gzip = GzipStream(state.gzip.level)
+    if state.gzip.enabled and head.header("accept-encoding"):
+        headers = response_headers(headers)
+        if should_compress(state.gzip, head.method, response.status, head.headers, headers):
+            headers = gzip_headers(headers)
+            gzip = GzipStream(state.gzip.level)
     try:
         data, framing, keep_alive = client_response_head(response.status, response.reason, headers, head.method,
                                                          head.version, keep_alive, rid)

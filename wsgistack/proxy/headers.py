@@ -20,6 +20,7 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "t
                         "upgrade", "proxy-authenticate", "proxy-authorization"})
 _FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port",
                         "x-real-ip", "x-request-id", "forwarded", "content-length", "expect", "host"})
+_SPECIAL = HOP_BY_HOP | _FORWARDED  # request fields the proxy drops or rewrites
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -68,41 +69,38 @@ def upstream_request_head(
     default_host: str,
 ) -> bytes:
     """The request head sent upstream (HTTP/1.1, keep-alive, Content-Length framing)."""
-    connection_named = set()
-    forwarded_for = proto = host = port = None
-    for name, value in headers:
-        lower = name.lower()
-        if lower == "connection":
-            connection_named.update(token.strip().lower() for token in value.split(","))
-        elif lower == "x-forwarded-for":
-            forwarded_for = value if forwarded_for is None else f"{forwarded_for}, {value}"
-        elif lower == "x-forwarded-proto":
-            proto = value
-        elif lower == "x-forwarded-host":
-            host = value
-        elif lower == "x-forwarded-port":
-            port = value
     out = [f"{method} {target} HTTP/1.1\r\n"]
-    original_host = None
+    kept: list[tuple[str, str]] = []  # (lower-case name, line): filtered again if Connection names fields
+    connection_named: set[str] = set()
+    forwarded_for = proto = host = port = original_host = None
     for name, value in headers:
         lower = name.lower()
-        if lower == "host":
-            original_host = value
-        if lower in HOP_BY_HOP or lower in _FORWARDED or lower in connection_named:
+        if lower in _SPECIAL:
+            if lower == "host":
+                original_host = value
+            elif lower == "connection":
+                connection_named.update(token.strip().lower() for token in value.split(","))
+            elif lower == "x-forwarded-for":
+                forwarded_for = value if forwarded_for is None else f"{forwarded_for}, {value}"
+            elif lower == "x-forwarded-proto":
+                proto = value
+            elif lower == "x-forwarded-host":
+                host = value
+            elif lower == "x-forwarded-port":
+                port = value
             continue
-        out.append(f"{name}: {value}\r\n")
-    out.append(f"Host: {original_host or default_host}\r\n")
+        kept.append((lower, f"{name}: {value}\r\n"))
+    out += [line for lower, line in kept if lower not in connection_named] if connection_named \
+        else [line for _, line in kept]
     if trusted and forwarded_for:
-        out.append(f"X-Forwarded-For: {forwarded_for}, {client_ip}\r\n")
+        forwarded_for = f"{forwarded_for}, {client_ip}"
     else:
-        out.append(f"X-Forwarded-For: {client_ip}\r\n")
-    if not trusted:
+        forwarded_for = client_ip
         proto = host = port = None
-    out.append(f"X-Forwarded-Proto: {proto or scheme}\r\n")
-    out.append(f"X-Forwarded-Host: {host or original_host or default_host}\r\n")
-    out.append(f"X-Forwarded-Port: {port or server_port}\r\n")
-    out.append(f"X-Real-IP: {client_ip}\r\n")
-    out.append(f"X-Request-ID: {request_id}\r\n")
+    out.append(f"Host: {original_host or default_host}\r\nX-Forwarded-For: {forwarded_for}\r\n"
+               f"X-Forwarded-Proto: {proto or scheme}\r\nX-Forwarded-Host: {host or original_host or default_host}"
+               f"\r\nX-Forwarded-Port: {port or server_port}\r\nX-Real-IP: {client_ip}\r\n"
+               f"X-Request-ID: {request_id}\r\n")
     if body_length is not None:
         out.append(f"Content-Length: {body_length}\r\n")
     out.append("\r\n")
@@ -123,6 +121,8 @@ def client_response_head(status: int, reason: str, headers: list[tuple[str, str]
                          keep_alive: bool, rid: str) -> tuple[bytes, Framing, bool]:
     """The head sent to the client for an upstream's response, its body framing, and keep-alive after it.
 
+    Hop-by-hop fields are dropped here (and those a Connection field names, through response_headers).
+
     Unlike the server's build_head this does not re-check names and values: llhttp already refused any
     response whose fields are not tokens and clean values, and this runs once per proxied request.
     """
@@ -131,6 +131,11 @@ def client_response_head(status: int, reason: str, headers: list[tuple[str, str]
     has_date = has_server = has_rid = False
     for name, value in headers:
         lower = name.lower()
+        if lower in HOP_BY_HOP:
+            if lower == "connection" and value.lower() not in ("close", "keep-alive"):
+                return client_response_head(status, reason, response_headers(headers), method, version,
+                                            keep_alive, rid)  # rare: it names more fields to drop
+            continue
         if lower == "content-length":
             if length is not None:
                 continue

@@ -44,6 +44,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.loop = asyncio.get_running_loop()  # kept: each call costs a getpid() syscall on Python 3.11
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -74,7 +75,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self._drain is None or self._drain.done():
-            self._drain = asyncio.get_running_loop().create_future()
+            self._drain = self.loop.create_future()
 
     def resume_writing(self) -> None:
         if self._drain is not None and not self._drain.done():
@@ -119,7 +120,7 @@ class UpstreamConnection(asyncio.Protocol):
         while not parser.events:
             if self.closed:
                 return ParseError(502, "upstream closed the connection")
-            loop = asyncio.get_running_loop()
+            loop = self.loop
             self._waiter = waiter = loop.create_future()
             # a plain timer, not asyncio.wait_for: on 3.11 that wraps every wait in a new task
             timer = loop.call_later(timeout, _expire, waiter) if timeout else None
