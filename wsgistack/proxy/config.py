@@ -31,6 +31,12 @@ from wsgistack.proxy.settings import (
 )
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+
+
+def _seconds(raw: Any) -> float:
+    return _duration(raw)  # defined below; durations as nginx writes them (10s, 500ms, 2m)
+
+
 _SIMPLE: dict[str, Callable[[Any], Any]] = {
     "certfile": values.text,
     "keyfile": values.text,
@@ -42,10 +48,10 @@ _SIMPLE: dict[str, Callable[[Any], Any]] = {
     "client_body_buffer_size": values.size,
     "max_connections": values.whole(1),
     "workers": values.whole(1),
-    "client_header_timeout": values.seconds,
-    "client_body_timeout": values.seconds,
-    "send_timeout": values.seconds,
-    "keepalive_timeout": values.seconds,
+    "client_header_timeout": _seconds,
+    "client_body_timeout": _seconds,
+    "send_timeout": _seconds,
+    "keepalive_timeout": _seconds,
 }
 _PROXY_KEYS = (*_SIMPLE, "listen", "upstreams", "routes", "trusted_proxies", "gzip", "access_log_rotate")
 _UPSTREAM_KEYS = ("servers", "balance", "max_fails", "fail_timeout", "health_check", "keepalive",
@@ -173,9 +179,9 @@ def _upstream(name: str, raw: Any, where: _Where) -> UpstreamSettings:
     if "balance" in raw:
         method, header = _field(where, table, "balance")(_balance, raw["balance"])
         kwargs["balance"], kwargs["hash_header"] = method, header
-    for key, parser in (("max_fails", values.whole(0)), ("fail_timeout", values.seconds),
-                        ("keepalive", values.whole(0)), ("keepalive_timeout", values.seconds),
-                        ("connect_timeout", values.seconds), ("read_timeout", values.seconds)):
+    for key, parser in (("max_fails", values.whole(0)), ("fail_timeout", _duration),
+                        ("keepalive", values.whole(0)), ("keepalive_timeout", _duration),
+                        ("connect_timeout", _duration), ("read_timeout", _duration)):
         if key in raw:
             kwargs[key] = _field(where, table, key)(parser, raw[key])
     if "health_check" in raw:

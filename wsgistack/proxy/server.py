@@ -9,6 +9,7 @@ refused with its error and the old state keeps serving.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import ssl
@@ -73,8 +74,8 @@ class ProxyServer:
             scheme = "https" if listen.tls else "http"
             sockname = listener.sock.getsockname()
             port = str(sockname[1]) if isinstance(sockname, tuple) else ""
-            factory = (lambda scheme=scheme, port=port: ClientConnection(self, scheme, port))
-            server = await loop.create_server(factory, sock=listener.sock, ssl=tls if listen.tls else None,
+            server = await loop.create_server(functools.partial(ClientConnection, self, scheme, port),
+                                              sock=listener.sock, ssl=tls if listen.tls else None,
                                               backlog=BACKLOG)
             self.servers.append(server)
             log.info("listening at %s", _describe(listen, listener))

@@ -43,6 +43,9 @@ _CHARSET_TYPES = ("application/javascript", "application/json")
 _BYTE_RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*", re.ASCII | re.IGNORECASE)
 
 
+_FAILED_BODY = b"412 Precondition Failed\n"
+
+
 @dataclass(frozen=True)
 class StaticReply:
     """What to answer: status, headers (without Date/Server/Connection), and a file range or a small body."""
@@ -104,6 +107,9 @@ class StaticFiles:
         if self.cache_control:
             validators.append(("Cache-Control", self.cache_control))
 
+        if _precondition_failed(fields, etag, mtime):
+            return StaticReply(412, [("Content-Type", "text/plain; charset=utf-8"),
+                                     ("Content-Length", str(len(_FAILED_BODY))), *validators], body=_FAILED_BODY)
         if _not_modified(fields, etag, mtime):
             return StaticReply(304, validators)
         headers = [("Content-Type", _content_type(name)), ("Content-Length", str(size)), *validators,
@@ -247,6 +253,17 @@ def _not_modified(fields: dict[str, str], etag: str, mtime: int) -> bool:
         return False
     since = _parse_http_date(if_modified_since)
     return since is not None and mtime <= since
+
+
+def _precondition_failed(fields: dict[str, str], etag: str, mtime: int) -> bool:
+    """If-Match (strong comparison), or without it If-Unmodified-Since, does not hold (RFC 9110 13.1.1, 13.1.4)."""
+    if "if-match" in fields:
+        tags = [tag.strip() for tag in fields["if-match"].split(",")]
+        return "*" not in tags and etag not in tags
+    if "if-unmodified-since" in fields:
+        since = _parse_http_date(fields["if-unmodified-since"])
+        return since is not None and mtime > since
+    return False
 
 
 def _if_range_holds(fields: dict[str, str], etag: str, mtime: int) -> bool:
