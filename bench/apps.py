@@ -59,3 +59,19 @@ def post() -> str:
 
 
 APPS = ("plain", "flask_hello", "flask_io", "flask_big", "flask_post")
+
+
+def upload(environ: dict, start_response: Callable) -> Iterable[bytes]:
+    """Read the whole request body and answer its length, in plain WSGI (the proxy's upload case)."""
+    stream = environ["wsgi.input"]
+    length = environ.get("CONTENT_LENGTH")
+    # Without a Content-Length (a chunked body) read() to the end is only safe when the server says so.
+    if length:
+        received = len(stream.read(int(length)))
+    elif environ.get("wsgi.input_terminated"):
+        received = len(stream.read())
+    else:
+        received = 0
+    body = str(received).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]

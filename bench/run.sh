@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The benchmark in one command: `bash bench/run.sh [--quick]`. Installs wrk and a private venv with the
-# peers, then runs bench/run.py, which writes docs/benchmarks.md, docs/img/benchmarks.png and
-# bench/results/latest.json. Every server binds 127.0.0.1 only.
+# The benchmark in one command: `bash bench/run.sh [--quick]`. Installs wrk, nginx and a private venv with
+# the peers, then runs bench/run.py (the servers: docs/benchmarks.md, docs/img/benchmarks.png,
+# bench/results/latest.json) and bench/proxy.py (wsgistack proxy against nginx: its section of
+# docs/benchmarks.md, bench/results/proxy.json). `--proxy` runs only the latter. Every server binds
+# 127.0.0.1 or a unix socket only.
 set -euo pipefail
 
 bench_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -9,14 +11,37 @@ repo_dir="$(cd "$bench_dir/.." && pwd)"
 venv="$bench_dir/.venv"
 python="${PYTHON:-python3}"
 
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "+ apt-get install -y wrk"
-    # The package lists may be missing or stale on a fresh machine: refresh them only if the install fails.
-    if ! apt-get install -y -q wrk >/dev/null; then
-        apt-get update -q >/dev/null
-        apt-get install -y -q wrk >/dev/null
-    fi
+# --proxy: only the proxy benchmark. The options both benchmarks know go to bench/proxy.py as well.
+proxy_only=0
+run_args=()
+proxy_args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --proxy) proxy_only=1 ;;
+        --quick | --report-only | -h | --help) run_args+=("$1"); proxy_args+=("$1") ;;
+        --repeats | --duration) run_args+=("$1" "${2:-}"); proxy_args+=("$1" "${2:-}"); shift ;;
+        --repeats=* | --duration=*) run_args+=("$1"); proxy_args+=("$1") ;;
+        *) run_args+=("$1") ;;
+    esac
+    shift
+done
+if [ "$proxy_only" = 1 ] && [ ${#run_args[@]} -ne ${#proxy_args[@]} ]; then
+    echo "bench: --proxy takes only --quick, --repeats N, --duration SECONDS and --report-only" >&2
+    exit 2
 fi
+
+install_package() {  # install_package COMMAND PACKAGE
+    if ! command -v "$1" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$1" ]; then
+        echo "+ apt-get install -y $2"
+        # The package lists may be missing or stale on a fresh machine: refresh them only if the install fails.
+        if ! apt-get install -y -q "$2" >/dev/null; then
+            apt-get update -q >/dev/null
+            apt-get install -y -q "$2" >/dev/null
+        fi
+    fi
+}
+install_package wrk wrk
+install_package nginx nginx
 
 if [ ! -x "$venv/bin/python" ]; then
     echo "+ $python -m venv $venv"
@@ -35,4 +60,7 @@ if [ ! -x "$venv/bin/uwsgi" ]; then
     fi
 fi
 
-exec "$venv/bin/python" "$bench_dir/run.py" "$@"
+if [ "$proxy_only" = 0 ]; then
+    "$venv/bin/python" "$bench_dir/run.py" ${run_args[@]+"${run_args[@]}"}
+fi
+exec "$venv/bin/python" "$bench_dir/proxy.py" ${proxy_args[@]+"${proxy_args[@]}"}

@@ -6,6 +6,7 @@ no upstream named 'ap'`), checked once here so a reload with a bad file is refus
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import re
@@ -104,12 +105,20 @@ def load_proxy_settings(config_file: str | None, cli: Mapping[str, Any]) -> Prox
         table = document.get("proxy", {})
         where = _Where(config_file, text)
         if not isinstance(table, dict):
-            raise ConfigError(f"{where('proxy')}proxy: must be a table ([proxy])")
+            raise ConfigError(f"{where('', 'proxy')}proxy: must be a table ([proxy])")
     chosen = _from_table(table, where)
     _apply_cli(chosen, cli)
+    base = Path(config_file).resolve().parent if config_file and not _cli_routes(cli) else Path.cwd()
+    chosen["routes"] = tuple(dataclasses.replace(route, static=str(base / route.static))
+                             if route.static is not None else route for route in chosen["routes"])
     settings = ProxySettings(config_file=config_file, **chosen)
     _validate(settings, where)
     return settings
+
+
+def _cli_routes(cli: Mapping[str, Any]) -> bool:
+    # --static folders are relative to the current directory; the file's, to the file's folder
+    return bool(cli.get("upstream") or cli.get("static"))
 
 
 def _field(where: _Where, table: str, key: str, index: int = 0) -> Callable[[Callable[[Any], Any], Any], Any]:
@@ -395,9 +404,7 @@ def _validate(settings: ProxySettings, where: _Where) -> None:
             raise ConfigError(f"{where('proxy.routes', 'upstream', route.index)}{label}.upstream: no upstream "
                               f"named {route.upstream!r} (known: {known})")
         if route.static is not None:
-            folder = Path(route.static)
-            if not folder.is_absolute() and settings.config_file:
-                folder = Path(settings.config_file).resolve().parent / folder
+            folder = Path(route.static)  # made absolute by load_proxy_settings
             if not folder.is_dir():
                 raise ConfigError(f"{where('proxy.routes', 'static', route.index)}{label}.static: "
                                   f"{route.static}: no such directory")

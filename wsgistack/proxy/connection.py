@@ -22,7 +22,7 @@ from wsgistack.observe.accesslog import AccessRecord
 from wsgistack.proxy import static_reply
 from wsgistack.proxy.accesslog import RequestView
 from wsgistack.proxy.buffering import RequestBody
-from wsgistack.proxy.forward import forward
+from wsgistack.proxy.forward import ClientGone, forward
 from wsgistack.proxy.limits import key_of
 
 if TYPE_CHECKING:
@@ -33,10 +33,6 @@ log = logging.getLogger("wsgistack.proxy")
 
 
 LINGER = 2.0  # seconds a refused request's remaining bytes are read and dropped before the close
-
-
-class ClientGone(Exception):
-    """The client closed the connection or stopped reading for longer than send_timeout."""
 
 
 class ClientConnection(asyncio.Protocol):
@@ -98,7 +94,9 @@ class ClientConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if not self.busy or self.lingering:
             self.transport.close()  # type: ignore[union-attr]
-        return True  # keep our side open until the answer in progress is written
+            return None
+        # keep our side open until the answer in progress is written (TLS cannot half-close: it closes)
+        return self.scheme != "https"
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -276,6 +274,8 @@ class ClientConnection(asyncio.Protocol):
                     status, sent, keep_alive, fields = await forward(self, route, head, body, keep_alive)
         except ClientGone:
             keep_alive = False
+            if status == 500 and sent == 0:
+                status = 499  # nginx's code for "the client went away before its answer was written"
         except Exception:
             log.exception("error while answering %s %s", head.method, head.target)
             keep_alive = False
@@ -328,4 +328,7 @@ class ClientConnection(asyncio.Protocol):
     def close_if_idle(self) -> None:
         """Close a keep-alive connection that waits for its next request (graceful stop)."""
         if not self.busy and not self.parser.started and self.head is None:
-            self.transport.close()  # type: ignore[union-attr]
+            if self.scheme == "https":
+                self.abort()  # a TLS close waits for the peer's close_notify, which an idle client may never send
+            else:
+                self.transport.close()  # type: ignore[union-attr]

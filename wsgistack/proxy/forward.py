@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead
+from wsgistack.http.response import Framing
 from wsgistack.http.response_parser import ResponseHead
 from wsgistack.proxy.compression import GzipStream, gzip_headers, should_compress
 from wsgistack.proxy.headers import client_response_head, request_id, response_headers, upstream_request_head
@@ -88,16 +89,46 @@ async def forward(client: ClientConnection, route: Route, head: RequestHead, bod
                 code = 504 if exc.timeout else 502
                 return (*client.send_error(code, "The upstream server failed", head, keep_alive), fields)
             continue
+        progress = _Progress(event.status)
         try:
-            status, sent, keep_alive = await _relay(client, connection, event, head, keep_alive, upstream, rid)
+            keep_alive = await _relay(client, connection, event, head, keep_alive, upstream, rid, progress)
             server.record_success()
+        except UpstreamError as exc:
+            # the response broke off after its head: the client can only learn it from a cut connection
+            server.record_failure(exc.reason)
+            connection.close()
+            client.abort()
+            keep_alive = False
+        except ClientGone:
+            connection.close()  # the rest of the response is unwanted: the connection cannot be reused
+            keep_alive = False
         finally:
             server.active -= 1
             server.pool.release(connection)
+        status, sent = progress.status, progress.sent
         statuses.append(str(event.status))
         times.append(f"{time.monotonic() - began:.3f}")
         fields.update(_upstream_fields(addresses, statuses, times))
         return status, sent, keep_alive, fields
+
+
+class ClientGone(Exception):
+    """The client closed the connection, or took nothing for longer than send_timeout."""
+
+
+class _Progress:
+    """How far a response got, for the access log when it breaks off."""
+
+    __slots__ = ("status", "framing")
+
+    def __init__(self, status: int):
+        self.status = status
+        self.framing: Framing | None = None
+
+    @property
+    def sent(self) -> int:
+        """Body bytes handed to the client."""
+        return self.framing.sent if self.framing is not None else 0
 
 
 class _BadResponse(Exception):
@@ -117,7 +148,7 @@ async def _send_request(connection: UpstreamConnection, request_head: bytes, bod
 
 
 async def _relay(client: ClientConnection, connection: UpstreamConnection, response: ResponseHead,
-                 head: RequestHead, keep_alive: bool, upstream, rid: str) -> tuple[int, int, bool]:
+                 head: RequestHead, keep_alive: bool, upstream, rid: str, progress: _Progress) -> bool:
     """Send the upstream's response to the client as it arrives, with backpressure both ways."""
     state = client.state
     headers = response.headers
@@ -132,7 +163,10 @@ async def _relay(client: ClientConnection, connection: UpstreamConnection, respo
                                                          head.version, keep_alive, rid)
     except ValueError:
         connection.close()
-        return client.send_error(502, "The upstream server sent an invalid Content-Length", head, keep_alive)
+        progress.status, _, keep_alive = client.send_error(502, "The upstream server sent an invalid "
+                                                           "Content-Length", head, keep_alive)
+        return keep_alive
+    progress.framing = framing
     # what is already parsed goes out in one write with the head: one syscall for a small response
     out = [data]
     read_timeout = upstream.settings.read_timeout
@@ -156,14 +190,11 @@ async def _relay(client: ClientConnection, connection: UpstreamConnection, respo
                 out.append(framing.encode(gzip.finish()))
             out.append(framing.finish())
             client.write(b"".join(out))
-            return response.status, framing.sent, keep_alive and framing.complete
+            return keep_alive and framing.complete
         else:
-            # the response broke off after its head: the client can only learn it from a cut connection
             if out:
                 client.write(b"".join(out))
-            connection.close()
-            client.abort()
-            return response.status, framing.sent, False
+            raise UpstreamError(event.reason if isinstance(event, ParseError) else "upstream response broke off")
 
 
 def _upstream_fields(addresses: list[str], statuses: list[str], times: list[str]) -> dict[str, Any]:

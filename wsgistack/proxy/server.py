@@ -28,6 +28,7 @@ from wsgistack.server.workers.event import new_event_loop
 
 log = logging.getLogger("wsgistack.proxy")
 BACKLOG = 2048
+TLS_TIMEOUT = 5.0  # a TLS handshake or close_notify that takes longer is given up (the peer may never answer)
 TICK = 0.25  # resolution of the client timeouts
 STOP_GRACE = 10.0  # seconds requests in flight get on SIGTERM/SIGINT/SIGQUIT before the proxy exits
 
@@ -74,9 +75,10 @@ class ProxyServer:
             scheme = "https" if listen.tls else "http"
             sockname = listener.sock.getsockname()
             port = str(sockname[1]) if isinstance(sockname, tuple) else ""
+            tls_options = {"ssl": tls, "ssl_handshake_timeout": TLS_TIMEOUT,
+                           "ssl_shutdown_timeout": TLS_TIMEOUT} if listen.tls else {}
             server = await loop.create_server(functools.partial(ClientConnection, self, scheme, port),
-                                              sock=listener.sock, ssl=tls if listen.tls else None,
-                                              backlog=BACKLOG)
+                                              sock=listener.sock, backlog=BACKLOG, **tls_options)
             self.servers.append(server)
             log.info("listening at %s", _describe(listen, listener))
         for signum, handler in ((signal.SIGHUP, self.reload), (signal.SIGUSR1, self.reopen_logs),

@@ -1,0 +1,232 @@
+"""The proxy benchmark's contenders and cases: nginx or `wsgistack proxy` in front of an app server on a unix
+socket, the config each front is given, and the loads run through them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from apps import BIG_BODY, HELLO
+from cases import SLOWLORIS_CONNECTIONS
+from servers import BIN_DIR, WORKERS
+
+UPSTREAM_KEEPALIVE = 64
+BODY_LIMIT = "2m"
+UPLOAD_BYTES = 1 << 20
+STATIC_FILES = {"f10k.bin": 10 * 1024, "f10m.bin": 10 * 1024 * 1024}
+# nginx's default of 512 per worker is near what the slowloris case needs (200 slow + 64 wrk clients, and an
+# upstream connection for each request in flight) if one worker accepts them all.
+NGINX_WORKER_CONNECTIONS = 1024
+NGINX_TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+def nginx_binary() -> str:
+    """nginx's path; /usr/sbin is not on every user's PATH."""
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin") or "nginx"
+
+
+@dataclass(frozen=True)
+class Places:
+    """Where one start of a stack keeps its files: config, the upstream's socket, the access log, temp files."""
+
+    workdir: Path
+    static_dir: Path
+
+    @property
+    def socket(self) -> Path:
+        """The unix socket the app server listens on and the front connects to."""
+        return self.workdir / "app.sock"
+
+    @property
+    def access_log(self) -> Path:
+        """The front's access log, combined format."""
+        return self.workdir / "access.log"
+
+
+FrontBuilder = Callable[[Places, int], list[str]]
+UpstreamBuilder = Callable[[str, Path], list[str]]
+
+
+def nginx_config(places: Places, port: int) -> str:
+    """nginx.conf: 2 workers, keep-alive to the upstream, static files with sendfile, a combined access log."""
+    # As root the workers would drop to `nobody`, which may not connect to root's socket (a fast 502 for every
+    # request); unprivileged, nginx ignores `user` with a warning, so it is left out.
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    temp_paths = "".join(f"    {kind}_temp_path {places.workdir}/{kind}_temp;\n" for kind in NGINX_TEMP_PATHS)
+    return f"""{user}worker_processes {WORKERS};
+pid {places.workdir}/nginx.pid;
+error_log stderr warn;
+daemon off;
+events {{ worker_connections {NGINX_WORKER_CONNECTIONS}; }}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log {places.access_log} combined;
+{temp_paths}    sendfile on;
+    client_max_body_size {BODY_LIMIT};
+    upstream app {{
+        server unix:{places.socket};
+        keepalive {UPSTREAM_KEEPALIVE};
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location /static/ {{
+            alias {places.static_dir}/;
+        }}
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+}}
+"""
+
+
+def wsgistack_config(places: Places, port: int) -> str:
+    """wsgistack.toml's [proxy]: the same shape as nginx.conf."""
+    return f"""[proxy]
+listen = ["127.0.0.1:{port}"]
+workers = {WORKERS}
+access_log = "{places.access_log}"
+access_log_format = "combined"
+client_max_body_size = "{BODY_LIMIT}"
+log_level = "warning"
+
+[proxy.upstreams.app]
+servers = ["unix:{places.socket}"]
+keepalive = {UPSTREAM_KEEPALIVE}
+
+[[proxy.routes]]
+path = "/static/"
+static = "{places.static_dir}"
+
+[[proxy.routes]]
+path = "/"
+upstream = "app"
+"""
+
+
+def nginx_front(places: Places, port: int) -> list[str]:
+    """Write nginx.conf for this start and return the command that runs nginx in the foreground."""
+    conf = places.workdir / "nginx.conf"
+    conf.write_text(nginx_config(places, port))
+    # -e: errors before the config's error_log is read go to the server's log, not /var/log/nginx
+    return [nginx_binary(), "-p", f"{places.workdir}/", "-c", str(conf), "-e", "stderr"]
+
+
+def wsgistack_front(places: Places, port: int) -> list[str]:
+    """Write wsgistack.toml for this start and return the `wsgistack proxy` command that reads it."""
+    conf = places.workdir / "wsgistack.toml"
+    conf.write_text(wsgistack_config(places, port))
+    return [str(BIN_DIR / "wsgistack"), "proxy", "-c", str(conf)]
+
+
+def wsgistack_serve(worker_class: str, threads: int | None = None) -> UpstreamBuilder:
+    """`wsgistack serve` on the unix socket; threads None keeps the class's default."""
+
+    def build(app: str, socket: Path) -> list[str]:
+        argv = [str(BIN_DIR / "wsgistack"), "serve", f"apps:{app}", "-k", worker_class, "-w", str(WORKERS),
+                "-b", f"unix:{socket}", "--log-level", "warning"]
+        return argv + (["--threads", str(threads)] if threads else [])
+
+    return build
+
+
+def gunicorn_sync(app: str, socket: Path) -> list[str]:
+    """gunicorn's sync workers on the unix socket, the classic companion of nginx."""
+    return [str(BIN_DIR / "gunicorn"), f"apps:{app}", "-k", "sync", "-w", str(WORKERS), "-b", f"unix:{socket}",
+            "--log-level", "warning"]
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One contender: a front (nginx or `wsgistack proxy`) and the app server behind it."""
+
+    name: str
+    front: FrontBuilder
+    upstream: UpstreamBuilder
+    wsgistack: bool
+    # Shown, never judged: an extra row for information.
+    informative: bool = False
+
+
+@dataclass(frozen=True)
+class ProxyLoad:
+    """One measured wrk run through the front, and what a correct response to it is."""
+
+    key: str
+    title: str
+    connections: int
+    path: str = "/"
+    upload: bool = False
+    slowloris: bool = False
+    expect_length: int | None = None
+    expect_body: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ProxySession:
+    """One start of each stack on one app, then its loads in order; ratios divide by `reference`'s figures."""
+
+    app: str
+    stacks: tuple[Stack, ...]
+    reference: str
+    loads: tuple[ProxyLoad, ...]
+
+
+HELLO_UPSTREAM = wsgistack_serve("event", threads=1)
+WSGISTACK_PROXY = Stack("wsgistack proxy", wsgistack_front, HELLO_UPSTREAM, wsgistack=True)
+NGINX = Stack("nginx", nginx_front, HELLO_UPSTREAM, wsgistack=False)
+STACK_SYNC = Stack("wsgistack proxy + wsgistack sync", wsgistack_front, wsgistack_serve("sync"), wsgistack=True)
+STACK_NGINX = Stack("nginx + gunicorn sync", nginx_front, gunicorn_sync, wsgistack=False)
+STACK_EVENT = Stack("wsgistack proxy + wsgistack event", wsgistack_front, wsgistack_serve("event"),
+                    wsgistack=True, informative=True)
+STACKS = (WSGISTACK_PROXY, NGINX, STACK_SYNC, STACK_NGINX, STACK_EVENT)
+
+SESSIONS: tuple[ProxySession, ...] = (
+    # The static files are the front's own work; the hello upstream only answers the readiness probe there.
+    ProxySession("plain", (WSGISTACK_PROXY, NGINX), NGINX.name, (
+        ProxyLoad("proxy_hello", "proxy_hello: plain WSGI hello through the proxy, c64", 64,
+                  expect_body=HELLO),
+        ProxyLoad("static_10k", "static_10k: a 10 KiB static file, c64", 64, path="/static/f10k.bin",
+                  expect_length=STATIC_FILES["f10k.bin"]),
+        ProxyLoad("static_10m", "static_10m: a 10 MiB static file, c8", 8, path="/static/f10m.bin",
+                  expect_length=STATIC_FILES["f10m.bin"]),
+    )),
+    ProxySession("flask_big", (WSGISTACK_PROXY, NGINX), NGINX.name, (
+        ProxyLoad("proxy_big", "proxy_big: 1 MiB response from the upstream, c64", 64,
+                  expect_length=len(BIG_BODY)),
+    )),
+    ProxySession("upload", (WSGISTACK_PROXY, NGINX), NGINX.name, (
+        ProxyLoad("proxy_upload", "proxy_upload: 1 MiB POST to the upstream, c16", 16, upload=True,
+                  expect_body=str(UPLOAD_BYTES).encode()),
+    )),
+    # The slowloris run follows the plain one on the same stack, which is its own baseline.
+    ProxySession("flask_hello", (STACK_SYNC, STACK_NGINX, STACK_EVENT), STACK_NGINX.name, (
+        ProxyLoad("stack_flask", "stack_flask: Flask hello through proxy and app server, c64", 64,
+                  expect_body=HELLO),
+        ProxyLoad("stack_slowloris", f"stack_flask with {SLOWLORIS_CONNECTIONS} slowloris connections open "
+                  "to the front, c64", 64, slowloris=True, expect_body=HELLO),
+    )),
+)
+
+LOADS: tuple[ProxyLoad, ...] = tuple(load for session in SESSIONS for load in session.loads)
+
+
+def write_static_files(folder: Path) -> None:
+    """The static cases' files, of incompressible bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, size in STATIC_FILES.items():
+        (folder / name).write_bytes(os.urandom(size))
+
+
+def write_upload_script(path: Path) -> None:
+    """wrk's script for the upload case, like bench/post.lua with a 1 MiB body."""
+    path.write_text(f'wrk.method = "POST"\nwrk.body = string.rep("x", {UPLOAD_BYTES})\n'
+                    'wrk.headers["Content-Type"] = "application/octet-stream"\n')
