@@ -105,6 +105,11 @@ class ResponseParser:
         """True if bytes came after the complete response: the connection must not be reused."""
         return self._extra
 
+    def close(self) -> None:
+        """Let go of llhttp's parser (it points back at this object: a cycle only the GC would free)."""
+        self._parser = None  # type: ignore[assignment]
+        self._failed = self._failed or not self._complete  # nothing more can be parsed
+
     def next_event(self) -> ResponseEvent | None:
         """The next event, or None when more bytes are needed."""
         return self.events.popleft() if self.events else None

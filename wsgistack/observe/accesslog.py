@@ -60,6 +60,17 @@ def _remote_user(environ: dict[str, Any]) -> str:
     return "-"
 
 
+_clock_cache: list[Any] = [-1, ""]
+
+
+def _time_local(started: float) -> str:
+    # formatted once a second: strftime(localtime()) per line showed in the proxy's profiles
+    second = int(started)
+    if _clock_cache[0] != second:
+        _clock_cache[:] = [second, time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second))]
+    return _clock_cache[1]
+
+
 def _request_line(environ: dict[str, Any]) -> str:
     return f"{environ.get('REQUEST_METHOD', '-')} {environ.get('RAW_URI', '-')} {environ.get('SERVER_PROTOCOL', '-')}"
 
@@ -68,7 +79,7 @@ _GETTERS: dict[str, Callable[[AccessRecord], Any]] = {
     "remote_addr": lambda r: r.environ.get("REMOTE_ADDR") or "-",
     "remote_port": lambda r: r.environ.get("REMOTE_PORT") or "-",
     "remote_user": lambda r: _remote_user(r.environ),
-    "time_local": lambda r: time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(r.started)),
+    "time_local": lambda r: _time_local(r.started),
     "time_iso8601": lambda r: time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(r.started)),
     "msec": lambda r: f"{r.started:.3f}",
     "request": lambda r: _request_line(r.environ),
@@ -116,7 +127,17 @@ def compile_format(spec: str, json_fields: tuple[str, ...] = JSON_FIELDS) -> Cal
     pieces.append(template[position:])
 
     def render(record: AccessRecord) -> str:
-        return "".join(p if isinstance(p, str) else _escape(str(p(record))) for p in pieces)
+        out = []
+        for piece in pieces:
+            if piece.__class__ is str:
+                out.append(piece)  # type: ignore[arg-type]
+                continue
+            text = str(piece(record))  # type: ignore[operator]
+            # the regex only when needed: most values are plain printable ASCII without quotes
+            if not (text.isascii() and text.isprintable()) or '"' in text or "\\" in text:
+                text = _escape(text)
+            out.append(text)
+        return "".join(out)
 
     return render
 
@@ -193,11 +214,16 @@ class AccessLog:
         """Write one line for a finished request."""
         if self.fd < 0:
             return
-        line = (self.render(record) + "\n").encode("utf-8", "replace")
+        self.write_bytes((self.render(record) + "\n").encode("utf-8", "replace"))
+
+    def write_bytes(self, data: bytes) -> None:
+        """Write whole lines at once (rotating first if it is time), in one os.write."""
+        if self.fd < 0:
+            return
         if self.rotate_size or self.rotate_interval:
-            self._maybe_rotate(len(line))
+            self._maybe_rotate(len(data))
         try:
-            os.write(self.fd, line)
+            os.write(self.fd, data)
         except OSError:
             self.errors += 1
 

@@ -7,10 +7,11 @@ proxy's own: upstream address, status and time, and the request id.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from wsgistack.http.parser import RequestHead
-from wsgistack.observe.accesslog import PROXY_JSON_FIELDS, AccessLog, compile_format
+from wsgistack.observe.accesslog import PROXY_JSON_FIELDS, AccessLog, AccessRecord, compile_format
 from wsgistack.proxy.settings import ProxySettings
 
 
@@ -48,8 +49,44 @@ def check_format(spec: str) -> None:
     compile_format(spec, PROXY_JSON_FIELDS)
 
 
-def open_access_log(settings: ProxySettings) -> AccessLog:
+class BatchedAccessLog:
+    """The proxy's access log: lines of one loop iteration go out in one write, before the loop sleeps.
+
+    A write per request was a tenth of the proxy's time under load; batching per iteration keeps every
+    line on disk within microseconds of its response (no timer, unlike nginx's `buffer=`/`flush=`), and a
+    batch is never split between two files when the log rotates.
+    """
+
+    def __init__(self, log: AccessLog):
+        self.log = log
+        self.enabled = log.enabled
+        self._lines: list[str] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def write(self, record: AccessRecord) -> None:
+        """Queue one request's line; the first of an iteration schedules the flush."""
+        if not self._lines:
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self.flush)
+        self._lines.append(self.log.render(record) + "\n")
+
+    def flush(self) -> None:
+        """Write the queued lines."""
+        if self._lines:
+            data = "".join(self._lines).encode("utf-8", "replace")
+            self._lines = []
+            self.log.write_bytes(data)
+
+    def reopen(self) -> None:
+        """Flush, then reopen the file (SIGUSR1)."""
+        self.flush()
+        self.log.reopen()
+
+
+def open_access_log(settings: ProxySettings) -> BatchedAccessLog:
     """The access log the settings ask for (rotation included); ConfigError when it cannot be opened."""
     rotate = settings.access_log_rotate
-    return AccessLog(settings.access_log, settings.access_log_format, json_fields=PROXY_JSON_FIELDS,
-                     rotate_size=rotate.size, rotate_interval=rotate.interval, rotate_keep=rotate.keep)
+    return BatchedAccessLog(AccessLog(settings.access_log, settings.access_log_format,
+                                      json_fields=PROXY_JSON_FIELDS, rotate_size=rotate.size,
+                                      rotate_interval=rotate.interval, rotate_keep=rotate.keep))

@@ -89,6 +89,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def begin(self, method: str) -> ResponseParser:
         """Start an exchange: a fresh parser for the response to a `method` request."""
+        if self.parser is not None:
+            self.parser.close()
         self.parser = ResponseParser(method)
         self.keep_alive = False
         self.requests += 1
@@ -155,6 +157,8 @@ class UpstreamConnection(asyncio.Protocol):
     def close(self) -> None:
         """Close now (abort: nothing more of this connection is wanted)."""
         self.closed = True
+        if self.parser is not None:
+            self.parser.close()
         if self.transport is not None:
             self.transport.abort()
 
@@ -180,7 +184,6 @@ class ConnectionPool:
         while self.idle_connections:
             connection = self.idle_connections.pop()
             if not connection.closed and now - connection.idle_since < self.idle:
-                connection.parser = None
                 return connection, True
             connection.close()
         return await self.connect(), False
@@ -204,6 +207,7 @@ class ConnectionPool:
     def release(self, connection: UpstreamConnection) -> None:
         """Keep a finished connection for reuse when it can be, else close it."""
         if connection.reusable and len(self.idle_connections) < self.size:
+            connection.parser.close()  # type: ignore[union-attr]
             connection.parser = None
             connection.idle_since = time.monotonic()
             self.idle_connections.append(connection)

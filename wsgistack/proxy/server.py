@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import signal
 import ssl
@@ -131,6 +132,7 @@ class ProxyServer:
         self.settings, self.state = settings, state
         old.retire(state)
         if access_log is not None:
+            self.access_log.flush()
             self.access_log = access_log
         self._start_health()
         log.info("reloaded %s: %d routes, %d upstreams", settings.config_file or "the command line",
@@ -165,6 +167,7 @@ class ProxyServer:
             connection.abort()
         for upstream in self.state.upstreams.values():
             upstream.close()
+        self.access_log.flush()
         self.close_listeners()
         log.info("stopped")
 
@@ -190,6 +193,9 @@ def _log_changed(new: ProxySettings, old: ProxySettings) -> bool:
 
 def serve_forever(server: ProxyServer) -> int:
     """Run one proxy process's loop until a stop signal; returns the exit code."""
+    # what exists now lives as long as the process: keep it out of every garbage collection
+    gc.collect()
+    gc.freeze()
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:
