@@ -80,8 +80,14 @@ http {{
             proxy_pass http://app;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            # the headers wsgistack proxy sets by default, so both fronts do the same work per request
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Port $server_port;
+            proxy_set_header X-Request-ID $request_id;
+            add_header X-Request-ID $request_id;
         }}
     }}
 }}

@@ -22,8 +22,8 @@ from wsgistack.observe.accesslog import AccessRecord
 from wsgistack.proxy import static_reply
 from wsgistack.proxy.accesslog import RequestView
 from wsgistack.proxy.buffering import RequestBody
-from wsgistack.proxy.forward import ClientGone, forward
-from wsgistack.proxy.limits import key_of
+from wsgistack.proxy.forward import ClientGone, Exchange
+from wsgistack.proxy.limits import LimitConn, key_of
 
 if TYPE_CHECKING:
     from wsgistack.proxy.routing import ProxyState, Route
@@ -59,6 +59,9 @@ class ClientConnection(asyncio.Protocol):
         self._waiting_head = False
         self._drain: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
+        self.exchange: Exchange | None = None
+        self._started = self._begin = 0.0  # wall and monotonic time the request's answer began
+        self._held: tuple[LimitConn, str | None] | None = None  # the limit_conn slot this request occupies
 
     # -- asyncio callbacks ------------------------------------------------------------------------------
 
@@ -104,6 +107,9 @@ class ClientConnection(asyncio.Protocol):
         self._cancel_timer()
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(ClientGone())
+            self._drain.exception()  # retrieved: nobody may be waiting on it
+        if self.exchange is not None:
+            self.exchange.on_client_gone()
         if self.body is not None and not self.busy:
             self.body.close()
 
@@ -114,6 +120,8 @@ class ClientConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
+        if self.exchange is not None:
+            self.exchange.resume()
 
     # -- reading requests -------------------------------------------------------------------------------
 
@@ -138,7 +146,7 @@ class ClientConnection(asyncio.Protocol):
                 self._cancel_timer()
                 self.busy = True
                 self.transport.pause_reading()  # type: ignore[union-attr]
-                self.task = self.loop.create_task(self._respond())
+                self._respond()
             elif isinstance(event, ParseError):
                 self._refuse(event.status, event.reason)
                 return
@@ -195,6 +203,8 @@ class ClientConnection(asyncio.Protocol):
         if self.deadline and now >= self.deadline:
             self.deadline = 0.0
             self._timed_out()
+        elif self.exchange is not None:
+            self.exchange.check_deadline(now)
 
     def _timed_out(self) -> None:
         if self.lingering:
@@ -239,53 +249,79 @@ class ClientConnection(asyncio.Protocol):
 
     # -- answering --------------------------------------------------------------------------------------
 
-    async def _respond(self) -> None:
-        head, route, body = self.head, self.route, self.body
-        assert head is not None and body is not None
-        started, begin = time.time(), time.monotonic()
+    def _respond(self) -> None:
+        """Answer the complete request: limits, then the route's handler (an Exchange, or a task)."""
+        head, route = self.head, self.route
+        assert head is not None
+        self._started, self._begin = time.time(), time.monotonic()
         keep_alive = head.keep_alive and not self.server.stopping
-        status, sent, fields = 500, 0, {}
-        held, conn_key = None, None  # the limit_conn slot this request occupies
         try:
             if route is None:
-                status, sent, keep_alive = self.send_error(404, "No route for this request", head, keep_alive)
-            else:
-                refusal = None
-                if route.limit_conn is not None:
-                    conn_key = key_of(route.limit_conn.settings.key, self.client_ip, head.headers)
-                    if route.limit_conn.acquire(conn_key):
-                        held = route.limit_conn
-                    else:
-                        refusal = (route.limit_conn.settings.status, "Too many connections", None)
-                if refusal is None and route.limit_req is not None:
-                    verdict = route.limit_req.check(key_of(route.limit_req.settings.key, self.client_ip,
-                                                           head.headers))
-                    if not verdict.allowed:
-                        refusal = (route.limit_req.settings.status, "Too many requests", verdict.retry_after)
-                    elif verdict.delay > 0:
-                        await asyncio.sleep(verdict.delay)
-                if refusal is not None:
-                    code, reason, retry_after = refusal
-                    extra = [("Retry-After", str(retry_after))] if retry_after else []
-                    status, sent, keep_alive = self.send_error(code, reason, head, keep_alive, extra)
-                elif route.static is not None:
-                    status, sent, keep_alive = await static_reply.send(self, route, head, keep_alive)
-                else:
-                    status, sent, keep_alive, fields = await forward(self, route, head, body, keep_alive)
+                self.request_done(*self.send_error(404, "No route for this request", head, keep_alive))
+                return
+            delay = 0.0
+            if route.limit_conn is not None:
+                key = key_of(route.limit_conn.settings.key, self.client_ip, head.headers)
+                if not route.limit_conn.acquire(key):
+                    self.request_done(*self.send_error(route.limit_conn.settings.status, "Too many connections",
+                                                       head, keep_alive))
+                    return
+                self._held = (route.limit_conn, key)
+            if route.limit_req is not None:
+                verdict = route.limit_req.check(key_of(route.limit_req.settings.key, self.client_ip, head.headers))
+                if not verdict.allowed:
+                    extra = [("Retry-After", str(verdict.retry_after))]
+                    self.request_done(*self.send_error(route.limit_req.settings.status, "Too many requests", head,
+                                                       keep_alive, extra))
+                    return
+                delay = verdict.delay
+            if route.static is not None or delay > 0:
+                self.task = self.loop.create_task(self._respond_later(route, head, keep_alive, delay))
+                return
+            self.exchange = Exchange(self, route, head, self.body, keep_alive)  # type: ignore[arg-type]
+            self.exchange.start()
         except ClientGone:
-            keep_alive = False
-            if status == 500 and sent == 0:
-                status = 499  # nginx's code for "the client went away before its answer was written"
+            self.request_done(499, 0, False)
+
+    async def _respond_later(self, route: Route, head: RequestHead, keep_alive: bool, delay: float) -> None:
+        """The handlers that wait: a limit_req delay, static files (written with backpressure)."""
+        status, sent = 500, 0
+        try:
+            if delay > 0:
+                await asyncio.sleep(delay)
+                if self.closed:
+                    raise ClientGone()
+            if route.static is None:
+                self.task = None
+                self.exchange = Exchange(self, route, head, self.body, keep_alive)  # type: ignore[arg-type]
+                self.exchange.start()
+                return
+            status, sent, keep_alive = await static_reply.send(self, route, head, keep_alive)
+        except ClientGone:
+            status, keep_alive = (499 if sent == 0 else status), False
         except Exception:
             log.exception("error while answering %s %s", head.method, head.target)
             keep_alive = False
-            if not self.closed:
-                self.abort()
-        finally:
-            if held is not None:
-                held.release(conn_key)
-            body.close()
-        self._log(status, sent, started, time.monotonic() - begin, fields)
+            self.abort()
+        self.task = None
+        self.request_done(status, sent, keep_alive)
+
+    def exchange_done(self, exchange: Exchange, status: int, sent: int, keep_alive: bool,
+                      fields: dict) -> None:
+        """Called by the Exchange when its response is written (or cannot be)."""
+        if exchange is self.exchange:
+            self.exchange = None
+            self.request_done(status, sent, keep_alive, fields)
+
+    def request_done(self, status: int, sent: int, keep_alive: bool, fields: dict | None = None) -> None:
+        """The request is answered: free its limit slot and body, log it, then wait for the next one."""
+        if self._held is not None:
+            limiter, key = self._held
+            self._held = None
+            limiter.release(key)
+        if self.body is not None:
+            self.body.close()
+        self._log(status, sent, self._started, time.monotonic() - self._begin, fields or {})
         self._finish(keep_alive)
 
     def send_error(self, status: int, reason: str, head: RequestHead, keep_alive: bool,

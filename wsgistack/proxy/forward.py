@@ -1,5 +1,10 @@
 """Passing one complete request to an upstream and its response back (nginx's proxy_pass).
 
+An `Exchange` is driven by callbacks, not a task: the upstream connection calls `on_upstream` when bytes
+arrive, and what is parsed goes to the client in the same callback. A task per request and a future per
+read cost a third of the proxy's time in profiles. Only opening a new connection and sending a large body
+run as coroutines.
+
 Failure rules, as nginx's `proxy_next_upstream error timeout`: when an attempt fails before the first byte
 of a response (connect refused, reset, timeout), the server's failure is counted and an idempotent request
 is tried on the next server; a non-idempotent one is retried only when nothing of it was sent (connect
@@ -8,6 +13,7 @@ failures). Once response bytes have arrived the response is the client's, whatev
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -22,182 +28,306 @@ if TYPE_CHECKING:
     from wsgistack.proxy.buffering import RequestBody
     from wsgistack.proxy.connection import ClientConnection
     from wsgistack.proxy.routing import Route
+    from wsgistack.proxy.upstream import UpstreamServer
 
+log = logging.getLogger("wsgistack.proxy")
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _SMALL_BODY = 64 * 1024  # bodies up to this go out in the same write as the head
-
-
-async def forward(client: ClientConnection, route: Route, head: RequestHead, body: RequestBody,
-                  keep_alive: bool) -> tuple[int, int, bool, dict[str, Any]]:
-    """Answer `head` from the route's upstream; returns (status, body bytes sent, keep-alive, log fields)."""
-    upstream = route.upstream
-    assert upstream is not None
-    state = client.state
-    rid = request_id(head.header("x-request-id"))  # an id from the client is kept: it ties logs together
-    fields: dict[str, Any] = {"wsgistack.request_id": rid}
-    has_body = body.size > 0 or head.content_length is not None or head.chunked
-    request_head = upstream_request_head(
-        head.method, head.target, head.headers, client_ip=client.client_ip, scheme=client.scheme,
-        server_port=client.server_port, trusted=state.trust.trusts(client.client_ip), request_id=rid,
-        body_length=body.size if has_body else None, default_host=upstream.name)
-    tried: set = set()
-    addresses: list[str] = []
-    statuses: list[str] = []
-    times: list[str] = []
-    last_error: UpstreamError | None = None
-    while True:
-        server = upstream.pick(client.client_ip, head.headers, tried)
-        if server is None:
-            fields.update(_upstream_fields(addresses, statuses, times))
-            if last_error is not None and last_error.timeout:
-                return (*client.send_error(504, "The upstream server timed out", head, keep_alive), fields)
-            reason = "No upstream server is available" if last_error is None else "The upstream server failed"
-            return (*client.send_error(502, reason, head, keep_alive), fields)
-        tried.add(server)
-        addresses.append(server.name)
-        began = time.monotonic()
-        server.active += 1
-        connection: UpstreamConnection | None = None
-        sent_anything = False
-        try:
-            connection, _reused = await server.pool.acquire()
-            parser = connection.begin(head.method)
-            sent_anything = True
-            await _send_request(connection, request_head, body)
-            event = await connection.next_event(upstream.settings.read_timeout)
-            if isinstance(event, ParseError):
-                raise UpstreamError(event.reason) if parser.received == 0 else _BadResponse(event.reason)
-        except _BadResponse as exc:
-            server.active -= 1
-            connection.close()  # type: ignore[union-attr]
-            server.record_failure(exc.reason)
-            statuses.append("502")
-            times.append(f"{time.monotonic() - began:.3f}")
-            fields.update(_upstream_fields(addresses, statuses, times))
-            return (*client.send_error(502, "The upstream server sent an invalid response", head, keep_alive),
-                    fields)
-        except UpstreamError as exc:
-            server.active -= 1
-            if connection is not None:
-                connection.close()
-            server.record_failure(exc.reason)
-            statuses.append("504" if exc.timeout else "502")
-            times.append(f"{time.monotonic() - began:.3f}")
-            last_error = exc
-            if sent_anything and head.method not in IDEMPOTENT:
-                fields.update(_upstream_fields(addresses, statuses, times))
-                code = 504 if exc.timeout else 502
-                return (*client.send_error(code, "The upstream server failed", head, keep_alive), fields)
-            continue
-        progress = _Progress(event.status)
-        try:
-            keep_alive = await _relay(client, connection, event, head, keep_alive, upstream, rid, progress)
-            server.record_success()
-        except UpstreamError as exc:
-            # the response broke off after its head: the client can only learn it from a cut connection
-            server.record_failure(exc.reason)
-            connection.close()
-            client.abort()
-            keep_alive = False
-        except ClientGone:
-            connection.close()  # the rest of the response is unwanted: the connection cannot be reused
-            keep_alive = False
-        finally:
-            server.active -= 1
-            server.pool.release(connection)
-        status, sent = progress.status, progress.sent
-        statuses.append(str(event.status))
-        times.append(f"{time.monotonic() - began:.3f}")
-        fields.update(_upstream_fields(addresses, statuses, times))
-        return status, sent, keep_alive, fields
 
 
 class ClientGone(Exception):
     """The client closed the connection, or took nothing for longer than send_timeout."""
 
 
-class _Progress:
-    """How far a response got, for the access log when it breaks off."""
+class Exchange:
+    """One request's way to an upstream (with retries) and its response's way back to the client."""
 
-    __slots__ = ("status", "framing")
-
-    def __init__(self, status: int):
-        self.status = status
+    def __init__(self, client: ClientConnection, route: Route, head: RequestHead, body: RequestBody,
+                 keep_alive: bool):
+        upstream = route.upstream
+        assert upstream is not None
+        self.client = client
+        self.upstream = upstream
+        self.head = head
+        self.body = body
+        self.keep_alive = keep_alive
+        self.rid = request_id(head.header("x-request-id"))  # an id from the client is kept: it ties logs together
+        has_body = body.size > 0 or head.content_length is not None or head.chunked
+        state = client.state
+        self.request_head = upstream_request_head(
+            head.method, head.target, head.headers, client_ip=client.client_ip, scheme=client.scheme,
+            server_port=client.server_port, trusted=state.trust.trusts(client.client_ip), request_id=self.rid,
+            body_length=body.size if has_body else None, default_host=upstream.name)
+        self.tried: set[UpstreamServer] = set()
+        self.addresses: list[str] = []
+        self.statuses: list[str] = []
+        self.times: list[str] = []
+        self.last_error: UpstreamError | None = None
+        self.server: UpstreamServer | None = None
+        self.connection: UpstreamConnection | None = None
+        self.began = 0.0
+        self.response: ResponseHead | None = None
         self.framing: Framing | None = None
+        self.gzip: GzipStream | None = None
+        self.out: list[bytes] = []
+        self.deadline = 0.0  # read timeout while waiting on the upstream, send timeout while the client is full
+        self.done = False
 
-    @property
-    def sent(self) -> int:
-        """Body bytes handed to the client."""
-        return self.framing.sent if self.framing is not None else 0
+    # -- attempts ---------------------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Send the request to the first server the balancer picks."""
+        self._attempt()
 
-class _BadResponse(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-async def _send_request(connection: UpstreamConnection, request_head: bytes, body: RequestBody) -> None:
-    if body.in_memory and body.size <= _SMALL_BODY:
-        connection.write(request_head + body.memory() if body.size else request_head)
-        return
-    connection.write(request_head)
-    for piece in body.chunks():
-        connection.write(piece)
-        await connection.drain()
-
-
-async def _relay(client: ClientConnection, connection: UpstreamConnection, response: ResponseHead,
-                 head: RequestHead, keep_alive: bool, upstream, rid: str, progress: _Progress) -> bool:
-    """Send the upstream's response to the client as it arrives, with backpressure both ways."""
-    state = client.state
-    headers = response.headers
-    gzip = None
-    if state.gzip.enabled and head.header("accept-encoding"):
-        headers = response_headers(headers)
-        if should_compress(state.gzip, head.method, response.status, head.headers, headers):
-            headers = gzip_headers(headers)
-            gzip = GzipStream(state.gzip.level)
-    try:
-        data, framing, keep_alive = client_response_head(response.status, response.reason, headers, head.method,
-                                                         head.version, keep_alive, rid)
-    except ValueError:
-        connection.close()
-        progress.status, _, keep_alive = client.send_error(502, "The upstream server sent an invalid "
-                                                           "Content-Length", head, keep_alive)
-        return keep_alive
-    progress.framing = framing
-    # what is already parsed goes out in one write with the head: one syscall for a small response
-    out = [data]
-    read_timeout = upstream.settings.read_timeout
-    while True:
-        event = connection.pop_event()
-        if event is None:
-            if out:
-                client.write(b"".join(out))
-                out = []
-                if client.paused:
-                    connection.pause_reading()
-                    await client.drain()
-                    connection.resume_reading()
-            event = await connection.next_event(read_timeout)
-        if isinstance(event, BodyData):
-            piece = gzip.compress(event.data) if gzip is not None else event.data
-            if piece:
-                out.append(framing.encode(piece))
-        elif isinstance(event, EndOfMessage):
-            if gzip is not None:
-                out.append(framing.encode(gzip.finish()))
-            out.append(framing.finish())
-            client.write(b"".join(out))
-            return keep_alive and framing.complete
+    def _attempt(self) -> None:
+        server = self.upstream.pick(self.client.client_ip, self.head.headers, self.tried)
+        if server is None:
+            if self.last_error is not None and self.last_error.timeout:
+                self._answer_error(504, "The upstream server timed out")
+            else:
+                self._answer_error(502, "No upstream server is available" if self.last_error is None
+                                   else "The upstream server failed")
+            return
+        self.tried.add(server)
+        self.addresses.append(server.name)
+        self.began = time.monotonic()
+        self.server = server
+        server.active += 1
+        connection = server.pool.take_idle()
+        if connection is not None:
+            self._send(connection)
         else:
-            if out:
-                client.write(b"".join(out))
-            raise UpstreamError(event.reason if isinstance(event, ParseError) else "upstream response broke off")
+            self.client.loop.create_task(self._connect(server))
 
+    async def _connect(self, server: UpstreamServer) -> None:
+        try:
+            connection = await server.pool.connect()
+        except UpstreamError as exc:
+            self._attempt_failed(exc, sent=False)
+            return
+        if self.done or self.client.closed:
+            connection.close()
+            self._client_gone()
+            return
+        self._send(connection)
 
-def _upstream_fields(addresses: list[str], statuses: list[str], times: list[str]) -> dict[str, Any]:
-    # nginx lists every attempt: "10.0.0.1:80, 10.0.0.2:80"
-    return {"wsgistack.upstream_addr": ", ".join(addresses), "wsgistack.upstream_status": ", ".join(statuses),
-            "wsgistack.upstream_response_time": ", ".join(times)}
+    def _send(self, connection: UpstreamConnection) -> None:
+        self.connection = connection
+        connection.exchange = self
+        connection.begin(self.head.method)
+        body = self.body
+        self.deadline = time.monotonic() + self.upstream.settings.read_timeout
+        if body.in_memory and body.size <= _SMALL_BODY:
+            connection.write(self.request_head + body.memory() if body.size else self.request_head)
+        else:
+            connection.write(self.request_head)
+            self.client.loop.create_task(self._send_body(connection))
+
+    async def _send_body(self, connection: UpstreamConnection) -> None:
+        try:
+            for piece in self.body.chunks():
+                if connection.closed or connection.exchange is not self:
+                    return
+                connection.write(piece)
+                await connection.drain()
+                self.deadline = time.monotonic() + self.upstream.settings.read_timeout
+        except UpstreamError:
+            pass  # the connection closed: on_upstream sees it and decides
+
+    def _attempt_failed(self, error: UpstreamError, sent: bool) -> None:
+        """This server failed before any response byte: count it, then retry or answer the client."""
+        server = self.server
+        assert server is not None
+        server.active -= 1
+        server.record_failure(error.reason)
+        self.statuses.append("504" if error.timeout else "502")
+        self.times.append(f"{time.monotonic() - self.began:.3f}")
+        self.last_error = error
+        if self.connection is not None:
+            self.connection.exchange = None
+            self.connection.close()
+            self.connection = None
+        self.server = None
+        if sent and self.head.method not in IDEMPOTENT:
+            self._answer_error(504 if error.timeout else 502, "The upstream server failed")
+        else:
+            self._attempt()
+
+    # -- the response -----------------------------------------------------------------------------------
+
+    def on_upstream(self) -> None:
+        """The upstream connection has news (bytes, end, close): pass on what is parsed."""
+        if self.done:
+            return
+        try:
+            self._relay()
+        except ClientGone:
+            self._client_gone()
+        except Exception:  # a bug: the client must not hang on it
+            log.exception("error while answering %s %s", self.head.method, self.head.target)
+            self._break_off("internal error")
+
+    def _relay(self) -> None:
+        connection = self.connection
+        assert connection is not None
+        client = self.client
+        while not self.done:
+            if client.paused:
+                connection.pause_reading()
+                self.deadline = time.monotonic() + client.state.settings.send_timeout
+                return  # client.resume_writing() calls resume()
+            event = connection.pop_event()
+            if event is None:
+                if connection.closed:
+                    event = ParseError(502, "upstream closed the connection")
+                else:
+                    self._flush()
+                    self.deadline = time.monotonic() + self.upstream.settings.read_timeout
+                    return
+            if self.response is None:
+                if isinstance(event, ResponseHead):
+                    self._on_head(event)
+                elif connection.parser is not None and connection.parser.received == 0:
+                    self._attempt_failed(UpstreamError(getattr(event, "reason", "no response")), sent=True)
+                    return
+                else:
+                    self._bad_response(getattr(event, "reason", "invalid response"))
+                    return
+            elif isinstance(event, BodyData):
+                piece = self.gzip.compress(event.data) if self.gzip is not None else event.data
+                if piece:
+                    self.out.append(self.framing.encode(piece))  # type: ignore[union-attr]
+            elif isinstance(event, EndOfMessage):
+                if self.gzip is not None:
+                    self.out.append(self.framing.encode(self.gzip.finish()))  # type: ignore[union-attr]
+                self.out.append(self.framing.finish())  # type: ignore[union-attr]
+                self._flush()
+                self._finish(ok=True)
+            else:
+                self._break_off(event.reason if isinstance(event, ParseError) else "broken response")
+
+    def _on_head(self, response: ResponseHead) -> None:
+        self.response = response
+        client, head = self.client, self.head
+        state = client.state
+        headers = response.headers
+        if state.gzip.enabled and head.header("accept-encoding"):
+            headers = response_headers(headers)
+            if should_compress(state.gzip, head.method, response.status, head.headers, headers):
+                headers = gzip_headers(headers)
+                self.gzip = GzipStream(state.gzip.level)
+        try:
+            data, self.framing, self.keep_alive = client_response_head(
+                response.status, response.reason, headers, head.method, head.version, self.keep_alive, self.rid)
+        except ValueError:
+            self._bad_response("invalid Content-Length")
+            return
+        self.out.append(data)
+
+    def _flush(self) -> None:
+        if self.out:
+            data = b"".join(self.out)
+            self.out = []
+            self.client.write(data)
+
+    def resume(self) -> None:
+        """The client took what was written: read the upstream again."""
+        if not self.done and self.connection is not None:
+            self.connection.resume_reading()
+            self.on_upstream()
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the server's ticker: the upstream took too long, or the client took nothing."""
+        if self.done or not self.deadline or now < self.deadline:
+            return
+        if self.client.paused:
+            self.client.abort()
+            self._client_gone()
+        elif self.response is None:
+            self._attempt_failed(UpstreamError("upstream timed out", timeout=True), sent=True)
+        else:
+            self._break_off("upstream timed out")
+
+    # -- endings ----------------------------------------------------------------------------------------
+
+    def _finish(self, ok: bool) -> None:
+        """Hand the connection back (or close it) and tell the client connection the request is done."""
+        self.done = True
+        server, connection = self.server, self.connection
+        if server is not None:
+            server.active -= 1
+            if ok:
+                server.record_success()
+            self.statuses.append(str(self.response.status) if self.response is not None else "502")
+            self.times.append(f"{time.monotonic() - self.began:.3f}")
+        if connection is not None:
+            connection.exchange = None
+            if ok and server is not None:
+                server.pool.release(connection)
+            else:
+                connection.close()
+        framing = self.framing
+        sent = framing.sent if framing is not None else 0
+        keep_alive = self.keep_alive and ok and (framing is None or framing.complete)
+        status = self.response.status if self.response is not None else 502
+        self.client.exchange_done(self, status, sent, keep_alive, self._fields())
+
+    def _break_off(self, reason: str) -> None:
+        # after the head, the client can only learn of a failure from a cut connection
+        if self.server is not None:
+            self.server.record_failure(reason)
+        try:
+            self._flush()
+        except ClientGone:
+            pass
+        self.client.abort()
+        self._finish(ok=False)
+
+    def _bad_response(self, reason: str) -> None:
+        if self.server is not None:
+            self.server.record_failure(reason)
+            self.server.active -= 1
+            self.statuses.append("502")
+            self.times.append(f"{time.monotonic() - self.began:.3f}")
+            self.server = None
+        if self.connection is not None:
+            self.connection.exchange = None
+            self.connection.close()
+            self.connection = None
+        self.response = None
+        self._answer_error(502, "The upstream server sent an invalid response")
+
+    def on_client_gone(self) -> None:
+        """The client's connection closed: drop the upstream connection and end the request."""
+        self._client_gone()
+
+    def _client_gone(self) -> None:
+        if self.done:
+            return
+        if self.server is not None:
+            self.server.active -= 1
+            self.statuses.append(str(self.response.status) if self.response is not None else "-")
+            self.times.append(f"{time.monotonic() - self.began:.3f}")
+            self.server = None
+        if self.connection is not None:
+            self.connection.exchange = None
+            self.connection.close()  # the rest of the response is unwanted: it cannot be reused
+            self.connection = None
+        self.done = True
+        status = self.response.status if self.response is not None else 499  # nginx's "client closed"
+        sent = self.framing.sent if self.framing is not None else 0
+        self.client.exchange_done(self, status, sent, False, self._fields())
+
+    def _answer_error(self, status: int, reason: str) -> None:
+        self.done = True
+        try:
+            status, sent, keep_alive = self.client.send_error(status, reason, self.head, self.keep_alive)
+        except ClientGone:
+            status, sent, keep_alive = 499, 0, False
+        self.client.exchange_done(self, status, sent, keep_alive, self._fields())
+
+    def _fields(self) -> dict[str, Any]:
+        # nginx lists every attempt: "10.0.0.1:80, 10.0.0.2:80"
+        return {"wsgistack.request_id": self.rid, "wsgistack.upstream_addr": ", ".join(self.addresses),
+                "wsgistack.upstream_status": ", ".join(self.statuses),
+                "wsgistack.upstream_response_time": ", ".join(self.times)}

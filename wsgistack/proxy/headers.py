@@ -1,7 +1,7 @@
 """What the proxy changes in the headers that pass through it (nginx's proxy_set_header and friends).
 
 Towards the upstream: hop-by-hop fields go (and any field the client's Connection header names),
-X-Forwarded-For/-Proto/-Host/-Port and X-Real-IP are set — extending the incoming ones only when the
+X-Forwarded-For/-Proto/-Host/-Port are set — extending the incoming ones only when the
 client is a trusted proxy — and every request carries an X-Request-ID. Host is kept as the client sent it.
 """
 
@@ -99,7 +99,7 @@ def upstream_request_head(
         proto = host = port = None
     out.append(f"Host: {original_host or default_host}\r\nX-Forwarded-For: {forwarded_for}\r\n"
                f"X-Forwarded-Proto: {proto or scheme}\r\nX-Forwarded-Host: {host or original_host or default_host}"
-               f"\r\nX-Forwarded-Port: {port or server_port}\r\nX-Real-IP: {client_ip}\r\n"
+               f"\r\nX-Forwarded-Port: {port or server_port}\r\n"
                f"X-Request-ID: {request_id}\r\n")
     if body_length is not None:
         out.append(f"Content-Length: {body_length}\r\n")

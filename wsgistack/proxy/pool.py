@@ -11,10 +11,14 @@ import asyncio
 import socket
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 from wsgistack.config.addresses import Address
 from wsgistack.http.parser import ParseError
 from wsgistack.http.response_parser import ResponseHead, ResponseParser
+
+if TYPE_CHECKING:
+    from wsgistack.proxy.forward import Exchange
 
 
 class UpstreamError(Exception):
@@ -36,6 +40,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.requests = 0
         self.keep_alive = False  # what the last response head said
+        self.exchange: Exchange | None = None  # the request this connection serves now, told of every byte
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._lost: Exception | None = None
@@ -55,13 +60,19 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()  # type: ignore[union-attr]
             return
         self.parser.feed(data)
-        self._wake()
+        if self.exchange is not None:
+            self.exchange.on_upstream()
+        else:
+            self._wake()
 
     def eof_received(self) -> bool:
         if self.parser is not None:
             self.parser.feed_eof()
         self.closed = True
-        self._wake()
+        if self.exchange is not None:
+            self.exchange.on_upstream()
+        else:
+            self._wake()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -69,7 +80,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._lost = exc
         if self.parser is not None and not self.parser.complete and not self.parser.failed:
             self.parser.feed_eof()
-        self._wake()
+        if self.exchange is not None:
+            self.exchange.on_upstream()
+        else:
+            self._wake()
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(UpstreamError("upstream closed the connection while we sent the request"))
 
@@ -178,15 +192,15 @@ class ConnectionPool:
         self.connect_timeout = connect_timeout
         self.idle_connections: deque[UpstreamConnection] = deque()
 
-    async def acquire(self) -> tuple[UpstreamConnection, bool]:
-        """A connection, and whether it was reused; UpstreamError when a new one cannot be opened."""
+    def take_idle(self) -> UpstreamConnection | None:
+        """The most recently used idle connection that is still open and fresh, or None."""
         now = time.monotonic()
         while self.idle_connections:
             connection = self.idle_connections.pop()
             if not connection.closed and now - connection.idle_since < self.idle:
-                return connection, True
+                return connection
             connection.close()
-        return await self.connect(), False
+        return None
 
     async def connect(self) -> UpstreamConnection:
         """A new connection within connect_timeout."""
