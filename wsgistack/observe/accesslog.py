@@ -45,12 +45,20 @@ class AccessRecord:
     duration: float  # seconds, monotonic
 
 
+def clean(text: str) -> str:
+    """A value as it may appear in a line: escaped only if it needs to be (the regex costs)."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    return _escape(text)
+
+
 def _escape(text: str) -> str:
     # as nginx does: quotes, backslashes and non-printable bytes as \xHH, so a header cannot forge a line
     return _UNSAFE.sub(lambda m: "\\x%02X" % ord(m.group()), text)
 
 
-def _remote_user(environ: dict[str, Any]) -> str:
+def remote_user(environ: Any) -> str:
+    """$remote_user: the user name of Basic authentication, or "-"."""
     auth = environ.get("HTTP_AUTHORIZATION", "")
     if auth[:6].lower() == "basic ":
         try:
@@ -63,7 +71,8 @@ def _remote_user(environ: dict[str, Any]) -> str:
 _clock_cache: list[Any] = [-1, ""]
 
 
-def _time_local(started: float) -> str:
+def time_local(started: float) -> str:
+    """$time_local for a time.time() value."""
     # formatted once a second: strftime(localtime()) per line showed in the proxy's profiles
     second = int(started)
     if _clock_cache[0] != second:
@@ -78,8 +87,8 @@ def _request_line(environ: dict[str, Any]) -> str:
 _GETTERS: dict[str, Callable[[AccessRecord], Any]] = {
     "remote_addr": lambda r: r.environ.get("REMOTE_ADDR") or "-",
     "remote_port": lambda r: r.environ.get("REMOTE_PORT") or "-",
-    "remote_user": lambda r: _remote_user(r.environ),
-    "time_local": lambda r: _time_local(r.started),
+    "remote_user": lambda r: remote_user(r.environ),
+    "time_local": lambda r: time_local(r.started),
     "time_iso8601": lambda r: time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(r.started)),
     "msec": lambda r: f"{r.started:.3f}",
     "request": lambda r: _request_line(r.environ),
@@ -132,11 +141,7 @@ def compile_format(spec: str, json_fields: tuple[str, ...] = JSON_FIELDS) -> Cal
             if piece.__class__ is str:
                 out.append(piece)  # type: ignore[arg-type]
                 continue
-            text = str(piece(record))  # type: ignore[operator]
-            # the regex only when needed: most values are plain printable ASCII without quotes
-            if not (text.isascii() and text.isprintable()) or '"' in text or "\\" in text:
-                text = _escape(text)
-            out.append(text)
+            out.append(clean(str(piece(record))))  # type: ignore[operator]
         return "".join(out)
 
     return render

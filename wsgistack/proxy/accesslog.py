@@ -11,7 +11,15 @@ import asyncio
 from typing import Any
 
 from wsgistack.http.parser import RequestHead
-from wsgistack.observe.accesslog import PROXY_JSON_FIELDS, AccessLog, AccessRecord, compile_format
+from wsgistack.observe.accesslog import (
+    PROXY_JSON_FIELDS,
+    AccessLog,
+    AccessRecord,
+    clean,
+    compile_format,
+    remote_user,
+    time_local,
+)
 from wsgistack.proxy.settings import ProxySettings
 
 
@@ -57,19 +65,38 @@ class BatchedAccessLog:
     batch is never split between two files when the log rotates.
     """
 
-    def __init__(self, log: AccessLog):
+    def __init__(self, log: AccessLog, fmt: str = ""):
         self.log = log
         self.enabled = log.enabled
+        # the default format is built directly from the request: the generic renderer's lookups per field
+        # were a tenth of the proxy's time (tests check both give the same line)
+        self.direct = fmt == "combined"
         self._lines: list[str] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def write(self, record: AccessRecord) -> None:
         """Queue one request's line; the first of an iteration schedules the flush."""
+        self._queue(self.log.render(record) + "\n")
+
+    def write_request(self, client_ip: str, head: RequestHead | None, fields: dict[str, Any], status: int,
+                      sent: int, started: float, duration: float) -> None:
+        """Queue the line of one proxied request."""
+        if self.direct and head is not None:
+            auth = head.header("authorization")
+            user = remote_user({"HTTP_AUTHORIZATION": auth}) if auth else "-"
+            self._queue(f'{client_ip} - {clean(user)} [{time_local(started)}] '
+                        f'"{clean(f"{head.method} {head.target} HTTP/{head.version}")}" {status} {sent} '
+                        f'"{clean(head.header("referer") or "-")}" "{clean(head.header("user-agent") or "-")}"\n')
+            return
+        fields["REMOTE_ADDR"] = client_ip
+        self.write(AccessRecord(RequestView(head, fields), status, sent, started, duration))
+
+    def _queue(self, line: str) -> None:
         if not self._lines:
             if self._loop is None:
                 self._loop = asyncio.get_running_loop()
             self._loop.call_soon(self.flush)
-        self._lines.append(self.log.render(record) + "\n")
+        self._lines.append(line)
 
     def flush(self) -> None:
         """Write the queued lines."""
@@ -89,4 +116,5 @@ def open_access_log(settings: ProxySettings) -> BatchedAccessLog:
     rotate = settings.access_log_rotate
     return BatchedAccessLog(AccessLog(settings.access_log, settings.access_log_format,
                                       json_fields=PROXY_JSON_FIELDS, rotate_size=rotate.size,
-                                      rotate_interval=rotate.interval, rotate_keep=rotate.keep))
+                                      rotate_interval=rotate.interval, rotate_keep=rotate.keep),
+                            settings.access_log_format)

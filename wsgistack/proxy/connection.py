@@ -18,9 +18,7 @@ from wsgistack.http.dates import http_date
 from wsgistack.http.errors import error_body, status_line_text
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
 from wsgistack.http.response import CONTINUE, SERVER_NAME, error_response
-from wsgistack.observe.accesslog import AccessRecord
 from wsgistack.proxy import static_reply
-from wsgistack.proxy.accesslog import RequestView
 from wsgistack.proxy.buffering import RequestBody
 from wsgistack.proxy.forward import ClientGone, Exchange
 from wsgistack.proxy.limits import LimitConn, key_of
@@ -354,12 +352,10 @@ class ClientConnection(asyncio.Protocol):
 
     def _log(self, status: int, sent: int, started: float, duration: float, fields: dict) -> None:
         access_log = self.server.access_log
-        if not access_log.enabled:
-            return
-        fields["REMOTE_ADDR"] = self.client_ip
-        fields["REMOTE_PORT"] = self.client_port
-        fields["wsgi.url_scheme"] = self.scheme
-        access_log.write(AccessRecord(RequestView(self.head, fields), status, sent, started, duration))
+        if access_log.enabled:
+            fields["REMOTE_PORT"] = self.client_port
+            fields["wsgi.url_scheme"] = self.scheme
+            access_log.write_request(self.client_ip, self.head, fields, status, sent, started, duration)
 
     def close_if_idle(self) -> None:
         """Close a keep-alive connection that waits for its next request (graceful stop)."""
