@@ -273,16 +273,29 @@ class ClientConnection(asyncio.Protocol):
                                                        keep_alive, extra))
                     return
                 delay = verdict.delay
-            if route.static is not None or delay > 0:
+            if route.static is not None and delay == 0:
+                answer = static_reply.start(self, route, head, keep_alive)
+                if answer.rest is None:
+                    self.request_done(answer.status, answer.sent, answer.keep_alive)
+                else:
+                    self.task = self.loop.create_task(self._respond_later(route, head, keep_alive, 0, answer))
+                return
+            if delay > 0:
                 self.task = self.loop.create_task(self._respond_later(route, head, keep_alive, delay))
                 return
             self.exchange = Exchange(self, route, head, self.body, keep_alive)  # type: ignore[arg-type]
             self.exchange.start()
         except ClientGone:
             self.request_done(499, 0, False)
+        except Exception:  # a bug: logged, and the client is not left hanging
+            log.exception("error while answering %s %s", head.method, head.target)
+            self.exchange = None
+            self.abort()
+            self.request_done(500, 0, False)
 
-    async def _respond_later(self, route: Route, head: RequestHead, keep_alive: bool, delay: float) -> None:
-        """The handlers that wait: a limit_req delay, static files (written with backpressure)."""
+    async def _respond_later(self, route: Route, head: RequestHead, keep_alive: bool, delay: float,
+                             answer: static_reply.Answer | None = None) -> None:
+        """What waits: a limit_req delay, or a big static file (written with backpressure)."""
         status, sent = 500, 0
         try:
             if delay > 0:
@@ -294,7 +307,12 @@ class ClientConnection(asyncio.Protocol):
                 self.exchange = Exchange(self, route, head, self.body, keep_alive)  # type: ignore[arg-type]
                 self.exchange.start()
                 return
-            status, sent, keep_alive = await static_reply.send(self, route, head, keep_alive)
+            if answer is None:
+                answer = static_reply.start(self, route, head, keep_alive)
+            status, sent, keep_alive = answer.status, answer.sent, answer.keep_alive
+            if answer.rest is not None:
+                answer = await static_reply.finish(self, answer)
+                status, sent, keep_alive = answer.status, answer.sent, answer.keep_alive
         except ClientGone:
             status, keep_alive = (499 if sent == 0 else status), False
         except Exception:

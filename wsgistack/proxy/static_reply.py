@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gzip as gzip_format
 import os
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from wsgistack.http.dates import http_date
@@ -21,11 +23,22 @@ if TYPE_CHECKING:
     from wsgistack.proxy.routing import Route
 
 CHUNK = 256 * 1024
+SMALL_FILE = 64 * 1024  # read whole and written with the head
 _GZIP_MAX = 1 << 20  # files compressed on the fly are read whole; bigger ones go out as they are
 
 
-async def send(client: ClientConnection, route: Route, head: RequestHead, keep_alive: bool) -> tuple[int, int, bool]:
-    """Answer a request from the route's folder; returns (status, body bytes sent, keep-alive)."""
+@dataclass
+class Answer:
+    """What `start` wrote; `rest` is a big file still to send (by `finish`, with backpressure)."""
+
+    status: int
+    sent: int
+    keep_alive: bool
+    rest: tuple[str, int, int] | None = None  # path, offset, length
+
+
+def start(client: ClientConnection, route: Route, head: RequestHead, keep_alive: bool) -> Answer:
+    """Answer a request from the route's folder: everything, or the head and what `finish` must send."""
     assert route.static is not None
     path = head.target.split("?", 1)[0]
     relative = path[len(route.path):] if path.startswith(route.path) else ""
@@ -52,13 +65,57 @@ async def send(client: ClientConnection, route: Route, head: RequestHead, keep_a
     data = ("".join(lines) + "\r\n").encode("latin-1")
     if head.method == "HEAD":
         client.write(data)
-        return reply.status, 0, keep_alive
+        return Answer(reply.status, 0, keep_alive)
     if reply_path is None:
         client.write(data + body)
-        return reply.status, len(body), keep_alive
+        return Answer(reply.status, len(body), keep_alive)
+    if reply.length <= SMALL_FILE:
+        body = _small_file(reply_path, reply.offset, reply.length, reply.headers)
+        client.write(data + body)  # one write for head and file, and no task
+        return Answer(reply.status, len(body), keep_alive and len(body) == reply.length)
     client.write(data)
-    sent = await _send_file(client, reply_path, reply.offset, reply.length)
-    return reply.status, sent, keep_alive and sent == reply.length
+    return Answer(reply.status, 0, keep_alive, (reply_path, reply.offset, reply.length))
+
+
+async def finish(client: ClientConnection, answer: Answer) -> Answer:
+    """Send the big file `start` left, waiting whenever the client is full."""
+    assert answer.rest is not None
+    path, offset, length = answer.rest
+    sent = await _send_file(client, path, offset, length)
+    return Answer(answer.status, sent, answer.keep_alive and sent == length)
+
+
+# small files by path, range and ETag, kept CONTENTS_SECONDS like static.py's metadata: a file changed
+# in place shows within that time
+_contents: dict[tuple, tuple[float, bytes]] = {}
+_contents_size = 0
+CONTENTS_MAX = 16 << 20
+CONTENTS_SECONDS = 1.0
+
+
+def _small_file(path: str, offset: int, length: int, headers: list[tuple[str, str]]) -> bytes:
+    global _contents_size
+    etag = next((value for name, value in headers if name == "ETag"), None)
+    key = (path, offset, length, etag)
+    now = time.monotonic()
+    entry = _contents.get(key)
+    if entry is not None and entry[0] > now:
+        return entry[1]
+    body = _read(path, offset, length)
+    if _contents_size + len(body) > CONTENTS_MAX:
+        _contents.clear()
+        _contents_size = 0
+    _contents[key] = (now + CONTENTS_SECONDS, body)
+    _contents_size += len(body)
+    return body
+
+
+def _read(path: str, offset: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
 
 
 async def _send_file(client: ClientConnection, path: str, offset: int, length: int) -> int:
