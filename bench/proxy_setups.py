@@ -14,6 +14,9 @@ from cases import SLOWLORIS_CONNECTIONS
 from servers import BIN_DIR, WORKERS
 
 UPSTREAM_KEEPALIVE = 64
+# each front as it ships: nginx's `worker_processes auto` is 2 here; wsgistack proxy's default is 1, and on 2
+# cores shared with the app servers and wrk a second process measured slower, not faster
+PROXY_WORKERS = 1
 BODY_LIMIT = "2m"
 UPLOAD_BYTES = 1 << 20
 STATIC_FILES = {"f10k.bin": 10 * 1024, "f10m.bin": 10 * 1024 * 1024}
@@ -98,7 +101,7 @@ def wsgistack_config(places: Places, port: int) -> str:
     """wsgistack.toml's [proxy]: the same shape as nginx.conf."""
     return f"""[proxy]
 listen = ["127.0.0.1:{port}"]
-workers = {WORKERS}
+workers = {PROXY_WORKERS}
 access_log = "{places.access_log}"
 access_log_format = "combined"
 client_max_body_size = "{BODY_LIMIT}"
@@ -191,9 +194,12 @@ WSGISTACK_PROXY = Stack("wsgistack proxy", wsgistack_front, HELLO_UPSTREAM, wsgi
 NGINX = Stack("nginx", nginx_front, HELLO_UPSTREAM, wsgistack=False)
 STACK_SYNC = Stack("wsgistack proxy + wsgistack sync", wsgistack_front, wsgistack_serve("sync"), wsgistack=True)
 STACK_NGINX = Stack("nginx + gunicorn sync", nginx_front, gunicorn_sync, wsgistack=False)
+# the app never waits, so the event worker runs it inline (--threads 1): what docs/workers.md advises for it
+STACK_INLINE = Stack("wsgistack proxy + wsgistack event --threads 1", wsgistack_front,
+                     wsgistack_serve("event", threads=1), wsgistack=True)
 STACK_EVENT = Stack("wsgistack proxy + wsgistack event", wsgistack_front, wsgistack_serve("event"),
                     wsgistack=True, informative=True)
-STACKS = (WSGISTACK_PROXY, NGINX, STACK_SYNC, STACK_NGINX, STACK_EVENT)
+STACKS = (WSGISTACK_PROXY, NGINX, STACK_SYNC, STACK_NGINX, STACK_INLINE, STACK_EVENT)
 
 SESSIONS: tuple[ProxySession, ...] = (
     # The static files are the front's own work; the hello upstream only answers the readiness probe there.
@@ -214,7 +220,7 @@ SESSIONS: tuple[ProxySession, ...] = (
                   expect_body=str(UPLOAD_BYTES).encode()),
     )),
     # The slowloris run follows the plain one on the same stack, which is its own baseline.
-    ProxySession("flask_hello", (STACK_SYNC, STACK_NGINX, STACK_EVENT), STACK_NGINX.name, (
+    ProxySession("flask_hello", (STACK_SYNC, STACK_NGINX, STACK_INLINE, STACK_EVENT), STACK_NGINX.name, (
         ProxyLoad("stack_flask", "stack_flask: Flask hello through proxy and app server, c64", 64,
                   expect_body=HELLO),
         ProxyLoad("stack_slowloris", f"stack_flask with {SLOWLORIS_CONNECTIONS} slowloris connections open "
