@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -68,11 +67,8 @@ class ClientConnection(asyncio.Protocol):
         # kept: asyncio.get_running_loop() costs a getpid() syscall per call on Python 3.11
         self.loop = asyncio.get_running_loop()
         peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple):
+        if isinstance(peer, tuple):  # TCP_NODELAY is set by the loop on every TCP transport
             self.client_ip, self.client_port = peer[0], str(peer[1])
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         else:
             self.client_ip = "unix"
         self.server.connections.add(self)

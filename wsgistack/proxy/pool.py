@@ -8,7 +8,6 @@ cannot keep up (backpressure), so a slow client never makes the proxy buffer a w
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections import deque
 from typing import TYPE_CHECKING
@@ -50,9 +49,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.loop = asyncio.get_running_loop()  # kept: each call costs a getpid() syscall on Python 3.11
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # no TCP_NODELAY here: uvloop sets it on every TCP transport (asyncio's own loop too, since 3.6)
 
     def data_received(self, data: bytes) -> None:
         if self.parser is None:
@@ -207,12 +204,13 @@ class ConnectionPool:
         loop = asyncio.get_running_loop()
         address = self.address
         try:
-            if address.kind == "unix":
-                coro = loop.create_unix_connection(UpstreamConnection, address.path)
-            else:
-                coro = loop.create_connection(UpstreamConnection, address.host, address.port)
-            _, protocol = await asyncio.wait_for(coro, self.connect_timeout)
-        except asyncio.TimeoutError:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for runs the connect in one more task
+            async with asyncio.timeout(self.connect_timeout or None):
+                if address.kind == "unix":
+                    _, protocol = await loop.create_unix_connection(UpstreamConnection, address.path)
+                else:
+                    _, protocol = await loop.create_connection(UpstreamConnection, address.host, address.port)
+        except TimeoutError:
             raise UpstreamError("connect timed out", timeout=True) from None
         except OSError as exc:
             raise UpstreamError(f"connect failed: {exc.strerror or exc}") from None
