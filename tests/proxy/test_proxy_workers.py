@@ -37,7 +37,7 @@ def test_two_workers_serve_and_stop_together(start_proxy, start_upstream):
     upstream = start_upstream("a")
     proxy = start_proxy(config(upstream_address(upstream)))
     pids = wait_for(lambda: len(workers_of(proxy)) == 2 and workers_of(proxy), message="two workers")
-    assert proxy.log().count("proxy ready") == 2
+    wait_for(lambda: proxy.log().count("proxy ready") == 2, message="both workers ready")
     assert all(proxy.get("/").text == "a" for _ in range(20))
     wait_for(lambda: len(proxy.access_lines()) == 20, message="20 access-log lines from both workers")
     assert proxy.stop() == 0
