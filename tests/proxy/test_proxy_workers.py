@@ -60,10 +60,17 @@ def test_a_killed_worker_is_replaced(start_proxy, start_upstream):
 def test_hup_reloads_every_worker_and_a_bad_file_is_refused_once(start_proxy, start_upstream):
     a, b = start_upstream("a"), start_upstream("b")
     proxy = start_proxy(config(upstream_address(a)))
-    wait_for(lambda: len(workers_of(proxy)) == 2, message="two workers")
     proxy.config.write_text(config(upstream_address(b)))
-    proxy.signal(signal.SIGHUP)
+    proxy.signal(signal.SIGHUP)  # at once: a worker that has no handler yet gets it when it has one
     wait_for(lambda: proxy.log().count("reloaded") == 2, message="both workers reloaded")
+    assert {proxy.get("/").text for _ in range(10)} == {"b"}
+
+    # a worker started after the reload serves the new config, not the one the master started with
+    victim = sorted(workers_of(proxy))[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: (pids := workers_of(proxy)) and len(pids) == 2 and victim not in pids,
+             message="a new worker")
+    wait_for(lambda: proxy.log().count("proxy ready") == 3, message="the new worker ready")
     assert {proxy.get("/").text for _ in range(10)} == {"b"}
 
     proxy.config.write_text("[proxy\n")

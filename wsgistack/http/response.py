@@ -130,30 +130,37 @@ def build_head(
             has_server = True
         out.append(f"{name}: {value}\r\n")
 
-    if method == "HEAD" or code < 200 or code in (204, 304):
-        framing = Framing("none")
-        if code < 200 or code == 204:
-            out = [line for line in out if not line.lower().startswith("content-length:")]
-    elif length is not None:
-        framing = Framing("length", length)
-    elif version == "1.1":
-        framing = Framing("chunked")
-        out.append("Transfer-Encoding: chunked\r\n")
-    else:
-        framing = Framing("close")
-        keep_alive = False
-
-    if not has_date:
-        out.append(f"Date: {http_date()}\r\n")
-    if not has_server:
-        out.append(f"Server: {SERVER_NAME}\r\n")
-    if keep_alive:
-        if version == "1.0":
-            out.append("Connection: keep-alive\r\n")
-    else:
-        out.append("Connection: close\r\n")
+    framing = choose_framing(code, method, length, version)
+    if code < 200 or code == 204:
+        out = [line for line in out if not line.lower().startswith("content-length:")]
+    keep_alive = keep_alive and framing.mode != "close"
+    out.append(closing_fields(framing, keep_alive, version, has_date, has_server))
     head = f"HTTP/1.1 {status}\r\n{''.join(out)}\r\n".encode("latin-1")
     return head, framing, keep_alive
+
+
+def choose_framing(status: int, method: str, length: int | None, version: str) -> Framing:
+    """How a response's body goes on the wire (RFC 9112 §6): none for HEAD, 1xx, 204 and 304; its
+    Content-Length when known; chunked to an HTTP/1.1 client; otherwise until the connection closes."""
+    if method == "HEAD" or status < 200 or status in (204, 304):
+        return Framing("none")
+    if length is not None:
+        return Framing("length", length)
+    return Framing("chunked") if version == "1.1" else Framing("close")
+
+
+def closing_fields(framing: Framing, keep_alive: bool, version: str, has_date: bool, has_server: bool) -> str:
+    """The fields a head ends with: Transfer-Encoding, Date and Server if missing, Connection."""
+    out = "Transfer-Encoding: chunked\r\n" if framing.mode == "chunked" else ""
+    if not has_date:
+        out += f"Date: {http_date()}\r\n"
+    if not has_server:
+        out += f"Server: {SERVER_NAME}\r\n"
+    if not keep_alive:
+        out += "Connection: close\r\n"
+    elif version == "1.0":
+        out += "Connection: keep-alive\r\n"
+    return out
 
 
 def simple_response(status_text: str, body: bytes, content_type: str = "text/plain; charset=utf-8",

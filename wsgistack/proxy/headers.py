@@ -11,8 +11,7 @@ import ipaddress
 import random
 import re
 
-from wsgistack.http.dates import http_date
-from wsgistack.http.response import SERVER_NAME, Framing
+from wsgistack.http.response import Framing, choose_framing, closing_fields
 
 _random = random.Random()
 
@@ -147,25 +146,10 @@ def client_response_head(status: int, reason: str, headers: list[tuple[str, str]
         elif lower == "x-request-id":
             has_rid = True
         out.append(f"{name}: {value}\r\n")
-    if method == "HEAD" or status < 200 or status in (204, 304):
-        framing = Framing("none")
-    elif length is not None:
-        framing = Framing("length", length)
-    elif version == "1.1":
-        framing = Framing("chunked")
-        out.append("Transfer-Encoding: chunked\r\n")
-    else:
-        framing = Framing("close")
-        keep_alive = False
-    if not has_date:
-        out.append(f"Date: {http_date()}\r\n")
-    if not has_server:
-        out.append(f"Server: {SERVER_NAME}\r\n")
+    framing = choose_framing(status, method, length, version)
+    keep_alive = keep_alive and framing.mode != "close"
     if not has_rid:
         out.append(f"X-Request-ID: {rid}\r\n")
-    if not keep_alive:
-        out.append("Connection: close\r\n")
-    elif version == "1.0":
-        out.append("Connection: keep-alive\r\n")
+    out.append(closing_fields(framing, keep_alive, version, has_date, has_server))
     out.append("\r\n")
     return "".join(out).encode("latin-1"), framing, keep_alive

@@ -29,6 +29,7 @@ from wsgistack.server.workers.event import new_event_loop
 
 log = logging.getLogger("wsgistack.proxy")
 BACKLOG = 2048
+_HANDLED = (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 TLS_TIMEOUT = 5.0  # a TLS handshake or close_notify that takes longer is given up (the peer may never answer)
 TICK = 0.25  # resolution of the client timeouts
 STOP_GRACE = 10.0  # seconds requests in flight get on SIGTERM/SIGINT/SIGQUIT before the proxy exits
@@ -86,6 +87,9 @@ class ProxyServer:
                                 (signal.SIGTERM, self.stop), (signal.SIGINT, self.stop),
                                 (signal.SIGQUIT, self.stop)):
             loop.add_signal_handler(signum, handler)
+        # a worker of `workers = N` starts with these blocked, so one sent before the handlers existed
+        # (a HUP right after a start) waits for them instead of killing the process
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
         self._start_health()
         sweeper = loop.create_task(self._sweep())
         log.info("proxy ready: %d route%s, %d upstream%s", len(self.state.routes),
@@ -116,16 +120,23 @@ class ProxyServer:
 
     def reload(self) -> None:
         """SIGHUP: read the config again; apply it whole, or keep the old one and say why."""
+        if self.apply_config():
+            self._start_health()
+            log.info("reloaded %s: %d routes, %d upstreams", self.settings.config_file or "the command line",
+                     len(self.state.routes), len(self.state.upstreams))
+
+    def apply_config(self) -> bool:
+        """Load the config file again and swap in its state; False (and the error logged) if it does not load."""
         try:
             settings = load_proxy_settings(self.settings.config_file, self.cli)
             state = ProxyState(settings, previous=self.state)
             access_log = open_access_log(settings) if _log_changed(settings, self.settings) else None
         except ConfigError as exc:
             log.error("reload refused, the old config keeps serving: %s", exc)
-            return
+            return False
         except Exception as exc:  # noqa: BLE001 - a reload must never take the proxy down
             log.exception("reload refused, the old config keeps serving: %s", exc)
-            return
+            return False
         if settings.listen != self.settings.listen:
             log.warning("reload: listen addresses changed; they take effect at the next restart")
         old = self.state
@@ -134,9 +145,7 @@ class ProxyServer:
         if access_log is not None:
             self.access_log.flush()
             self.access_log = access_log
-        self._start_health()
-        log.info("reloaded %s: %d routes, %d upstreams", settings.config_file or "the command line",
-                 len(state.routes), len(state.upstreams))
+        return True
 
     def reopen_logs(self) -> None:
         """SIGUSR1: reopen the access and error logs (after logrotate moved them)."""

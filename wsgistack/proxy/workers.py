@@ -14,8 +14,6 @@ import os
 import signal
 import time
 
-from wsgistack.config.errors import ConfigError
-from wsgistack.proxy.config import load_proxy_settings
 from wsgistack.proxy.server import STOP_GRACE, ProxyServer, serve_forever
 
 log = logging.getLogger("wsgistack.proxy")
@@ -69,8 +67,8 @@ class ProxyMaster:
             try:
                 if _prctl is not None:
                     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # no worker outlives a killed master
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-                code = serve_forever(self.server)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
+                code = serve_forever(self.server)  # unblocks the others once it handles them
             finally:
                 os._exit(code)
         self.workers[pid] = time.monotonic()
@@ -94,13 +92,9 @@ class ProxyMaster:
             self.spawn()
 
     def reload(self) -> None:
-        """Check the config once here; pass HUP on only when it loads."""
-        try:
-            load_proxy_settings(self.server.settings.config_file, self.server.cli)
-        except ConfigError as exc:
-            log.error("reload refused, the old config keeps serving: %s", exc)
-            return
-        self.forward(signal.SIGHUP)
+        """Load the config here first (so workers started later get it too); pass HUP on only when it loads."""
+        if self.server.apply_config():
+            self.forward(signal.SIGHUP)
 
     def forward(self, signum: int) -> None:
         """Send a signal to every worker."""
