@@ -55,6 +55,10 @@ class ProxyServer:
         try:
             for listen in self.settings.listen:
                 self.listeners.append((listen, bind(listen.address, BACKLOG)))
+        except ConfigError as exc:
+            self.close_listeners()
+            # sockets.bind speaks of the server's --bind; here the setting is proxy.listen / --listen
+            raise ConfigError(str(exc).replace("--bind ", "listen ", 1)) from None
         except BaseException:
             self.close_listeners()
             raise
