@@ -47,7 +47,6 @@ class ClientConnection(asyncio.Protocol):
         self.head: RequestHead | None = None
         self.route: Route | None = None
         self.body: RequestBody | None = None
-        self.early_status = 0  # set when the request is refused before its body is read
         self.busy = False
         self.closed = False
         self.lingering = False
@@ -129,8 +128,6 @@ class ClientConnection(asyncio.Protocol):
             if isinstance(event, RequestHead):
                 self._on_head(event)
             elif isinstance(event, BodyData):
-                if self.early_status:
-                    continue
                 self.body.add(event.data)  # type: ignore[union-attr]
                 if self.route is not None and self.route.body_limit and self.body.size > self.route.body_limit:
                     self._refuse(413, "Request body too large")
@@ -153,7 +150,6 @@ class ClientConnection(asyncio.Protocol):
         path = head.target.split("?", 1)[0]
         self.route = self.state.route_for(head.header("host"), path)
         self.body = RequestBody(self.state.settings.client_body_buffer_size)
-        self.early_status = 0
         limit = self.route.body_limit if self.route is not None else 0
         if limit and head.content_length is not None and head.content_length > limit:
             self._refuse(413, "Request body too large")
