@@ -352,9 +352,10 @@ class ClientConnection(asyncio.Protocol):
         self.head = self.route = self.body = None
         if self.closed:
             return
-        if not keep_alive or self.parser.failed:
+        if not keep_alive:
             self.transport.close()  # type: ignore[union-attr]
             return
+        # a parse error queued behind this request is answered by _process (400, then close)
         self.busy = False
         self.transport.resume_reading()  # type: ignore[union-attr]
         self._arm(self.state.settings.keepalive_timeout)
