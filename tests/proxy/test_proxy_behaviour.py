@@ -16,6 +16,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -807,3 +808,37 @@ def test_max_connections_refuses_the_connection_past_the_limit(start_proxy, star
         client.send(b"GET /name HTTP/1.1\r\nHost: x\r\n\r\n")
         assert client.response().body == b"a"
         client.close()
+
+
+def test_a_connect_that_hangs_gives_504_after_connect_timeout(start_proxy):
+    # a listener whose accept queue is full: the kernel drops further SYNs, so a connect hangs
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # enough to fill the queue whatever the kernel adds to a backlog of 0
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        proxy = start_proxy(textwrap.dedent(f"""\
+            [proxy]
+            listen = ["127.0.0.1:0"]
+            [proxy.upstreams.app]
+            servers = ["127.0.0.1:{port}"]
+            connect_timeout = "0.5s"
+            [[proxy.routes]]
+            path = "/"
+            upstream = "app"
+            """))
+        began = time.monotonic()
+        response = proxy.get("/", timeout=10)
+        took = time.monotonic() - began
+        assert response.status_code == 504
+        assert 0.4 < took < 3.0
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

@@ -13,6 +13,7 @@ failures). Once response bytes have arrived the response is the client's, whatev
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -70,7 +71,8 @@ class Exchange:
         self.framing: Framing | None = None
         self.gzip: GzipStream | None = None
         self.out: list[bytes] = []
-        self.deadline = 0.0  # read timeout while waiting on the upstream, send timeout while the client is full
+        self.deadline = 0.0  # connect, then read timeout on the upstream; send timeout while the client is full
+        self.connecting: asyncio.Task[None] | None = None
         self.done = False
 
     # -- attempts ---------------------------------------------------------------------------------------
@@ -97,14 +99,23 @@ class Exchange:
         if connection is not None:
             self._send(connection)
         else:
-            self.client.loop.create_task(self._connect(server))
+            # the ticker enforces connect_timeout through the deadline: no timer of its own per connect
+            self.deadline = time.monotonic() + (server.pool.connect_timeout or 1e9)
+            self.connecting = self.client.loop.create_task(self._connect(server))
 
     async def _connect(self, server: UpstreamServer) -> None:
         try:
-            connection = await server.pool.connect()
+            connection = await server.pool.open()
         except UpstreamError as exc:
+            self.connecting = None
             self._attempt_failed(exc, sent=False)
             return
+        except asyncio.CancelledError:  # check_deadline: connect_timeout passed
+            self.connecting = None
+            if not self.done:
+                self._attempt_failed(UpstreamError("connect timed out", timeout=True), sent=False)
+            return
+        self.connecting = None
         if self.done or self.client.closed:
             connection.close()
             self._client_gone()
@@ -240,7 +251,9 @@ class Exchange:
         """Called by the server's ticker: the upstream took too long, or the client took nothing."""
         if self.done or not self.deadline or now < self.deadline:
             return
-        if self.client.paused:
+        if self.connecting is not None:
+            self.connecting.cancel()
+        elif self.client.paused:
             self.client.abort()
             self._client_gone()
         elif self.response is None:

@@ -201,17 +201,22 @@ class ConnectionPool:
 
     async def connect(self) -> UpstreamConnection:
         """A new connection within connect_timeout."""
-        loop = asyncio.get_running_loop()
-        address = self.address
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for runs the connect in one more task
             async with asyncio.timeout(self.connect_timeout or None):
-                if address.kind == "unix":
-                    _, protocol = await loop.create_unix_connection(UpstreamConnection, address.path)
-                else:
-                    _, protocol = await loop.create_connection(UpstreamConnection, address.host, address.port)
+                return await self.open()
         except TimeoutError:
             raise UpstreamError("connect timed out", timeout=True) from None
+
+    async def open(self) -> UpstreamConnection:
+        """A new connection, with no timeout of its own (the caller keeps the deadline)."""
+        loop = asyncio.get_running_loop()
+        address = self.address
+        try:
+            if address.kind == "unix":
+                _, protocol = await loop.create_unix_connection(UpstreamConnection, address.path)
+            else:
+                _, protocol = await loop.create_connection(UpstreamConnection, address.host, address.port)
         except OSError as exc:
             raise UpstreamError(f"connect failed: {exc.strerror or exc}") from None
         return protocol  # type: ignore[return-value]
