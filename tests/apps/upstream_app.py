@@ -97,7 +97,13 @@ def json_document():
 
 @app.get("/slow")
 def slow():
-    """Answer 'slow' after ?ms=N milliseconds (default 1000): for timeouts and in-flight requests."""
+    """Answer 'slow' after ?ms=N milliseconds (default 1000): for timeouts and in-flight requests.
+
+    With ?mark=PATH the file PATH is created first, so a test can wait until the request is in the app.
+    """
+    if request.args.get("mark"):
+        with open(request.args["mark"], "w"):
+            pass
     time.sleep(int(request.args.get("ms", 1000)) / 1000)
     return Response("slow", mimetype="text/plain")
 

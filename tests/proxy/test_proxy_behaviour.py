@@ -423,11 +423,12 @@ def test_a_backup_gets_requests_only_while_the_primary_is_down(start_proxy, star
 
 # --- limits -------------------------------------------------------------------------------------------------
 
-def test_limit_conn_refuses_a_second_request_in_flight(start_proxy, start_upstream):
+def test_limit_conn_refuses_a_second_request_in_flight(start_proxy, start_upstream, tmp_path):
     a = start_upstream("a", "-k", "thread")
     proxy = start_proxy(toml=proxy_toml(upstream_address(a), route="limit_conn = { max = 1 }"))
-    first, first_result = in_thread(lambda: proxy.get("/slow?ms=800"))
-    time.sleep(0.3)
+    mark = tmp_path / "in-app"
+    first, first_result = in_thread(lambda: proxy.get(f"/slow?ms=800&mark={mark}"))
+    wait_for(mark.exists, message="the first request in the app")
     second = proxy.get("/slow?ms=800")
     first.join(5)
     assert first_result[0][0].status_code == 200
@@ -771,11 +772,12 @@ def test_a_reload_with_a_bad_file_keeps_the_old_config(start_proxy, start_upstre
 
 # --- stopping and the connection limit ----------------------------------------------------------------------
 
-def test_sigterm_lets_a_request_in_flight_finish(start_proxy, start_upstream):
+def test_sigterm_lets_a_request_in_flight_finish(start_proxy, start_upstream, tmp_path):
     a = start_upstream("a", "-k", "sync")
     proxy = start_proxy(toml=proxy_toml(upstream_address(a)))
-    thread, result = in_thread(lambda: proxy.get("/slow?ms=1000"))
-    time.sleep(0.3)  # the request is at the upstream, sleeping
+    mark = tmp_path / "in-app"
+    thread, result = in_thread(lambda: proxy.get(f"/slow?ms=1000&mark={mark}"))
+    wait_for(mark.exists, message="the request in the app")
     proxy.signal(signal.SIGTERM)
     wait_for(lambda: "stopping" in proxy.log(), timeout=5, message="the stop to begin")
     with pytest.raises(requests.ConnectionError):
