@@ -94,3 +94,15 @@ def test_a_smuggled_second_request_in_a_body_stays_a_body(proxy_and_upstream):
     assert b'"length":%d' % len(smuggled) in answer
     wait_for(lambda: len(upstream.access_lines()) == 1, message="one request upstream")
     assert "418" not in upstream.access_lines()[0]
+
+
+def test_a_client_that_half_closes_gets_every_answer_then_the_close(proxy_and_upstream):
+    proxy, _ = proxy_and_upstream
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /name HTTP/1.1\r\nHost: a\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        began, data = time.monotonic(), b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.count(b"HTTP/1.1 200 ") == 2
+    assert time.monotonic() - began < 2  # closed after the answers, not at the keep-alive timeout

@@ -1,8 +1,9 @@
 """One client connection to the proxy: parse, read the whole request, apply the route, answer, keep alive.
 
 The head and body are parsed by the same sans-IO `RequestParser` as the server's. Nothing goes upstream
-before the request is complete (see buffering.py). Then one task per request runs the route's handler
-(static file, or forward.py), limits included, and writes the answer with backpressure; reading from the
+before the request is complete (see buffering.py). Then the limits are applied and the route's handler
+answers: an `Exchange` (forward.py) driven by the upstream's callbacks, a static reply written at once, or
+a task when something must wait (a limit_req delay, a large file sent with backpressure). Reading from the
 client is paused meanwhile, so pipelined requests wait their turn in the kernel, not in our memory.
 """
 
@@ -50,6 +51,7 @@ class ClientConnection(asyncio.Protocol):
         self.busy = False
         self.closed = False
         self.lingering = False
+        self.client_eof = False  # the client half-closed: no request can follow the one in progress
         self.requests = 0
         self.deadline = 0.0  # monotonic time of the current read timeout; 0 = none
         self._waiting_head = False
@@ -92,6 +94,7 @@ class ClientConnection(asyncio.Protocol):
             self.transport.close()  # type: ignore[union-attr]
             return None
         # keep our side open until the answer in progress is written (TLS cannot half-close: it closes)
+        self.client_eof = True
         return self.scheme != "https"
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -352,7 +355,7 @@ class ClientConnection(asyncio.Protocol):
         self.head = self.route = self.body = None
         if self.closed:
             return
-        if not keep_alive:
+        if not keep_alive or (self.client_eof and not self.parser.events):  # pipelined ones are answered
             self.transport.close()  # type: ignore[union-attr]
             return
         # a parse error queued behind this request is answered by _process (400, then close)
