@@ -73,6 +73,7 @@ class Exchange:
         self.out: list[bytes] = []
         self.deadline = 0.0  # connect, then read timeout on the upstream; send timeout while the client is full
         self.connecting: asyncio.Task[None] | None = None
+        self.sending: asyncio.Task[None] | None = None
         self.done = False
 
     # -- attempts ---------------------------------------------------------------------------------------
@@ -108,7 +109,8 @@ class Exchange:
             connection = await server.pool.open()
         except UpstreamError as exc:
             self.connecting = None
-            self._attempt_failed(exc, sent=False)
+            if not self.done:  # the client may have gone meanwhile: then nothing is owed to anyone
+                self._attempt_failed(exc, sent=False)
             return
         except asyncio.CancelledError:  # check_deadline: connect_timeout passed
             self.connecting = None
@@ -132,7 +134,7 @@ class Exchange:
             connection.write(self.request_head + body.memory() if body.size else self.request_head)
         else:
             connection.write(self.request_head)
-            self.client.loop.create_task(self._send_body(connection))
+            self.sending = self.client.loop.create_task(self._send_body(connection))  # held: tasks are weak
 
     async def _send_body(self, connection: UpstreamConnection) -> None:
         try:
