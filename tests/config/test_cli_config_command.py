@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from wsgistack.config.loader import load_serve_settings
+from wsgistack.proxy.config import load_proxy_settings
 from wsgistack.supervisor.assemble import PROGRAM_OPTIONS, PROGRAM_SPECIAL
 from wsgistack.supervisor.ini import load_ini
 from wsgistack.supervisor.settings import LogSettings, ProgramSettings, ReadyCheck, SupervisorConfig
@@ -88,7 +89,7 @@ def uncommented(text: str, comment: str) -> str:
     for line in text.splitlines():
         if line.startswith("["):
             live = True
-        elif line.startswith(f"{comment}["):
+        elif re.match(rf"{re.escape(comment)}\s*\[", line):
             live = False  # a commented-out section keeps its commented-out options
         lines.append(option.sub(r"\1", line) if live else line)
     return "\n".join(lines) + "\n"
@@ -119,6 +120,9 @@ def test_toml_sample_checks_and_has_the_defaults(tmp_path):
     serve = load_serve_settings({"config": str(path)}, environ={}, cwd=tmp_path)
     assert (serve.app, serve.bind, serve.workers, serve.worker_class) == (
         "myproject.wsgi:application", ("127.0.0.1:8000",), 2, "event")
+    proxy = load_proxy_settings(str(path), {})
+    assert proxy.upstreams["app"].servers[0].name == serve.bind[0]  # the proxy sample fronts the serve sample
+    assert [route.upstream for route in proxy.routes] == ["app"]
 
 
 @pytest.mark.parametrize(("fmt", "pattern"), [("ini", r"^;?{}="), ("toml", r"^(# )?{} = ")])

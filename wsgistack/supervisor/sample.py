@@ -93,8 +93,8 @@ INI_TAIL = """\
 """
 
 TOML_HEAD = """\
-# A wsgistack.toml: [serve] for `wsgistack serve`, [supervisor] and [programs.NAME] for
-# `wsgistack supervise`. Commented-out keys have no default; their values are examples.
+# A wsgistack.toml: [serve] for `wsgistack serve`, [proxy] for `wsgistack proxy`, [supervisor] and
+# [programs.NAME] for `wsgistack supervise`. Commented-out keys have no default; their values are examples.
 # Check it with: wsgistack config check wsgistack.toml
 
 [serve]  # command-line flags and WSGISTACK_<OPTION> variables win over these
@@ -160,6 +160,28 @@ def _ini() -> str:
     return "\n".join(text)
 
 
+PROXY_SAMPLE = """\
+[proxy]  # `wsgistack proxy`, nginx's job in front of [serve]; docs/proxy.md lists every key
+listen = ["127.0.0.1:8080"]         # HOST:PORT, [::1]:PORT or unix:PATH; "ADDRESS ssl" with certfile/keyfile
+access_log = "-"                    # nginx's combined format (access_log_format = "json" for JSON)
+client_max_body_size = "10m"        # 413 above it (default 1m)
+
+[proxy.upstreams.app]
+servers = ["127.0.0.1:8000"]        # the [serve] bind above; more to balance ("HOST:PORT weight=2", "backup")
+balance = "round_robin"             # least_conn, ip_hash or hash:$http_NAME
+# health_check = { path = "/healthz", interval = "2s" }
+
+# [[proxy.routes]]
+# path = "/static/"
+# static = "static"                 # a folder, relative to this file
+
+[[proxy.routes]]
+path = "/"
+upstream = "app"
+# limit_req = { rate = "10r/s", burst = 20, nodelay = true }
+"""
+
+
 def _toml() -> str:
     def lines(options: Iterable[Option]) -> list[str]:
         return [_line(("" if option.live else "# ") + f"{option.name} = {option.toml}", option.comment, "#",
@@ -180,7 +202,7 @@ def _toml() -> str:
               _same("childlogdir", "%(here)s", "where AUTO program logs go (default /tmp)"),
               _same("umask", "022", "file mode mask of the supervisor and its programs", live=False)]
     group = _same("group", "webapps", "put it in a group, named with the other members", live=False)
-    text = [TOML_HEAD, "[supervisor]", *lines(daemon), "",
+    text = [TOML_HEAD, PROXY_SAMPLE, "[supervisor]", *lines(daemon), "",
             "# The example program: the live keys are the defaults, except autostart; commented-out keys have",
             "# no default. `command` may be a command line or an argv array; `environment` a table.",
             "[programs.web]", *lines([*PROGRAM[:1], group, *PROGRAM[1:]]), ""]
