@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from processes import children_of, pid_alive
+from processes import LogFiles, children_of, pid_alive
 
 APPS = Path(__file__).parent / "apps"
 WORKER_CLASSES = ["sync", "thread", "event", "gevent", "tornado"]
@@ -36,7 +36,7 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: f
         time.sleep(interval)
 
 
-class Server:
+class Server(LogFiles):
     """A running `wsgistack serve` subprocess and what the tests need to poke at it."""
 
     def __init__(self, tmp: Path, app: str, args: list[str], env: dict[str, str] | None = None,
@@ -58,20 +58,6 @@ class Server:
     def pid(self) -> int:
         """The master's pid."""
         return self.proc.pid
-
-    def log(self) -> str:
-        """The error log so far."""
-        try:
-            return self.error_log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def access_lines(self) -> list[str]:
-        """The access log's lines so far."""
-        try:
-            return self.access_log.read_text().splitlines()
-        except FileNotFoundError:
-            return []
 
     def wait_ready(self, timeout: float = 20.0) -> Server:
         """Wait for the 'listening at' line (written once a first worker has booted)."""

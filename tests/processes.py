@@ -1,4 +1,4 @@
-"""What the tests ask /proc about processes (shared by tests/server and tests/supervisor)."""
+"""What the tests ask /proc about processes, and the logs they read (shared by every layer's tests)."""
 
 from __future__ import annotations
 
@@ -21,3 +21,24 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+class LogFiles:
+    """The error log and access log of a process under test (`error_log`, `access_log` set by the subclass)."""
+
+    error_log: Path
+    access_log: Path
+
+    def log(self) -> str:
+        """The error log so far."""
+        try:
+            return self.error_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def access_lines(self) -> list[str]:
+        """The access log's lines so far."""
+        try:
+            return self.access_log.read_text().splitlines()
+        except FileNotFoundError:
+            return []

@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import APPS, Server, wait_for
+from processes import LogFiles
 
 
-class Proxy:
+class Proxy(LogFiles):
     """A running `wsgistack proxy` subprocess."""
 
     def __init__(self, folder: Path, toml: str | None, args: list[str], env: dict[str, str] | None = None):
@@ -41,20 +42,6 @@ class Proxy:
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.port = 0
         self.ports: list[int] = []
-
-    def log(self) -> str:
-        """The proxy's own log so far."""
-        try:
-            return self.error_log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def access_lines(self) -> list[str]:
-        """The access log's lines so far."""
-        try:
-            return self.access_log.read_text().splitlines()
-        except FileNotFoundError:
-            return []
 
     def wait_ready(self, timeout: float = 15.0) -> Proxy:
         """Wait until every listener is up ('proxy ready' follows the 'listening at' lines)."""
