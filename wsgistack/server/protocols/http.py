@@ -165,8 +165,9 @@ class HTTPConnection:
         sink = _SocketSink(self, head, body, ctx.keep_alive() and head.keep_alive)
         ctx.on_request()
         result = run_app(ctx.app, environ, sink)
-        keep = (sink.keep_alive and result.complete and sink.framing is not None and sink.framing.complete
-                and not self.parser.failed)
+        # a parse error queued behind this request is not a reason to drop its answer or the ones between:
+        # serve() answers each queued request in turn, the refusal last (as the event worker does)
+        keep = sink.keep_alive and result.complete and sink.framing is not None and sink.framing.complete
         if keep and not body.finish():
             keep = False
         if ctx.access_log.enabled:
