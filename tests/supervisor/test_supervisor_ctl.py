@@ -22,6 +22,11 @@ def test_status_states_numprocs_logs_environment(supervised, tmp_path):
     wait_for(lambda: (tmp_path / "logs" / "chatty.log.2").exists(), what="rotated logs")
     assert sorted(p.name for p in (tmp_path / "logs").glob("chatty.log*")) == \
         ["chatty.log", "chatty.log.1", "chatty.log.2"]
+    wait_for(lambda: (tmp_path / "logs" / "chatty.log").read_text().endswith("chatter line 01999\n"),
+             what="the whole output written")
+    for name in ("chatty.log.2", "chatty.log.1", "chatty.log"):  # every rotated file holds whole lines
+        lines = (tmp_path / "logs" / name).read_text().split("\n")
+        assert lines[-1] == "" and all(line.startswith("chatter line ") and len(line) == 18 for line in lines[:-1])
     tail = ctl(conf, "tail", "env")
     assert tail.returncode == 0 and tail.stdout.strip() == "hello, world eu"
     assert ctl(conf, "status").returncode == 3  # FATAL and EXITED processes: "not all running"

@@ -146,7 +146,10 @@ def test_output_goes_to_rotated_logs(tmp_path):
     run(scenario, settings)
     files = sorted(p.name for p in tmp_path.glob("chatty.out*"))
     assert files == ["chatty.out", "chatty.out.1", "chatty.out.2"]
-    assert all((tmp_path / name).stat().st_size <= 10240 for name in files)
+    for name in files:  # rotated on line boundaries: past maxbytes only to finish a line
+        content = (tmp_path / name).read_text()
+        assert len(content) < 10240 + 11 and all(line.startswith("line ") and len(line) == 10
+                                                 for line in content.splitlines())
     assert (tmp_path / "chatty.out").read_text().rstrip().endswith("line 02999")
 
 

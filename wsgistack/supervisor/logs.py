@@ -38,6 +38,7 @@ class LogWriter:
         self._warned = -1e9
         self._fd = -1
         self._size = 0
+        self._line = 0  # bytes of the file's last line when it has no newline yet (rotation waits for it)
         if self.path is not None and self.path not in ("/dev/stdout", "/dev/stderr"):
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self._thread = threading.Thread(target=self._run, name="wsgistack-log", daemon=True)
@@ -103,27 +104,60 @@ class LogWriter:
             return
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._size = os.fstat(self._fd).st_size
+        self._line = 0  # an existing file is taken to end with a whole line
 
     def _write(self, data: bytes) -> None:
-        pending = memoryview(data)
+        done = 0
         try:
             if self._fd < 0:
                 self._open()
-            maxbytes = self.settings.maxbytes
-            while pending:
-                room = maxbytes - self._size if maxbytes and self._fd > 2 else len(pending)
-                if room <= 0:
+            while done < len(data):
+                size, rotate = self._cut(data, done)
+                end = done + size
+                while done < end:
+                    done += os.write(self._fd, data[done:end])
+                self._count(data, end - size, end)
+                if rotate:
                     self._rotate()
-                    continue
-                written = os.write(self._fd, pending[:room])
-                self._size += written
-                pending = pending[written:]
         except OSError as exc:
-            self.dropped += len(pending)  # counted, never retried: the child must not wait for our disk
+            self.dropped += len(data) - done  # counted, never retried: the child must not wait for our disk
             if time.monotonic() - self._warned > 60:  # a full disk must not flood our own log either
                 self._warned = time.monotonic()
                 log.warning("cannot write %s: %s; output dropped (%d bytes so far)", self.path, exc.strerror,
                             self.dropped)
+
+    def _cut(self, data: bytes, start: int) -> tuple[int, bool]:
+        """How many bytes of data[start:] go to the current file, and whether to rotate after them.
+
+        Rotation happens on line boundaries, so no line is split across two files: a whole line that does
+        not fit starts the next file, and a line the file already holds the beginning of is finished in
+        it (the file then ends past maxbytes by less than one line). Only a line longer than maxbytes by
+        itself is split, at the limit.
+        """
+        pending = len(data) - start
+        maxbytes = self.settings.maxbytes
+        if not maxbytes or self._fd <= 2:
+            return pending, False
+        room = maxbytes - self._size
+        if pending <= room:
+            return pending, False
+        last = data.rfind(b"\n", start, start + max(room, 0))
+        if last >= 0:
+            return last + 1 - start, True
+        if self._line:  # the file ends inside a line: finish it here if the line is not too long
+            end = data.find(b"\n", start)
+            length = self._line + (end + 1 - start if end >= 0 else pending)
+            if length <= maxbytes:
+                return (end + 1 - start, True) if end >= 0 else (pending, False)
+        elif self._size:
+            return 0, True  # the file ends with a whole line: the next line starts the next file
+        return max(room, 0), True  # a line longer than maxbytes
+
+    def _count(self, data: bytes, start: int, end: int) -> None:
+        """Account for data[start:end] just written: the file's size, and the length of its last line."""
+        self._size += end - start
+        newline = data.rfind(b"\n", start, end)
+        self._line = end - newline - 1 if newline >= 0 else self._line + end - start
 
     def _rotate(self) -> None:
         assert self.path is not None
