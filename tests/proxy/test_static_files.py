@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -428,6 +429,39 @@ def test_header_names_are_case_insensitive_in_lists_and_mappings(static: StaticF
 
 def test_repeated_range_headers_count_as_several_ranges(static: StaticFiles) -> None:
     assert static.reply("GET", "data.bin", [("Range", "bytes=0-1"), ("Range", "bytes=5-6")]).status == 200
+
+
+# Issue 10 item 1: the old regex backtracked in cubic time on this shape (N = 600 held the loop for ~2 s).
+@pytest.mark.parametrize("shape", [
+    "bytes=" + " " * N + "-" + " " * N + "!" for N in (600, 4000)
+] + [
+    "bytes=" + " " * 8000 + "-!",
+    "bytes" + " " * 8000 + "=0-1!",
+    "bytes=" + "1" * 4000 + " " * 4000 + "!",
+    "bytes=" + "-" * 8100,
+])
+def test_a_pathological_range_is_parsed_in_linear_time(static: StaticFiles, shape: str) -> None:
+    assert len("Range") + len(shape) <= 8190  # within the default field limit, so it reaches the parser
+    started = time.perf_counter()
+    reply = get(static, "data.bin", range=shape)
+    elapsed = time.perf_counter() - started
+    assert (reply.status, reply.length) == (200, 100)  # not one valid range: ignored (RFC 9110 14.2)
+    assert elapsed < 0.05, f"{elapsed:.3f} s for a {len(shape)}-byte Range"
+
+
+@pytest.mark.parametrize(("value", "status", "offset", "length"), [
+    ("bytes=" + "9" * 5000 + "-", 416, 0, 0),  # int() alone refuses more than 4,300 digits
+    ("bytes=0-" + "9" * 5000, 206, 0, 100),
+    ("bytes=-" + "9" * 5000, 206, 0, 100),
+    ("bytes=" + "0" * 5000 + "5-" + "0" * 3000 + "9", 206, 5, 5),
+    ("bytes=\t10-19\t", 206, 10, 10),
+])
+def test_long_range_positions_are_read_without_error(static: StaticFiles, value: str, status: int, offset: int,
+                                                     length: int) -> None:
+    reply = get(static, "data.bin", range=value)
+    assert reply.status == status
+    if status == 206:
+        assert (reply.offset, reply.length) == (offset, length)
 
 
 # --- property: whatever the path, no exception and nothing outside the root ----------------------------------
