@@ -2,9 +2,9 @@
 
 httptools (llhttp) does the tokenising and already refuses most smuggling vectors (CL+TE, duplicate or list
 Content-Length, bad chunk sizes, bare CR, obs-fold, control characters, bad header names). On top of it this
-module enforces our limits (414/431/413), the rules RFC 9112 leaves to the server (Host, HTTP versions,
-Transfer-Encoding in HTTP/1.0, Expect), and turns everything into a queue of events, so that a pipelined
-request behind a good one never hides the good one.
+module enforces our limits (414/431/413), the rules RFC 9112 leaves to the server (Host, the forms of the
+request-target, HTTP versions, Transfer-Encoding in HTTP/1.0, Expect, fields that may not be trailers), and
+turns everything into a queue of events, so that a pipelined request behind a good one never hides the good one.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 import httptools
 
 from wsgistack.http.errors import HTTPError
+from wsgistack.http.target import check_host, split_target
 
 
 @dataclass(frozen=True)
 class Limits:
     """Per-request limits; 0 means no limit."""
 
-    request_line: int = 4094
+    request_line: int = 8190  # RFC 9112 §3: at least 8000 octets; nginx's 8k buffer
     fields: int = 100
     field_size: int = 8190
     body_size: int = 0
@@ -41,7 +42,7 @@ class RequestHead:
 
     method: str
     target: str
-    version: str  # "1.0" or "1.1"
+    version: str  # "1.0" or "1.1" (HTTP/1.2..1.9 are read as 1.1, RFC 9112 §2.6)
     headers: list[tuple[str, str]]
     keep_alive: bool
     chunked: bool
@@ -87,6 +88,16 @@ Event = RequestHead | BodyData | EndOfMessage | ParseError
 
 _TOKEN_DROP = "_"  # header names with "_" collide with "-" in CGI-style environ keys: a smuggling vector
 
+# Fields that must be known before the content (RFC 9110 §6.5.1): framing, routing, request modifiers,
+# authentication, response control, content format. Sent as trailers, they are a request for confusion.
+FORBIDDEN_TRAILERS = frozenset({
+    "transfer-encoding", "content-length", "trailer", "te", "connection", "keep-alive", "proxy-connection",
+    "upgrade", "host", "max-forwards", "expect", "range", "if-match", "if-none-match", "if-modified-since",
+    "if-unmodified-since", "if-range", "cache-control", "pragma", "authorization", "proxy-authorization",
+    "www-authenticate", "proxy-authenticate", "cookie", "set-cookie", "content-type", "content-encoding",
+    "content-range", "content-location", "age", "expires", "date", "location", "retry-after", "vary",
+})
+
 
 class _Rejected(Exception):
     pass
@@ -99,6 +110,9 @@ class RequestParser:
         self.limits = limits
         self.events: deque[Event] = deque()
         self._parser = httptools.HttpRequestParser(self)
+        # only the version check is relaxed: llhttp refuses HTTP/1.2..1.9, which RFC 9112 §2.6 says are
+        # HTTP/1.x; on_headers_complete still answers 505 for any other major version
+        self._parser.set_dangerous_leniencies(lenient_version=True)
         self._failed = False
         self._in_head = False
         self._head_bytes = 0
@@ -159,6 +173,14 @@ class RequestParser:
         self._pending_error = HTTPError(status, reason)
         raise _Rejected(reason)
 
+    def _check(self, check, *args):
+        """Run a check of http/target.py; its HTTPError becomes this request's answer."""
+        try:
+            return check(*args)
+        except HTTPError as error:
+            self._pending_error = error
+            raise _Rejected(error.reason) from None
+
     # -- llhttp callbacks ------------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
@@ -176,7 +198,11 @@ class RequestParser:
         if limits.field_size and len(name) + len(value) > limits.field_size:
             self._reject(431, "Request header field too large")
         if self._head_done:
-            return  # chunked trailer fields: not part of the request's headers in WSGI
+            # chunked trailer fields: never part of the request's headers in WSGI, and refused when they
+            # could change how the request is framed, routed or authorised (RFC 9112 §7.1.2)
+            if name.decode("latin-1").lower() in FORBIDDEN_TRAILERS:
+                self._reject(400, f"{name.decode('latin-1')} is not allowed as a trailer field")
+            return
         if limits.fields and len(self._headers) + len(self._dropped) >= limits.fields:
             self._reject(431, "Too many request header fields")
         key = name.decode("latin-1")
@@ -189,16 +215,17 @@ class RequestParser:
         parser = self._parser
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
-            if version.startswith("1."):
-                self._reject(400, f"Unsupported HTTP/{version}")
-            self._reject(505, "HTTP version not supported")
+            if not version.startswith("1."):
+                self._reject(505, "HTTP version not supported")
+            version = "1.1"  # HTTP/1.2..1.9: a later minor version is read as the highest we speak (§2.6)
         method = parser.get_method().decode("ascii")
         content_length = None
         chunked = False
         transfer_codings: list[str] = []
         hosts = 0
+        host_at = -1
         expect = None
-        for key, value in self._headers:
+        for position, (key, value) in enumerate(self._headers):
             lower = key.lower()
             if lower == "content-length":
                 content_length = int(value)
@@ -207,6 +234,7 @@ class RequestParser:
                 transfer_codings += [part.strip().lower() for part in value.split(",")]
             elif lower == "host":
                 hosts += 1
+                host_at = position
             elif lower == "expect":
                 expect = value.lower()
         if chunked and transfer_codings[-1:] != ["chunked"]:
@@ -217,10 +245,23 @@ class RequestParser:
         if chunked and version == "1.0":
             # RFC 9112 §6.1: framing of an HTTP/1.0 message with Transfer-Encoding cannot be trusted
             self._reject(400, "Transfer-Encoding in an HTTP/1.0 request")
-        if version == "1.1" and hosts != 1:
-            self._reject(400, "An HTTP/1.1 request needs exactly one Host header")
+        if hosts > 1:
+            self._reject(400, "More than one Host header")  # RFC 9112 §3.2, whatever the version
+        if version == "1.1" and hosts == 0:
+            self._reject(400, "An HTTP/1.1 request needs a Host header")
+        if hosts:
+            self._check(check_host, self._headers[host_at][1])
         if method == "CONNECT":
             self._reject(405, "CONNECT is not supported")
+        target = self._url.decode("latin-1")
+        if not target.startswith("/"):
+            form = self._check(split_target, target, method)
+            if form.authority is not None:
+                # RFC 9112 §3.2.2: the absolute-form's authority replaces Host, for the app and for routing
+                if hosts:
+                    self._headers[host_at] = (self._headers[host_at][0], form.authority)
+                else:
+                    self._headers.append(("Host", form.authority))
         if expect is not None and expect != "100-continue":
             self._reject(417, "Unsupported Expect")
         if self.limits.body_size and content_length is not None and content_length > self.limits.body_size:
@@ -233,7 +274,7 @@ class RequestParser:
         self._in_head = False
         self.events.append(RequestHead(
             method=method,
-            target=self._url.decode("latin-1"),
+            target=target,
             version=version,
             headers=self._headers,
             keep_alive=parser.should_keep_alive() and not upgrade,
