@@ -202,7 +202,7 @@ _SEGMENT = st.one_of(
 _PATH = st.lists(_SEGMENT, max_size=8).map(lambda segments: "/" + "/".join(segments))
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(path=_PATH)
 def test_normalize_path_agrees_with_rfc3986_remove_dot_segments(path):
     expected = reference_normalize(path)
@@ -213,7 +213,7 @@ def test_normalize_path_agrees_with_rfc3986_remove_dot_segments(path):
         assert normalize_path(path) == expected
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(path=_PATH)
 def test_normalized_path_is_a_fixed_point(path):
     try:
@@ -227,7 +227,7 @@ def test_normalized_path_is_a_fixed_point(path):
     assert normalize_path(encode_path(normal)) == normal
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(text=st.text(st.characters(max_codepoint=255, blacklist_characters="\x00"), max_size=30))
 def test_encode_path_decodes_back_exactly(text):
     path = "/" + text

@@ -384,3 +384,88 @@ def test_wsgi_input_reads_body_via_pull():
     stream = InputStream(lambda: pieces.pop(0))
     environ = build_environ(request(method="POST", headers="Host: x\nContent-Length: 11"), TCP, stream)
     assert environ["wsgi.input"].read() == b"hello world"
+
+
+# -- only an IP address may become REMOTE_ADDR (issue 10 item 8) ----------------------------------------
+
+NOT_ADDRESSES = ["<script>x</script>", "unknown", "_hidden", "example.com", "1.2.3", "1.2.3.4.5", "01.2.3.4",
+                 "256.1.1.1", "1.2.3.4:", "1.2.3.4:x", "1.2.3.4:80:80", "[::1", "[::1]x", "[::1]:x", "[1.2.3.4]",
+                 "fe80::1%eth0", "[fe80::1%25eth0]", "::g", "1.2.3.4 5.6.7.8", "' OR 1=1 --", "\"\"",
+                 "1.2.3.4\t<b>"]
+
+
+@pytest.mark.parametrize("value", NOT_ADDRESSES)
+def test_x_forwarded_for_that_is_not_an_address_keeps_the_peer(value):
+    environ = environ_for(headers=f"Host: x\nX-Forwarded-For: 198.51.100.9, {value}", info=PROXY,
+                          trust=ProxyTrust(("*",)))
+    assert environ["REMOTE_ADDR"] == "10.0.0.5"
+    assert environ["HTTP_X_FORWARDED_FOR"] == f"198.51.100.9, {value}"  # still there for who wants it
+
+
+@pytest.mark.parametrize("value", NOT_ADDRESSES)
+def test_forwarded_for_that_is_not_an_address_keeps_the_peer(value):
+    quoted = value.replace('"', "")
+    environ = environ_for(headers=f'Host: x\nForwarded: for="{quoted}";proto=https', info=PROXY,
+                          trust=ProxyTrust(("*",)))
+    assert environ["REMOTE_ADDR"] == "10.0.0.5"
+    assert environ["wsgi.url_scheme"] == "https"  # the rest of the element still applies
+
+
+@pytest.mark.parametrize("value, address", [
+    ("198.51.100.9", "198.51.100.9"),
+    (" 198.51.100.9 ", "198.51.100.9"),
+    ("198.51.100.9:4711", "198.51.100.9"),
+    ("2001:db8::1", "2001:db8::1"),
+    ("2001:DB8::1", "2001:DB8::1"),
+    ("[2001:db8::1]", "2001:db8::1"),
+    ("[2001:db8::1]:4711", "2001:db8::1"),
+    ("::ffff:192.0.2.1", "::ffff:192.0.2.1"),
+    ("::1", "::1"),
+])
+def test_x_forwarded_for_address_with_optional_port(value, address):
+    environ = environ_for(headers=f"Host: x\nX-Forwarded-For: 6.6.6.6,{value}", info=PROXY,
+                          trust=ProxyTrust(("*",)))
+    assert environ["REMOTE_ADDR"] == address
+
+
+def test_a_bad_x_forwarded_for_does_not_undo_a_good_forwarded():
+    environ = environ_for(headers="Host: x\nForwarded: for=192.0.2.1\nX-Forwarded-For: <b>", info=PROXY,
+                          trust=ProxyTrust(("*",)))
+    assert environ["REMOTE_ADDR"] == "192.0.2.1"
+
+
+# -- absolute-form: the authority is the Host ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("target, host, name, port", [
+    ("http://example.com/p", "other.example", "example.com", "80"),
+    ("http://example.com:8080/p", "other.example:9", "example.com", "8080"),
+    ("http://[::1]:81/p", "x", "[::1]", "81"),
+])
+def test_absolute_form_authority_is_http_host_and_server_name(target, host, name, port):
+    environ = environ_for(target, headers=f"Host: {host}")
+    assert environ["HTTP_HOST"] == target.split("/")[2]
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == (name, port)
+    assert environ["PATH_INFO"] == "/p"
+    assert environ["RAW_URI"] == target
+
+
+def test_absolute_form_in_http_1_0_without_host():
+    environ = environ_for("http://example.com:81/x?y", headers="", version="1.0")
+    assert (environ["HTTP_HOST"], environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("example.com:81",
+                                                                                       "example.com", "81")
+    assert (environ["PATH_INFO"], environ["QUERY_STRING"]) == ("/x", "y")
+
+
+def test_http_1_2_request_is_served_as_http_1_1():
+    assert environ_for(version="1.2")["SERVER_PROTOCOL"] == "HTTP/1.1"
+
+
+def test_trailers_never_reach_the_environ():
+    parser = RequestParser()
+    parser.feed(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n"
+                b"X-Trailer: t\r\n\r\n")
+    events = list(parser.events)
+    assert not parser.failed
+    environ = build_environ(events[0], TCP, InputStream(lambda: b""))
+    assert "HTTP_X_TRAILER" not in environ

@@ -100,7 +100,7 @@ class ServeSettings:
         flags=("--max-requests-jitter",), metavar="N",
     )
     limit_request_line: int = option(
-        4094, values.whole(0), "Longest request line in bytes (longer: 414). 0: no limit.",
+        8190, values.whole(0), "Longest request target in bytes (longer: 414). 0: no limit.",
         flags=("--limit-request-line",), metavar="BYTES",
     )
     limit_request_fields: int = option(

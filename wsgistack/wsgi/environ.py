@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 import sys
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from wsgistack.http.errors import HTTPError
 from wsgistack.http.parser import RequestHead
+from wsgistack.http.target import split_target
 from wsgistack.wsgi.file_wrapper import FileWrapper
 
 _SPECIAL = {"CONTENT_TYPE", "CONTENT_LENGTH"}
@@ -56,20 +57,44 @@ class ProxyTrust:
         return known
 
 
-_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
+def _split_target(target: str, method: str) -> tuple[str, str]:
+    if target.startswith("/"):
+        path, _, query = target.partition("?")
+        if "#" in target:
+            path, query = path.partition("#")[0], query.partition("#")[0]
+        return path, query
+    try:
+        # absolute-form (RFC 9112 §3.2.2): the path after scheme and authority (the parser made the
+        # authority the Host); asterisk-form: "*"
+        form = split_target(target, method)
+    except HTTPError:  # a head that did not come through our parser
+        return target.partition("?")[0], target.partition("?")[2]
+    return form.path, form.query
 
 
-def _split_target(target: str) -> tuple[str, str]:
-    if not target.startswith("/"):
-        # absolute-form (RFC 9112 §3.2.2): drop scheme and authority; the path starts after them
-        match = _ABSOLUTE.match(target)
-        if match:
-            target = target[match.end():]
-            if not target.startswith("/"):
-                target = "/" + target
-    path, _, query = target.partition("?")
-    path = path.partition("#")[0]
-    return path, query
+def client_address(value: str) -> str | None:
+    """The IP address in one X-Forwarded-For / Forwarded for= element, port removed; None if it is none.
+
+    Only a real address may become REMOTE_ADDR: apps log it, put it in pages and key limits on it.
+    """
+    value = value.strip().strip('"')
+    if value.startswith("["):
+        host, bracket, rest = value[1:].partition("]")
+        if not bracket or ":" not in host or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return None  # brackets hold an IPv6 address, and nothing but a port may follow them
+    elif value.count(":") == 1:  # IPv4 with a port; a bare IPv6 address has two colons or more
+        host, _, port = value.partition(":")
+        if not port.isdigit():
+            return None
+    else:
+        host = value
+    if "%" in host:
+        return None  # a zone id is free text
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return host
 
 
 def _forwarded(environ: dict[str, Any]) -> None:
@@ -82,15 +107,16 @@ def _forwarded(environ: dict[str, Any]) -> None:
             value = value.strip().strip('"')
             key = key.lower()
             if key == "for" and value:
-                environ["REMOTE_ADDR"] = value.strip("[]").rsplit("]:", 1)[0] if value.startswith("[") \
-                    else value.split(":")[0]
+                address = client_address(value)
+                if address is not None:
+                    environ["REMOTE_ADDR"] = address
             elif key == "proto" and value.lower() in ("http", "https"):
                 environ["wsgi.url_scheme"] = value.lower()
     real_ip = environ.get("HTTP_X_FORWARDED_FOR")
     if real_ip:
-        candidate = real_ip.split(",")[-1].strip()
-        if candidate:
-            environ["REMOTE_ADDR"] = candidate
+        address = client_address(real_ip.split(",")[-1])
+        if address is not None:
+            environ["REMOTE_ADDR"] = address
     proto = environ.get("HTTP_X_FORWARDED_PROTO")
     if proto and proto.split(",")[-1].strip().lower() in ("http", "https"):
         environ["wsgi.url_scheme"] = proto.split(",")[-1].strip().lower()
@@ -105,7 +131,7 @@ def build_environ(
     multithread: bool = False,
 ) -> dict[str, Any]:
     """The environ dict for one request, complete per PEP 3333 plus the usual server extras."""
-    path, query = _split_target(head.target)
+    path, query = _split_target(head.target, head.method)
     environ: dict[str, Any] = {
         "REQUEST_METHOD": head.method,
         "SCRIPT_NAME": "",
