@@ -54,11 +54,6 @@ def buffers_body(server: Server) -> bool:
     return server.worker_class in ("event", "tornado")
 
 
-def tornado_parses(server: Server) -> bool:
-    """Tornado's HTTPServer parses requests itself: its own bare 400 for malformed ones, 400 for too large."""
-    return server.worker_class == "tornado"
-
-
 def test_hello(server):
     response = requests.get(f"http://127.0.0.1:{server.port}/hello", timeout=10)
     assert response.status_code == 200
@@ -243,13 +238,8 @@ def test_bad_requests(server, case, status):
             pass  # the server may answer and close before it read all of a huge request
         reader = Reader(sock)
         responses = reader.responses(2)
-        if tornado_parses(server) and status not in (414, 431):
-            # Tornado answers what its parser refuses with a bare "400 Bad Request" (no Connection header;
-            # it does close), and a body over --max-body-size with 400 too
-            assert [r.status for r in responses] == [400], "exactly one error response, nothing smuggled"
-        else:
-            assert [r.status for r in responses] == [status], "exactly one error response, nothing smuggled"
-            assert responses[0].header("Connection") == "close"
+        assert [r.status for r in responses] == [status], "exactly one error response, nothing smuggled"
+        assert responses[0].header("Connection") == "close"
         assert reader.closed or closed_by_peer(sock)
 
 
@@ -261,13 +251,6 @@ def test_chunked_body_over_limit_is_413(server):
                 sock.sendall(b"10000\r\n" + b"x" * 0x10000 + b"\r\n")
         except (BrokenPipeError, ConnectionResetError):
             pass
-        if tornado_parses(server):
-            # Tornado closes the connection mid-upload; its 400 is often lost in the reset
-            try:
-                assert Reader(sock).one().status == 400
-            except (ConnectionResetError, AssertionError):
-                assert closed_by_peer(sock)
-            return
         assert Reader(sock).one().status == 413
 
 
