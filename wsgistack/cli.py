@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "1 refused, 2 usage, 3 (status) some process is not running, 4 supervisor unreachable.")
     ctl.add_argument("-c", "--config", metavar="FILE", default=None, help="the supervisor's config file")
     ctl.add_argument("-s", "--socket", metavar="PATH", default=None, help="the control socket")
+    ctl.add_argument("-u", "--username", default=None, help="the control socket's username (default: from the "
+                     "config file's [supervisorctl], then [unix_http_server] or [inet_http_server])")
+    ctl.add_argument("-p", "--password", default=None, help="the control socket's password (default: as -u)")
     ctl.add_argument("--json", action="store_true", help="print the answer as JSON")
     ctl.add_argument("-f", "--follow", action="store_true", help="tail: keep printing new output")
     ctl.add_argument("-n", "--lines", type=int, default=0, metavar="N", help="tail: the last N lines")
@@ -155,7 +158,7 @@ def _ctl(args: dict[str, Any]) -> int:
     from wsgistack.supervisor.ctl import run_ctl
 
     return run_ctl(args["config"], args["socket"], args["action"], args["names"], args["json"],
-                   follow=args["follow"], lines=args["lines"])
+                   follow=args["follow"], lines=args["lines"], username=args["username"], password=args["password"])
 
 
 def _config(args: dict[str, Any]) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import grp
+import hmac
 import json
 import logging
 import os
@@ -21,7 +22,23 @@ from wsgistack.supervisor.xmlrpc import RPCInterface, serve_http
 
 log = logging.getLogger("wsgistack.supervisor")
 
-MAX_LINE = 1 << 20
+MAX_LINE = 64 * 1024  # a request line of `wsgistack ctl` is a few hundred bytes
+BAD_REQUEST = "bad request: expected {\"cmd\": ..., \"args\": [...]}"
+AUTH_REQUIRED = ("authentication required: this supervisor has a username and password; send "
+                 "{\"auth\": {\"username\": ..., \"password\": ...}} with the first request")
+LINE_TOO_LONG = f"bad request: a request line takes at most {MAX_LINE} bytes"
+TOO_LONG = b"\0"  # what _line returns for a line over MAX_LINE (a real line always ends with a newline)
+
+
+def _decode(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """One request line as a JSON object, or the error to answer."""
+    if line == TOO_LONG:
+        return None, LINE_TOO_LONG
+    try:
+        request = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, BAD_REQUEST
+    return (request, None) if isinstance(request, dict) else (None, BAD_REQUEST)
 
 
 class CommandError(Exception):
@@ -41,7 +58,7 @@ class ControlServer:
         self.inet = inet  # [inet_http_server] port: XML-RPC only, and only with credentials
         self.inet_server: asyncio.AbstractServer | None = None
         self.on_shutdown = on_shutdown
-        self.credentials = credentials  # [unix_http_server] username/password, for XML-RPC clients
+        self.credentials = credentials  # username/password, asked of every client on every socket
         self.rpc = RPCInterface(supervisor, on_shutdown)
         self.server: asyncio.AbstractServer | None = None
 
@@ -82,36 +99,66 @@ class ControlServer:
                 pass
 
     async def _inet_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # over TCP only XML-RPC is spoken, and only behind [inet_http_server]'s username/password: the JSON
-        # protocol has no authentication, so it stays on the unix socket, whose file mode guards it
+        # over TCP only XML-RPC is spoken (supervisorctl's protocol), always behind the username/password
         try:
-            line = await reader.readline()
-            if line:
-                await serve_http(reader, writer, line, self.rpc, self.credentials)
-        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+            await serve_http(reader, writer, b"", self.rpc, self.credentials)
+        except (ConnectionError, TimeoutError, ValueError):
             pass
         finally:
             writer.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # one socket, two protocols: JSON lines start with "{", anything else is HTTP (supervisorctl's XML-RPC)
+        # one socket, two protocols: an HTTP request starts with its method's letters (supervisorctl's
+        # XML-RPC); anything else is JSON lines (`wsgistack ctl`). Both ask for the same credentials.
         try:
-            line = await reader.readline()
-            if line and not line.lstrip().startswith(b"{"):
-                await serve_http(reader, writer, line, self.rpc, self.credentials)
-                return
-            while line:
-                writer.write((json.dumps(await self._answer(line)) + "\n").encode())
-                await writer.drain()
-                line = await reader.readline()
-        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+            first = await reader.read(1)
+            if first.isalpha():
+                await serve_http(reader, writer, first, self.rpc, self.credentials)
+            elif first:
+                rest = b"" if first == b"\n" else await _line(reader)
+                await self._json_lines(reader, writer, rest if rest == TOO_LONG else first + rest)
+        except (ConnectionError, TimeoutError, ValueError):
             pass
         finally:
             writer.close()
 
-    async def _answer(self, line: bytes) -> dict[str, Any]:
+    async def _json_lines(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: bytes) -> None:
+        """Answer request lines until the client closes; until it has authenticated, one answer only."""
+        authenticated = self.credentials is None
+        while line:
+            request, error = _decode(line)
+            if request is not None and not authenticated:
+                error = self._authenticate(request)
+                authenticated = error is None
+            if error is not None:
+                answer = {"ok": False, "error": error}
+            elif "cmd" not in request and "auth" in request:
+                answer = {"ok": True, "result": "authenticated"}  # an auth line of its own
+            else:
+                answer = await self._answer(request)
+            writer.write((json.dumps(answer) + "\n").encode())
+            await writer.drain()
+            if not authenticated or error == LINE_TOO_LONG:
+                return  # a client that failed to authenticate gets its answer, then the door
+            line = await _line(reader)
+
+    def _authenticate(self, request: dict[str, Any]) -> str | None:
+        """None when the request carries the configured username and password; else the error to answer."""
+        assert self.credentials is not None
+        auth = request.get("auth")
+        if not isinstance(auth, dict):
+            return AUTH_REQUIRED
+        username, password = str(auth.get("username", "")), str(auth.get("password", ""))
+        # both compared, always, in constant time: the time taken says nothing about what was wrong
+        good = hmac.compare_digest(username.encode(), self.credentials[0].encode())
+        good &= hmac.compare_digest(password.encode(), self.credentials[1].encode())
+        if not good:
+            log.warning("control socket: refused a client with a wrong username or password")
+            return "authentication failed: wrong username or password"
+        return None
+
+    async def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
         try:
-            request = json.loads(line)
             command = request["cmd"]
             args = [str(arg) for arg in request.get("args", [])]
             handler = getattr(self, f"cmd_{command}", None)
@@ -121,8 +168,8 @@ class ControlServer:
             if asyncio.iscoroutine(result):
                 result = await result
             return {"ok": True, "result": result}
-        except (json.JSONDecodeError, KeyError, TypeError):
-            return {"ok": False, "error": "bad request: expected {\"cmd\": ..., \"args\": [...]}"}
+        except (KeyError, TypeError):
+            return {"ok": False, "error": BAD_REQUEST}
         except CommandError as exc:
             return {"ok": False, "error": str(exc)}
 
@@ -235,3 +282,11 @@ class ControlServer:
         """Stop every process, then the supervisor."""
         self.supervisor.loop.call_soon(self.on_shutdown)
         return "shutting down"
+
+
+async def _line(reader: asyncio.StreamReader) -> bytes:
+    """The next request line; TOO_LONG past MAX_LINE (the StreamReader's limit)."""
+    try:
+        return await reader.readline()
+    except ValueError:
+        return TOO_LONG

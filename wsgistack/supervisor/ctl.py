@@ -20,13 +20,20 @@ class Unreachable(Exception):
     """No supervisor answers on the socket."""
 
 
-def request(path: str, command: str, *args: str, timeout: float = 30.0) -> dict[str, Any]:
-    """Send one request and return the answer."""
+Credentials = tuple[str, str]
+
+
+def request(path: str, command: str, *args: str, timeout: float = 30.0,
+            credentials: Credentials | None = None) -> dict[str, Any]:
+    """Send one request (with the username and password, when given) and return the answer."""
+    message: dict[str, Any] = {"cmd": command, "args": list(args)}
+    if credentials is not None:
+        message["auth"] = {"username": credentials[0], "password": credentials[1]}
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         sock.connect(path)
-        sock.sendall((json.dumps({"cmd": command, "args": list(args)}) + "\n").encode())
+        sock.sendall((json.dumps(message) + "\n").encode())
         data = b""
         while not data.endswith(b"\n"):
             piece = sock.recv(65536)
@@ -37,7 +44,10 @@ def request(path: str, command: str, *args: str, timeout: float = 30.0) -> dict[
         raise Unreachable(f"cannot reach the supervisor at {path}: {exc.strerror or exc}") from None
     finally:
         sock.close()
-    return json.loads(data)
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise Unreachable(f"no answer from the supervisor at {path} (is it a wsgistack control socket?)") from None
 
 
 def _uptime(seconds: int) -> str:
@@ -74,14 +84,36 @@ def socket_path(config_path: str | None, socket_arg: str | None) -> str:
     return path
 
 
+def credentials(config_path: str | None, username: str | None, password: str | None) -> Credentials | None:
+    """What to authenticate with: -u/-p, else [supervisorctl]'s username/password, else the ones the supervisor
+    itself is configured with (whoever may read its config file may use them), else none."""
+    if config_path and (username is None or password is None):
+        from wsgistack.supervisor.daemon import load_config
+
+        control = load_config(config_path).control
+        if username is None:
+            username = control.ctl_username or control.username
+        if password is None:
+            password = next((secret for user, secret in ((control.ctl_username, control.ctl_password),
+                                                         (control.username, control.password))
+                              if user == username and secret is not None), None)
+    if username is None and password is None:
+        return None
+    if username is None or password is None:
+        raise ConfigError("give both a username and a password (-u USER -p PASSWORD)")
+    return username, password
+
+
 def run_ctl(config_path: str | None, socket_arg: str | None, command: str, args: list[str],
-            as_json: bool, follow: bool = False, lines: int = 0) -> int:
+            as_json: bool, follow: bool = False, lines: int = 0, username: str | None = None,
+            password: str | None = None) -> int:
     """Carry out one ctl command; print its result; return the exit code."""
     path = socket_path(config_path, socket_arg)
+    auth = credentials(config_path, username, password)
     try:
         if command == "tail":
-            return _tail(path, args, as_json, follow, lines)
-        answer = request(path, command, *args)
+            return _tail(path, args, as_json, follow, lines, auth)
+        answer = request(path, command, *args, credentials=auth)
     except Unreachable as exc:
         sys.stderr.write(f"wsgistack ctl: {exc}\n")
         return EXIT_UNREACHABLE
@@ -110,11 +142,11 @@ def run_ctl(config_path: str | None, socket_arg: str | None, command: str, args:
     return EXIT_OK
 
 
-def _tail(path: str, args: list[str], as_json: bool, follow: bool, lines: int) -> int:
+def _tail(path: str, args: list[str], as_json: bool, follow: bool, lines: int, auth: Credentials | None) -> int:
     if not args:
         raise ConfigError("tail: name a process")
     name, stream = args[0], (args[1] if len(args) > 1 else "stdout")
-    answer = request(path, "tail", name, stream, "65536" if lines else "1600")
+    answer = request(path, "tail", name, stream, "65536" if lines else "1600", credentials=auth)
     if not answer.get("ok"):
         sys.stderr.write(f"wsgistack ctl: {answer.get('error')}\n")
         return EXIT_FAILED
@@ -125,7 +157,7 @@ def _tail(path: str, args: list[str], as_json: bool, follow: bool, lines: int) -
     sys.stdout.flush()
     while follow:
         time.sleep(0.5)  # polling keeps the protocol one request, one answer
-        answer = request(path, "tail", name, stream, "0", str(offset))
+        answer = request(path, "tail", name, stream, "0", str(offset), credentials=auth)
         if not answer.get("ok"):
             return EXIT_FAILED
         sys.stdout.write(answer["result"]["data"])

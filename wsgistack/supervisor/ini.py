@@ -71,7 +71,8 @@ def load_ini(path: str, environ: Mapping[str, str] | None = None) -> SupervisorC
     processes, members = read_programs(programs, groups, daemon, environ)
     return SupervisorConfig(
         source=path, supervisor=daemon.settings,
-        control=read_control(found.get("unix_http_server"), found.get("inet_http_server"), environ),
+        control=read_control(found.get("unix_http_server"), found.get("inet_http_server"), environ,
+                             found.get("supervisorctl")),
         programs=processes, groups=members,
     )
 
@@ -142,9 +143,14 @@ def read_group(name: str, section: Section, environ: Mapping[str, str]) -> Group
     return Group(name, members, section.get("priority", o.integer, 999, names), section, "programs")
 
 
-def read_control(unix: Section | None, inet: Section | None, environ: Mapping[str, str]) -> ControlSettings:
-    """ControlSettings from [unix_http_server] and [inet_http_server]."""
+def read_control(unix: Section | None, inet: Section | None, environ: Mapping[str, str],
+                 client: Section | None = None) -> ControlSettings:
+    """ControlSettings from [unix_http_server] and [inet_http_server] (and [supervisorctl]'s credentials)."""
     found: dict[str, Any] = {}
+    if client is not None:  # the section is supervisorctl's: its other options are not ours to check
+        names = base_names(environ) | {"here": client.here}
+        found["ctl_username"] = client.get("username", o.text, None, names)
+        found["ctl_password"] = client.get("password", o.text, None, names)
     credentials: tuple[str | None, str | None] = (None, None)
     if unix is not None:
         unix.check_options({"file", "chmod", "chown", "username", "password"})

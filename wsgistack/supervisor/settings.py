@@ -72,6 +72,9 @@ class ControlSettings:
     inet_port: int | None = None
     username: str | None = None
     password: str | None = None
+    # what the client side of the same file ([supervisorctl]) says to send; `wsgistack ctl -c` uses them
+    ctl_username: str | None = None
+    ctl_password: str | None = None
 
 
 @dataclass(frozen=True)

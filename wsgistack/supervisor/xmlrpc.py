@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hmac
 import os
 import signal
 import time
@@ -16,7 +17,7 @@ import xmlrpc.client
 from typing import Any
 
 from wsgistack import __version__
-from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
+from wsgistack.http.parser import BodyData, EndOfMessage, Limits, ParseError, RequestHead, RequestParser
 from wsgistack.http.response import error_response, simple_response
 from wsgistack.supervisor.ctl import format_status
 from wsgistack.supervisor.process import Process
@@ -24,6 +25,10 @@ from wsgistack.supervisor.runtime import Supervisor
 from wsgistack.supervisor.states import STOPPED_STATES, ProcessState
 
 API_VERSION = "3.0"  # supervisorctl refuses servers that do not say this
+MAX_BODY = 1 << 20  # supervisorctl's requests are a few hundred bytes; a multicall of every process, a few KiB
+# a head of at most ~130 KiB: supervisorctl sends six fields
+HEAD_LIMITS = Limits(request_line=4094, fields=32, field_size=4096, body_size=0)
+LINGER_SECONDS, LINGER_BYTES = 2.0, 4 << 20  # what a refused client may still send, read and dropped
 
 # supervisord's fault codes
 UNKNOWN_METHOD, INCORRECT_PARAMETERS, BAD_NAME, BAD_SIGNAL = 1, 2, 10, 11
@@ -236,8 +241,12 @@ class RPCInterface:
 
 async def serve_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: bytes,
                      rpc: RPCInterface, credentials: tuple[str, str] | None) -> None:
-    """Answer XML-RPC-over-HTTP requests on one connection (keep-alive), starting with bytes `first`."""
-    parser = RequestParser()
+    """Answer XML-RPC-over-HTTP requests on one connection (keep-alive), starting with bytes `first`.
+
+    Credentials and the declared body size are checked on the head, before any of the body is read: a
+    stranger's 200 MiB POST costs a 401 and a closed connection, never 200 MiB of memory.
+    """
+    parser = RequestParser(HEAD_LIMITS)
     parser.feed(first)
     head: RequestHead | None = None
     body = bytearray()
@@ -249,25 +258,66 @@ async def serve_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                 return
             parser.feed(data)
             continue
+        refusal = None
         if isinstance(event, ParseError):
-            writer.write(error_response(event.status, event.reason))
-            return
-        if isinstance(event, RequestHead):
+            refusal = error_response(event.status, event.reason)
+        elif isinstance(event, RequestHead):
             head, body = event, bytearray()
+            refusal = _refuse(event, credentials)
         elif isinstance(event, BodyData):
             body += event.data
+            if len(body) > MAX_BODY:  # a chunked body announces no size: counted as it comes
+                refusal = error_response(413, f"An XML-RPC request takes at most {MAX_BODY} bytes")
         elif isinstance(event, EndOfMessage) and head is not None:
-            writer.write(await _respond(head, bytes(body), rpc, credentials))
+            writer.write(await _respond(head, bytes(body), rpc))
             await writer.drain()
             if not head.keep_alive:
                 return
+        if refusal is not None:
+            writer.write(refusal)
+            await writer.drain()
+            await _linger(reader, writer)
+            return
 
 
-async def _respond(head: RequestHead, body: bytes, rpc: RPCInterface, credentials: tuple[str, str] | None) -> bytes:
-    if credentials is not None:
-        expected = "Basic " + base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
-        if head.header("Authorization") != expected:
-            return simple_response("401 Unauthorized", b"Unauthorized\n", close=False)
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close after a refusal as nginx's lingering close does: stop writing, then read and drop what the client
+    is still sending for a moment, so that a close with unread data (a TCP reset) cannot destroy the answer."""
+    if writer.can_write_eof():
+        writer.write_eof()
+    deadline = asyncio.get_running_loop().time() + LINGER_SECONDS
+    dropped = 0
+    while dropped < LINGER_BYTES:
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            return
+        try:
+            data = await asyncio.wait_for(reader.read(65536), left)
+        except TimeoutError:
+            return
+        if not data:
+            return
+        dropped += len(data)
+
+
+def authorized(head: RequestHead, credentials: tuple[str, str] | None) -> bool:
+    """True when no credentials are configured, or the request carries them (HTTP Basic)."""
+    if credentials is None:
+        return True
+    expected = "Basic " + base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+    return hmac.compare_digest((head.header("Authorization") or "").encode(), expected.encode())
+
+
+def _refuse(head: RequestHead, credentials: tuple[str, str] | None) -> bytes | None:
+    """The answer to a request refused on its head alone (401, 413), or None to read its body."""
+    if not authorized(head, credentials):
+        return simple_response("401 Unauthorized", b"Unauthorized\n")
+    if (head.content_length or 0) > MAX_BODY:
+        return error_response(413, f"An XML-RPC request takes at most {MAX_BODY} bytes")
+    return None
+
+
+async def _respond(head: RequestHead, body: bytes, rpc: RPCInterface) -> bytes:
     if head.method != "POST":
         return error_response(405, "XML-RPC takes POST")
     try:
