@@ -3,7 +3,9 @@ connection. An app that waits on the network (a slow API, a database) yields to 
 holding a thread, so thousands of such waits cost little.
 
 The connection code is the same as the sync and thread workers' (`protocols/http.py`): under monkey
-patching its blocking socket calls become cooperative.
+patching its blocking socket calls become cooperative. --timeout is a per-request deadline here
+(`server/request_deadline.py`): a request that waits past it is cut, with its greenlet's stack logged; a
+greenlet that never yields stops the heartbeat and the master kills the worker, as in the other classes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import socket
 
 from wsgistack.server.protocols.http import HTTPConnection
+from wsgistack.server.request_deadline import RequestTimedOut, with_deadline
 from wsgistack.server.workers.base import Worker
 
 log = logging.getLogger("wsgistack.server")
@@ -39,6 +42,8 @@ class GeventWorker(Worker):
         from gevent.server import StreamServer
 
         settings = self.settings
+        if settings.timeout and self.app is not None:
+            self.app = with_deadline(self.app, settings.timeout)
         self.ctx = self.serve_context(keep_alive=lambda: self.alive and settings.keep_alive > 0,
                                       on_request=self.count_request, beat=lambda: None)
         from gevent.event import Event
@@ -101,5 +106,8 @@ class GeventWorker(Worker):
                     self.idle.discard(me)
         except OSError:
             pass
+        except RequestTimedOut:
+            # the deadline fired while the response was being written: it cannot be finished, only cut
+            log.info("worker %s: a response past --timeout was cut; its connection is closed", os.getpid())
         finally:
             conn.close()
