@@ -39,12 +39,26 @@ OUTBOX_LIMIT = 1 << 20  # bytes an app thread may produce ahead of the socket be
 
 
 class TornadoConnections:
-    """The worker's open connections and requests in flight (for timeouts and the graceful stop)."""
+    """The worker's open connections and requests in flight (for the limit, timeouts and the graceful stop)."""
 
-    def __init__(self, submit: Callable[..., None]):
+    def __init__(self, submit: Callable[..., None], limit: int):
         self.submit = submit  # runs fn(*args) on an app thread
-        self.open: set[TornadoHTTPConnection] = set()
+        self.limit = limit
+        self.open: dict[TornadoHTTPConnection, None] = {}  # in the order they were accepted
         self.inflight: dict[TornadoHTTPConnection, float] = {}
+
+    def admit(self, conn: TornadoHTTPConnection) -> bool:
+        """Register a new connection. At --worker-connections, the oldest idle one (keep-alive, or open
+        without a byte of request) is closed to make room, so idle connections cannot lock new clients
+        out; False when every connection is in a request."""
+        if len(self.open) >= self.limit:
+            victim = next((other for other in self.open if other.idle()), None)
+            if victim is None:
+                return False
+            del self.open[victim]
+            victim.close()
+        self.open[conn] = None
+        return True
 
     def oldest_request(self) -> float | None:
         """When the longest-running app call started (monotonic), if any."""
@@ -69,12 +83,15 @@ class TornadoHTTPConnection:
         self.closed = False
         self.deadline = time.monotonic() + ctx.client_timeout  # when an idle or slow connection is closed
         self.last_write: Any = None  # the future of the last write given to the stream
+        self.flushing = False  # the last answer is being written, then the connection closes
 
     async def serve(self) -> None:
         """Serve requests until the client leaves, an answer closes the connection, or a deadline passes."""
         from tornado.iostream import StreamClosedError
 
-        self.connections.open.add(self)
+        if not self.connections.admit(self):
+            self.close()  # every other connection is in a request: refuse rather than starve them
+            return
         try:
             while await self._next():
                 pass
@@ -84,10 +101,13 @@ class TornadoHTTPConnection:
             log.exception("error serving a connection")
         finally:
             self.close()
-            self.connections.open.discard(self)
+            self.connections.open.pop(self, None)
 
     async def _next(self) -> bool:
         """Consume one parser event (reading more bytes when none is queued); False when the connection ends."""
+        if self.flushing:  # answered with a 408 while it was reading
+            await self._flush()
+            return False
         event = self.parser.next_event()
         if event is None:
             if self.parser.failed:
@@ -178,6 +198,7 @@ class TornadoHTTPConnection:
     async def _flush(self) -> None:
         """Wait until what was written reached the socket (or the client left), before closing."""
         if self.last_write is not None and not self.closed:
+            self.flushing = True
             self.deadline = time.monotonic() + self.ctx.client_timeout  # a client that stops reading expires
             try:
                 await self.last_write
@@ -197,18 +218,19 @@ class TornadoHTTPConnection:
 
     def idle(self) -> bool:
         """True between requests (no request with the app, nothing half-read)."""
-        return not self.busy and self.head is None and not self.parser.started
+        return not self.busy and self.head is None and not self.parser.started and not self.flushing
 
     def expire(self, now: float) -> None:
         """Close the connection if its deadline passed: 408 for a half-sent request, silence when idle."""
         if self.busy or self.closed or now < self.deadline:
             return
-        if self.head is not None or self.parser.started:
+        if not self.flushing and (self.head is not None or self.parser.started):
             self.head = None
             self._write(refusal(self.ctx, self.info, ParseError(408, "Request timeout")))
             if self.last_write is not None and not self.closed:
-                self.last_write.add_done_callback(lambda _: self.close())
+                self.flushing = True  # nothing read after this is acted on (see _next)
                 self.deadline = now + self.ctx.client_timeout  # the 408 itself may not be read
+                self.last_write.add_done_callback(lambda _: self.close())
                 return
         self.close()
 

@@ -41,7 +41,7 @@ class TornadoWorker(Worker):
         self.pool = AppThreads(settings.threads)
         self.ctx = self.serve_context(keep_alive=lambda: self.alive and settings.keep_alive > 0,
                                       on_request=self.count_request, beat=lambda: None)
-        self.connections = TornadoConnections(self.pool.submit)
+        self.connections = TornadoConnections(self.pool.submit, settings.worker_connections)
         self.server = _tcp_server(self.ctx, self.connections)
         for listener in self.listeners:
             listener.sock.setblocking(False)
