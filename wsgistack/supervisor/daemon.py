@@ -13,9 +13,11 @@ import signal
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.observe.errorlog import reopen_error_log, setup_error_log
+from wsgistack.supervisor import leftovers
 from wsgistack.supervisor.control import ControlServer
 from wsgistack.supervisor.runtime import Supervisor
 from wsgistack.supervisor.settings import SupervisorConfig
+from wsgistack.supervisor.watchdog import Watchdog
 
 log = logging.getLogger("wsgistack.supervisor")
 
@@ -79,11 +81,16 @@ def supervise(config: SupervisorConfig, daemon: bool = False) -> int:
     os.umask(settings.umask)
     if settings.directory:
         os.chdir(settings.directory)
+    # forked now, while we have no thread and no loop; with the subreaper flag, what a program leaves when
+    # it exits is reparented to us (and reaped), and what it leaves when we are killed, the watchdog kills
+    mark = leftovers.new_mark()
+    watchdog = Watchdog(mark) if os.path.isdir("/proc") else None
+    leftovers.become_subreaper()
     # asyncio's own loop, not uvloop: uvloop keeps SIGCHLD for itself, and the supervisor must reap every
     # child (orphans too, as PID 1); its work is a few events a second, where uvloop's speed buys nothing
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    supervisor = Supervisor(config, loop)
+    supervisor = Supervisor(config, loop, watchdog=watchdog, mark=mark)
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
@@ -112,6 +119,9 @@ def supervise(config: SupervisorConfig, daemon: bool = False) -> int:
         await stopping.wait()
         log.info("stopping every program")
         await supervisor.stop_all()
+        supervisor.kill_leftovers()
+        if watchdog is not None:
+            watchdog.dismiss()
         if control is not None:
             await control.close()
 

@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
+from wsgistack.supervisor import leftovers
 from wsgistack.supervisor.logs import LogWriter
 from wsgistack.supervisor.readiness import CommandRunner, attempt
 from wsgistack.supervisor.settings import ProgramSettings
@@ -53,8 +54,9 @@ class Process:
     def __init__(self, settings: ProgramSettings, loop: asyncio.AbstractEventLoop,
                  on_spawn: Callable[[Process], None] | None = None,
                  on_running: Callable[[Process], None] | None = None,
-                 run_command: CommandRunner | None = None):
+                 run_command: CommandRunner | None = None, mark: str | None = None):
         self.settings = settings
+        self.mark = mark  # the supervisor's mark, inherited by everything the program starts (leftovers.py)
         self.loop = loop
         self.on_spawn = on_spawn  # the supervisor maps pid -> process for its reaper
         self.on_running = on_running  # the supervisor starts what depends on us
@@ -123,6 +125,8 @@ class Process:
         env.update(settings.environment)
         env["SUPERVISOR_PROCESS_NAME"] = settings.name
         env["SUPERVISOR_GROUP_NAME"] = settings.group
+        if self.mark:
+            env[leftovers.MARK] = self.mark
         try:
             popen = subprocess.Popen(
                 list(settings.command), cwd=settings.directory, env=env, stdin=subprocess.DEVNULL,
@@ -213,8 +217,9 @@ class Process:
         self.exit_status = status
         self.stopped_at = time.time()
         cause = describe_exit(status)
-        self.pid = 0
+        pid, self.pid = self.pid, 0
         if self.state == S.STOPPING or self._stop_requested:
+            self._kill_leftovers(pid)
             self._become(S.STOPPED, f"stopped: {cause}")
             return
         if self.state == S.STARTING:
@@ -284,6 +289,14 @@ class Process:
                 os.kill(self.pid, signum)
         except ProcessLookupError:
             pass
+
+    def _kill_leftovers(self, pid: int) -> None:
+        """A stopped program takes along what it started: its session, and what carries its mark and names
+        (a shell's `cmd &` child, a double-forked daemon), killed once the program itself has exited."""
+        killed = leftovers.kill(self.mark, (pid,), (self.settings.group, self.settings.name))
+        if killed:
+            log.info("%s: killed %d process(es) it left behind: %s", self.name, len(killed),
+                     " ".join(map(str, sorted(killed))))
 
     def send_signal(self, signum: int) -> bool:
         """Deliver a signal to the running child (ctl signal); False when there is none."""

@@ -12,10 +12,12 @@ import os
 import signal
 import time
 
+from wsgistack.supervisor import leftovers
 from wsgistack.supervisor.process import Process
 from wsgistack.supervisor.readiness import spawn_check
 from wsgistack.supervisor.settings import ProgramSettings, SupervisorConfig
 from wsgistack.supervisor.states import STOPPED_STATES, ProcessState
+from wsgistack.supervisor.watchdog import Watchdog
 
 log = logging.getLogger("wsgistack.supervisor")
 
@@ -23,9 +25,12 @@ log = logging.getLogger("wsgistack.supervisor")
 class Supervisor:
     """Owns one Process per configured process; reaps children; starts and stops them by priority."""
 
-    def __init__(self, config: SupervisorConfig, loop: asyncio.AbstractEventLoop):
+    def __init__(self, config: SupervisorConfig, loop: asyncio.AbstractEventLoop, watchdog: Watchdog | None = None,
+                 mark: str | None = None):
         self.config = config
         self.loop = loop
+        self.watchdog = watchdog  # kills the programs' leftovers should we be SIGKILLed
+        self.mark = mark or leftovers.new_mark()  # in every program's environment, to find what it started
         self.by_pid: dict[int, Process] = {}
         self.watchers: dict[int, asyncio.Future] = {}  # readiness check commands waiting for their exit
         self.processes: dict[str, Process] = {}
@@ -36,7 +41,7 @@ class Supervisor:
 
     def _make(self, settings: ProgramSettings) -> Process:
         return Process(settings, self.loop, on_spawn=self._spawned, on_running=self._running,
-                       run_command=self.run_check)
+                       run_command=self.run_check, mark=self.mark)
 
     async def run_check(self, argv: list[str]) -> int:
         """Run a readiness check command; its exit status comes through our reaper (waitpid(-1))."""
@@ -80,6 +85,8 @@ class Supervisor:
 
     def _spawned(self, process: Process) -> None:
         self.by_pid[process.pid] = process
+        if self.watchdog is not None:
+            self.watchdog.session_started(process.pid)
 
     def install_reaper(self) -> None:
         """Reap on SIGCHLD (and once now, for children that exited before the handler was in place)."""
@@ -102,6 +109,8 @@ class Supervisor:
             process = self.by_pid.pop(pid, None)
             watcher = self.watchers.pop(pid, None)
             if process is not None:
+                if self.watchdog is not None:
+                    self.watchdog.session_ended(pid)
                 process.child_exited(status)
             elif watcher is not None:
                 if not watcher.done():
@@ -231,6 +240,14 @@ class Supervisor:
                 process.stop()
             await self._until_stopped(wave)
             remaining = [p for p in remaining if p not in wave]
+
+    def kill_leftovers(self) -> None:
+        """At shutdown, after every program stopped: kill what any program started and left running (a
+        daemon launched by a program that exited long ago); see leftovers.py."""
+        killed = leftovers.kill(self.mark)
+        if killed:
+            log.info("killed %d process(es) the programs left behind: %s", len(killed),
+                     " ".join(map(str, sorted(killed))))
 
     def status(self) -> list[dict]:
         """One record per process, in the shape supervisorctl's getAllProcessInfo returns."""
