@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import httptools
 
+from wsgistack.http.chunk_lines import ChunkLines
 from wsgistack.http.errors import HTTPError
 from wsgistack.http.target import check_host, split_target
 
@@ -116,6 +117,10 @@ class RequestParser:
         self._failed = False
         self._in_head = False
         self._head_bytes = 0
+        self._chunk_lines: ChunkLines | None = None  # set while a chunked body is framed by chunk_lines.py
+        self._chunked_next = False  # a chunked head just ended: its body starts at the next byte
+        self._tail = b""  # the last bytes fed outside a chunked body (an end of head may span two feeds)
+        self._body_left = 0  # bytes of a Content-Length body not fed yet: fed as they are, never scanned
         self._reset_message()
 
     def _reset_message(self) -> None:
@@ -149,17 +154,55 @@ class RequestParser:
                 return
         # a head that began inside this feed is not counted until the next one: at most one recv() of slack,
         # and no false 431 for a pipelined head that starts after a body
+        #
+        # Bytes go to llhttp in pieces that end where a head may end (after each CRLFCRLF), so that when a
+        # chunked head is complete, the next byte is known to be its body's first: chunk_lines.py frames
+        # that body (llhttp refuses the whitespace RFC 9112 allows in chunk extensions).
+        pos, end = 0, len(data)
+        while pos < end and not self._failed:
+            if self._chunk_lines is not None:
+                try:
+                    piece, pos = self._chunk_lines.take(data, pos)
+                except HTTPError as error:
+                    self._fail(error.status, error.reason)
+                    return
+                if self._chunk_lines.done:
+                    self._chunk_lines, self._tail = None, b""
+                if piece and not self._feed_llhttp(piece):
+                    return
+                continue
+            if self._body_left:
+                stop = min(end, pos + self._body_left)
+                self._body_left -= stop - pos
+                self._tail = b""
+            else:
+                stop = _end_of_head(data, pos, self._tail)
+            piece = data if pos == 0 and stop == end else data[pos:stop]
+            if not self._body_left:
+                self._tail = (self._tail + piece[-3:])[-3:]
+            pos = stop
+            if not self._feed_llhttp(piece):
+                return
+            if self._chunked_next:
+                self._chunked_next = False
+                self._chunk_lines = ChunkLines()
+
+    def _feed_llhttp(self, data: bytes) -> bool:
+        """Give bytes to llhttp; False when parsing must stop (an error, or an upgrade)."""
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # llhttp stops at an Upgrade or CONNECT; a WSGI app cannot take the connection over, so the
             # request is answered as ordinary HTTP and the connection closed after it (see on_headers_complete).
-            pass
+            return False
         except httptools.HttpParserCallbackError:
             error = self._pending_error or HTTPError(400, "Bad request")
             self._fail(error.status, error.reason)
+            return False
         except httptools.HttpParserError as exc:
             self._fail(400, _describe(exc))
+            return False
+        return True
 
     def next_event(self) -> Event | None:
         """The next event, or None when more bytes are needed."""
@@ -271,6 +314,8 @@ class RequestParser:
             # llhttp hands the bytes after an upgrade's head to the new protocol, not to the body
             self._reject(400, "Upgrade with a request body is not supported")
         self._head_done = True
+        self._chunked_next = chunked and not upgrade
+        self._body_left = content_length or 0 if not upgrade else 0
         self._in_head = False
         self.events.append(RequestHead(
             method=method,
@@ -295,6 +340,19 @@ class RequestParser:
         self._in_head = False
         self._head_bytes = 0
         self.events.append(EndOfMessage())
+
+
+_HEAD_END = b"\r\n\r\n"
+
+
+def _end_of_head(data: bytes, pos: int, tail: bytes) -> int:
+    """Where the next piece for llhttp ends: after the first CRLFCRLF from `pos` (one may begin in `tail`,
+    the bytes fed just before), or at the end of the data. Extra cuts are harmless; a missed head end is not."""
+    for size in (3, 2, 1):
+        if tail.endswith(_HEAD_END[:size]) and data.startswith(_HEAD_END[size:], pos):
+            return pos + 4 - size
+    found = data.find(_HEAD_END, pos)
+    return len(data) if found < 0 else found + 4
 
 
 def _describe(exc: Exception) -> str:
