@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -154,7 +155,7 @@ def test_inet_http_server_checks_credentials_on_the_head_and_caps_bodies(tmp_pat
         answer, took = _http(port, head)
         assert answer.startswith(b"HTTP/1.1 401 ") and took < 5
         assert _rss_kib(proc.pid) - before < 4096
-        basic = b"Authorization: Basic " + __import__("base64").b64encode(f"{USER}:{PASSWORD}".encode()) + b"\r\n"
+        basic = b"Authorization: Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()) + b"\r\n"
         answer, took = _http(port, head.replace(b"Host:", basic + b"Host:"))
         assert answer.startswith(b"HTTP/1.1 413 ") and took < 5
         chunked = (b"POST /RPC2 HTTP/1.1\r\nHost: localhost\r\n" + basic + b"Transfer-Encoding: chunked\r\n\r\n")

@@ -2,6 +2,8 @@
 
 Request: {"cmd": "status", "args": ["web"]}. Answer: {"ok": true, "result": ...} or
 {"ok": false, "error": "one line"}. docs/supervisor.md lists the commands; `wsgistack ctl` is the client.
+With a username and password configured, a connection's first request carries them ({"auth": {...}}),
+as every XML-RPC request on the same socket carries HTTP Basic credentials.
 """
 
 from __future__ import annotations
