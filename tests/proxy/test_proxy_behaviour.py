@@ -791,6 +791,8 @@ def test_sigterm_lets_a_request_in_flight_finish(start_proxy, start_upstream, tm
 
 
 def test_max_connections_refuses_the_connection_past_the_limit(start_proxy, start_upstream):
+    # none of the five is idle (each has begun a request), so the sixth cannot take an idle one's place
+    # (test_proxy_hardening.py covers that case)
     a = start_upstream("a", "-k", "sync")
     proxy = start_proxy(toml=proxy_toml(upstream_address(a), proxy="max_connections = 5"))
     clients = []
@@ -798,6 +800,7 @@ def test_max_connections_refuses_the_connection_past_the_limit(start_proxy, star
         client = RawClient(proxy.port)
         client.send(b"GET /name HTTP/1.1\r\nHost: x\r\n\r\n")
         assert client.response().body == b"a"  # answered, and kept open
+        client.send(b"GET /name HTTP/1.1\r\n")  # the next request has begun
         clients.append(client)
     sixth = RawClient(proxy.port)
     refused = sixth.response()
@@ -807,7 +810,7 @@ def test_max_connections_refuses_the_connection_past_the_limit(start_proxy, star
     clients.pop().close()
     wait_for(lambda: proxy.get("/name").status_code == 200, timeout=5, message="room for a new connection")
     for client in clients:
-        client.send(b"GET /name HTTP/1.1\r\nHost: x\r\n\r\n")
+        client.send(b"Host: x\r\n\r\n")
         assert client.response().body == b"a"
         client.close()
 

@@ -48,6 +48,8 @@ _SIMPLE: dict[str, Callable[[Any], Any]] = {
     "client_max_body_size": values.size,
     "client_body_buffer_size": values.size,
     "max_connections": values.whole(1),
+    "max_connections_per_ip": values.whole(0),
+    "client_max_header_size": values.size,
     "workers": values.whole(1),
     "client_header_timeout": _seconds,
     "client_body_timeout": _seconds,

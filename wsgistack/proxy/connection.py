@@ -21,6 +21,7 @@ from wsgistack.http.response import CONTINUE, SERVER_NAME, error_response
 from wsgistack.proxy import static_reply
 from wsgistack.proxy.buffering import RequestBody
 from wsgistack.proxy.forward import ClientGone, Exchange
+from wsgistack.proxy.headers import UpstreamHeadTooLarge
 from wsgistack.proxy.limits import LimitConn, key_of
 
 if TYPE_CHECKING:
@@ -60,6 +61,9 @@ class ClientConnection(asyncio.Protocol):
         self.exchange: Exchange | None = None
         self._started = self._begin = 0.0  # wall and monotonic time the request's answer began
         self._held: tuple[LimitConn, str | None] | None = None  # the limit_conn slot this request occupies
+        self.idle = False  # in server.idle: no byte of a request is pending (new, or kept alive between requests)
+        self.counted_address = False  # counted in server.per_address (max_connections_per_ip)
+        self._head_bytes = 0  # bytes of the request head still arriving (client_max_header_size)
 
     # -- asyncio callbacks ------------------------------------------------------------------------------
 
@@ -72,11 +76,9 @@ class ClientConnection(asyncio.Protocol):
             self.client_ip, self.client_port = peer[0], str(peer[1])
         else:
             self.client_ip = "unix"
-        self.server.connections.add(self)
-        if len(self.server.connections) > self.state.settings.max_connections:
-            log.warning("max_connections (%d) reached: refusing a connection from %s",
-                        self.state.settings.max_connections, self.client_ip)
-            self.transport.write(error_response(503, "Too many connections"))
+        refusal = self.server.admit(self)
+        if refusal is not None:
+            self.transport.write(error_response(503, refusal))
             self.transport.close()
             return
         self._arm(self.state.settings.client_header_timeout, head=True)
@@ -84,9 +86,21 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.lingering:
             return  # the rest of a refused request: read and dropped until the client stops or time is up
+        if self.idle:
+            self.server.leave_idle(self)
         if self.head is None and not self._waiting_head:
             self._arm(self.state.settings.client_header_timeout, head=True)  # a new request began
-        self.parser.feed(data)
+        parser = self.parser
+        parser.feed(data)
+        if not parser.events and parser.started:
+            # a head still arriving holds memory: bound it (the parser's own bound is fields x field size)
+            self._head_bytes += len(data)
+            cap = self.state.settings.client_max_header_size
+            if cap and self._head_bytes > cap:
+                self._refuse(431, "Request header fields too large")
+                return
+        else:
+            self._head_bytes = 0
         self._process()
 
     def eof_received(self) -> bool | None:
@@ -99,7 +113,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.server.connections.discard(self)
+        self.server.forget(self)
         self._cancel_timer()
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(ClientGone())
@@ -278,8 +292,7 @@ class ClientConnection(asyncio.Protocol):
             if delay > 0:
                 self.task = self.loop.create_task(self._respond_later(route, head, keep_alive, delay))
                 return
-            self.exchange = Exchange(self, route, head, self.body, keep_alive)  # type: ignore[arg-type]
-            self.exchange.start()
+            self._start_exchange(route, head, keep_alive)
         except ClientGone:
             self.request_done(499, 0, False)
         except Exception:  # a bug: logged, and the client is not left hanging
@@ -299,8 +312,7 @@ class ClientConnection(asyncio.Protocol):
                     raise ClientGone()
             if route.static is None:
                 self.task = None
-                self.exchange = Exchange(self, route, head, self.body, keep_alive)  # type: ignore[arg-type]
-                self.exchange.start()
+                self._start_exchange(route, head, keep_alive)
                 return
             if answer is None:
                 answer = static_reply.start(self, route, head, keep_alive)
@@ -316,6 +328,16 @@ class ClientConnection(asyncio.Protocol):
             self.abort()
         self.task = None
         self.request_done(status, sent, keep_alive)
+
+    def _start_exchange(self, route: Route, head: RequestHead, keep_alive: bool) -> None:
+        """Send the request upstream; 431 here when the head with the proxy's fields would not fit there."""
+        try:
+            exchange = Exchange(self, route, head, self.body, keep_alive)  # type: ignore[arg-type]
+        except UpstreamHeadTooLarge as refusal:
+            self.request_done(*self.send_error(431, str(refusal), head, keep_alive))
+            return
+        self.exchange = exchange
+        exchange.start()
 
     def exchange_done(self, exchange: Exchange, status: int, sent: int, keep_alive: bool,
                       fields: dict) -> None:
@@ -363,6 +385,8 @@ class ClientConnection(asyncio.Protocol):
         self.transport.resume_reading()  # type: ignore[union-attr]
         self._arm(self.state.settings.keepalive_timeout)
         self._process()  # a pipelined request may already be parsed
+        if not self.busy and not self.closed and self.head is None and not self.parser.started:
+            self.server.enter_idle(self)
 
     def _log(self, status: int, sent: int, started: float, duration: float, fields: dict) -> None:
         access_log = self.server.access_log
@@ -370,6 +394,15 @@ class ClientConnection(asyncio.Protocol):
             fields["REMOTE_PORT"] = self.client_port
             fields["wsgi.url_scheme"] = self.scheme
             access_log.write_request(self.client_ip, self.head, fields, status, sent, started, duration)
+
+    def shed(self) -> None:
+        """Close this idle connection to make room for a new one (the server's cap is reached)."""
+        self.server.forget(self)
+        self.closed = True
+        if self.scheme == "https":
+            self.transport.abort()  # type: ignore[union-attr]  # no close_notify wait: the room is needed now
+        else:
+            self.transport.close()  # type: ignore[union-attr]
 
     def close_if_idle(self) -> None:
         """Close a keep-alive connection that waits for its next request (graceful stop)."""

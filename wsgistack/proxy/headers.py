@@ -3,6 +3,11 @@
 Towards the upstream: hop-by-hop fields go (and any field the client's Connection header names),
 X-Forwarded-For/-Proto/-Host/-Port are set — extending the incoming ones only when the
 client is a trusted proxy — and every request carries an X-Request-ID. Host is kept as the client sent it.
+
+What the proxy adds must still fit in the upstream's limits: a head that would carry more fields than
+`wsgistack serve` accepts by default (100), or a field longer than its 8190 bytes (a long X-Forwarded-For
+extended by one more address), is refused here, so the client gets the proxy's own 431 and the upstream never
+sees a request it would refuse.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import ipaddress
 import random
 import re
 
+from wsgistack.http.parser import Limits
 from wsgistack.http.response import Framing, choose_framing, closing_fields
 
 _random = random.Random()
@@ -21,6 +27,13 @@ _FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-hos
                         "x-real-ip", "x-request-id", "forwarded", "content-length", "expect", "host"})
 _SPECIAL = HOP_BY_HOP | _FORWARDED  # request fields the proxy drops or rewrites
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_UPSTREAM_LIMITS = Limits()  # what `wsgistack serve` accepts by default
+# Host, X-Forwarded-For/-Proto/-Host/-Port and X-Request-ID: always sent, whatever the client sent
+_ADDED_FIELDS = 6
+
+
+class UpstreamHeadTooLarge(Exception):
+    """The head the proxy would send upstream breaks the upstream's default limits; the client gets 431."""
 
 
 class Trust:
@@ -96,6 +109,12 @@ def upstream_request_head(
     else:
         forwarded_for = client_ip
         proto = host = port = None
+    limits = _UPSTREAM_LIMITS
+    if limits.fields and len(out) - 1 + _ADDED_FIELDS + (body_length is not None) > limits.fields:
+        raise UpstreamHeadTooLarge("Too many request header fields")
+    if limits.field_size and max(len(forwarded_for) + 15, len(host or original_host or default_host) + 16) \
+            > limits.field_size:  # 15, 16: len("X-Forwarded-For"), len("X-Forwarded-Host")
+        raise UpstreamHeadTooLarge("Request header field too large")
     out.append(f"Host: {original_host or default_host}\r\nX-Forwarded-For: {forwarded_for}\r\n"
                f"X-Forwarded-Proto: {proto or scheme}\r\nX-Forwarded-Host: {host or original_host or default_host}"
                f"\r\nX-Forwarded-Port: {port or server_port}\r\n"

@@ -4,6 +4,13 @@ One process, one uvloop loop. The listening sockets are bound before the loop st
 a one-line error), and never closed by a reload: HUP builds a new `ProxyState` from the re-read file and
 swaps it in; requests in flight finish with the state they started with. A file that does not load is
 refused with its error and the old state keeps serving.
+
+Connections are counted here: per client address (`max_connections_per_ip`) and in all. At the global cap
+the oldest idle connection (kept alive between requests, or open without a byte of a request) is closed
+for the new one, as nginx reuses connections when worker_connections run out, so a crowd of idle
+connections cannot lock new clients out; 503 only when none is idle. The cap is also kept below what
+RLIMIT_NOFILE allows (each client connection may need an upstream one too): uvloop's accept drops every
+pending connection while accept() fails with EMFILE, so running out of descriptors must not happen.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import asyncio
 import functools
 import gc
 import logging
+import resource
 import signal
 import ssl
 import time
@@ -33,6 +41,9 @@ _HANDLED = (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal
 TLS_TIMEOUT = 5.0  # a TLS handshake or close_notify that takes longer is given up (the peer may never answer)
 TICK = 0.25  # resolution of the client timeouts
 STOP_GRACE = 10.0  # seconds requests in flight get on SIGTERM/SIGINT/SIGQUIT before the proxy exits
+# descriptors kept for what is not a client connection or its upstream one: listeners, logs, the loop,
+# health checks, idle upstream pools, static files being sent, a burst of connections accepted in one go
+FD_RESERVE = 64
 
 
 class ProxyServer:
@@ -44,6 +55,10 @@ class ProxyServer:
         self.state = ProxyState(settings)
         self.access_log = open_access_log(settings)
         self.connections: set[ClientConnection] = set()
+        # idle connections, oldest first (a dict keeps insertion order and removes in O(1))
+        self.idle: dict[ClientConnection, None] = {}
+        self.per_address: dict[str, int] = {}
+        self.connection_cap = connection_cap(settings.max_connections)
         self.listeners: list[tuple[ListenSettings, Listener]] = []
         self.servers: list[asyncio.AbstractServer] = []
         self.health: HealthChecker | None = None
@@ -62,6 +77,55 @@ class ProxyServer:
         except BaseException:
             self.close_listeners()
             raise
+
+    # -- counting connections -------------------------------------------------------------------------
+
+    def admit(self, connection: ClientConnection) -> str | None:
+        """Count a new connection in (closing an idle one if the cap is reached); why it is refused, or None."""
+        state = self.state
+        address = connection.client_ip
+        per_ip = state.settings.max_connections_per_ip
+        if per_ip and address != "unix" and not state.trust.trusts(address):
+            count = self.per_address.get(address, 0)
+            if count >= per_ip:
+                log.warning("max_connections_per_ip (%d) reached: refusing a connection from %s", per_ip, address)
+                return "Too many connections from this address"
+            self.per_address[address] = count + 1
+            connection.counted_address = True
+        if len(self.connections) >= self.connection_cap:
+            if not self.idle:
+                log.warning("max_connections (%d) reached and none idle: refusing a connection from %s",
+                            self.connection_cap, address)
+                self.forget(connection)
+                return "Too many connections"
+            next(iter(self.idle)).shed()
+        self.connections.add(connection)
+        self.enter_idle(connection)
+        return None
+
+    def enter_idle(self, connection: ClientConnection) -> None:
+        """The connection waits for a request: it may be closed for a new one at the cap (newest last)."""
+        self.idle[connection] = None
+        connection.idle = True
+
+    def leave_idle(self, connection: ClientConnection) -> None:
+        """A byte of a request arrived."""
+        del self.idle[connection]
+        connection.idle = False
+
+    def forget(self, connection: ClientConnection) -> None:
+        """The connection is closed (or refused, or shed): it counts no more. Safe to call twice."""
+        self.connections.discard(connection)
+        if connection.idle:
+            self.leave_idle(connection)
+        if connection.counted_address:
+            connection.counted_address = False
+            address = connection.client_ip
+            count = self.per_address[address] - 1
+            if count:
+                self.per_address[address] = count
+            else:
+                del self.per_address[address]
 
     def _tls_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -145,6 +209,7 @@ class ProxyServer:
             log.warning("reload: listen addresses changed; they take effect at the next restart")
         old = self.state
         self.settings, self.state = settings, state
+        self.connection_cap = connection_cap(settings.max_connections)
         old.retire(state)
         if access_log is not None:
             self.access_log.flush()
@@ -202,6 +267,31 @@ def _describe(listen: ListenSettings, listener: Listener) -> str:
 def _log_changed(new: ProxySettings, old: ProxySettings) -> bool:
     return (new.access_log, new.access_log_format, new.access_log_rotate) != \
         (old.access_log, old.access_log_format, old.access_log_rotate)
+
+
+def connection_cap(max_connections: int) -> int:
+    """max_connections, lowered (with a warning) to what the file-descriptor limit allows.
+
+    The soft limit is first raised towards the hard one as far as max_connections needs (systemd's default
+    soft limit is 1024 under a hard one of 524288). Each client connection may hold an upstream connection
+    too, hence two descriptors each, and FD_RESERVE more for everything else.
+    """
+    wanted = 2 * max_connections + FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if raised > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+                soft = raised
+            except (OSError, ValueError) as exc:
+                log.warning("cannot raise the open-file limit to %d: %s", raised, exc)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return max_connections
+    cap = max(1, (soft - FD_RESERVE) // 2)
+    log.warning("max_connections %d needs %d file descriptors, the limit is %d: at most %d client connections "
+                "(raise it: ulimit -n, or LimitNOFILE= in a systemd unit)", max_connections, wanted, soft, cap)
+    return cap
 
 
 def serve_forever(server: ProxyServer) -> int:

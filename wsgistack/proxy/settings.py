@@ -113,7 +113,13 @@ class ProxySettings:
     log_level: str = "info"
     client_max_body_size: int = 1 << 20  # nginx's default, 1 MiB; 0 = no limit
     client_body_buffer_size: int = 1 << 20  # bodies past this go to a temporary file
+    # at the cap, the oldest idle connection (keep-alive, or no byte of a request yet) is closed for a new one,
+    # as nginx reuses connections; 503 only when none is idle. Also kept below what RLIMIT_NOFILE allows
     max_connections: int = 10000
+    # open connections per client address (unix-socket and trusted_proxies peers are not counted); 0 = off
+    max_connections_per_ip: int = 512
+    # bytes a request head may take while it still arrives (431 past it); nginx's 4 x 8k buffers
+    client_max_header_size: int = 32 << 10
     trusted_proxies: tuple[str, ...] = ()  # clients whose X-Forwarded-* headers are believed
     client_header_timeout: float = 60.0
     client_body_timeout: float = 60.0
