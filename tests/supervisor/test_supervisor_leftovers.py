@@ -65,10 +65,13 @@ def with_leftovers(tmp_path):
 
 
 def test_sigkill_of_the_supervisor_leaves_no_grandchild(with_leftovers):
-    _, proc, pids = with_leftovers
+    conf, proc, pids = with_leftovers
     proc.kill()
     proc.wait(10)
     wait_for(lambda: not any(pid_alive(pid) for pid in pids), timeout=5, what="the `&` child and the daemon gone")
+    log = conf.parent / "s.log"
+    wait_for(lambda: f"the supervisor (pid {proc.pid}) died; killed " in log.read_text(),
+             what="the watchdog's account")
 
 
 def test_stop_and_shutdown_leave_no_grandchild(with_leftovers):

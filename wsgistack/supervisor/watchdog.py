@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 
+from wsgistack.observe.errorlog import reopen_error_log
 from wsgistack.supervisor import leftovers
 
 log = logging.getLogger("wsgistack.supervisor")
@@ -91,5 +92,6 @@ def _watch(fd: int, mark: str, supervisor: int) -> None:
                 sessions.discard(int(line[1:]))
     killed = leftovers.kill(mark, sessions)
     if killed:
+        reopen_error_log()  # the file we inherited may have been rotated away since (SIGUSR2 reopened theirs)
         log.warning("watchdog: the supervisor (pid %s) died; killed %d process(es) its programs left: %s",
                     supervisor, len(killed), " ".join(map(str, sorted(killed))))
