@@ -13,11 +13,13 @@ import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING
+from urllib.parse import unquote_to_bytes
 
 from wsgistack.http.dates import http_date
-from wsgistack.http.errors import error_body, status_line_text
+from wsgistack.http.errors import HTTPError, error_body, status_line_text
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
 from wsgistack.http.response import CONTINUE, SERVER_NAME, error_response
+from wsgistack.http.target import encode_path, normalize_path, split_target
 from wsgistack.proxy import static_reply
 from wsgistack.proxy.buffering import RequestBody
 from wsgistack.proxy.forward import ClientGone, Exchange
@@ -164,8 +166,25 @@ class ClientConnection(asyncio.Protocol):
         self._waiting_head = False
         self.requests += 1
         self.state = self.server.state  # a request sees the config current when its head arrived
-        path = head.target.split("?", 1)[0]
+        # Routes match the normalised path, as nginx's locations do, so no spelling of a path (%61, %2F,
+        # //, /x/..) reaches a route other than the one its plain form reaches; what cannot be normalised
+        # (a bad escape, a NUL, a climb above the root) is refused before anything goes upstream.
+        try:
+            target = split_target(head.target, head.method)
+            path = "/" if target.form == "asterisk" else normalize_path(target.path)
+        except HTTPError as error:
+            self.route = None
+            self._refuse(error.status, error.reason)
+            return
         self.route = self.state.route_for(head.header("host"), path)
+        if target.form == "absolute" or (target.form == "origin" and path is not target.path):
+            static = self.route is not None and self.route.static is not None
+            decoded = unquote_to_bytes(target.path).decode("latin-1")
+            if target.form == "absolute" or static or decoded != path:
+                # sent on in origin-form; when the upstream would decode the raw path to another one (dot
+                # segments, repeated slashes), with the path the route matched: PATH_INFO is what was routed
+                sent = target.path if decoded == path and not static else encode_path(path)
+                head.target = sent + ("?" + target.query if target.query else "")
         self.body = RequestBody(self.state.settings.client_body_buffer_size)
         limit = self.route.body_limit if self.route is not None else 0
         if limit and head.content_length is not None and head.content_length > limit:
