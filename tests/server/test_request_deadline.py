@@ -1,4 +1,4 @@
-"""The gevent class's per-request deadline, in process: greenlets, gevent's hub, the WSGI runner, a fake sink."""
+"""The gevent class's per-request deadline, in process: greenlets, gevent's hub, the runner, a fake sink."""
 
 from __future__ import annotations
 

@@ -46,4 +46,4 @@ def test_request_waiting_past_timeout_is_cut_with_its_stack(start_server):
     log = server.log()
     assert re.search(r'ran past --timeout \(2s\): cut', log), log
     assert re.search(r'File ".*behaviour_app\.py", line \d+ in sleep', log), "the greenlet's stack is logged"
-    assert f"worker {worker} timed out" not in log, "cut by its deadline, not by the master killing the worker"
+    assert f"worker {worker} timed out" not in log, "cut by its deadline, not by the master killing it"

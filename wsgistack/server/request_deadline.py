@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from wsgistack.wsgi.file_wrapper import FileWrapper
@@ -33,27 +34,36 @@ class RequestTimeout(Exception):
 
 
 def with_deadline(app: Callable[..., Any], seconds: float) -> Callable[..., Any]:
-    """The app, with each call (and the iteration of what it returns) cut after `seconds`."""
+    """The app, with each call (and the iteration of what it returns) cut after `seconds`.
+
+    Made in the worker's main greenlet after monkey patching: the timers go on that thread's hub, where
+    every connection's greenlet runs.
+    """
+    import gevent
+
+    getcurrent = gevent.getcurrent
+    new_timer = gevent.get_hub().loop.timer
 
     def timed_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        deadline = _Deadline(seconds, f"{environ.get('REQUEST_METHOD')} {environ.get('RAW_URI')}")
+        deadline = _Deadline(seconds, environ, getcurrent())
+        deadline.timer = timer = new_timer(seconds)
+        timer.start(deadline.expire)
         try:
             result = app(environ, start_response)
+            if isinstance(result, (list, tuple)):
+                deadline.disarm()  # the whole body is known: nothing of the app runs any more
+                return result
+            if isinstance(result, FileWrapper):
+                # kept as it is so the server still sends it with os.sendfile; its close() ends the deadline
+                result.close = partial(_disarm_then, deadline, getattr(result, "close", None))
+                return result
+            return _TimedIterable(result, deadline)
         except RequestTimedOut as exc:
             deadline.disarm()
             raise deadline.converted(exc) from None
         except BaseException:
             deadline.disarm()
             raise
-        if isinstance(result, (list, tuple)):
-            deadline.disarm()  # the whole body is known: nothing of the app runs any more
-            return result
-        if isinstance(result, FileWrapper):
-            # kept as it is so the server still sends it with os.sendfile; its close() ends the deadline
-            close = getattr(result, "close", None)
-            result.close = lambda: _disarm_then(deadline, close)
-            return result
-        return _TimedIterable(result, deadline)
 
     return timed_app
 
@@ -65,17 +75,16 @@ def _disarm_then(deadline: _Deadline, close: Callable[[], Any] | None) -> None:
 
 
 class _Deadline:
-    """A timer on gevent's loop that throws RequestTimedOut into the current greenlet when it fires."""
+    """One request's timer on gevent's loop; when it fires, RequestTimedOut is thrown into the greenlet."""
 
-    def __init__(self, seconds: float, request: str):
-        import gevent
+    __slots__ = ("seconds", "environ", "greenlet", "timer", "fired")
 
+    def __init__(self, seconds: float, environ: dict[str, Any], greenlet: Any):
         self.seconds = seconds
-        self.request = request
-        self.greenlet = gevent.getcurrent()
+        self.environ = environ
+        self.greenlet = greenlet
+        self.timer: Any = None
         self.fired: RequestTimedOut | None = None
-        self.timer: Any = gevent.get_hub().loop.timer(seconds)
-        self.timer.start(self._expire)
 
     def disarm(self) -> None:
         """The request is over: the timer will not fire."""
@@ -87,36 +96,43 @@ class _Deadline:
         """Our own expiry becomes an app error; anything else (someone else's) goes on as it was."""
         if exc is not self.fired:
             return exc
-        return RequestTimeout(f"{self.request} ran past --timeout ({self.seconds:g}s)")
+        return RequestTimeout(f"{self.request()} ran past --timeout ({self.seconds:g}s)")
 
-    def _expire(self) -> None:
+    def request(self) -> str:
+        """The request, as the logs name it."""
+        return f"{self.environ.get('REQUEST_METHOD')} {self.environ.get('RAW_URI')}"
+
+    def expire(self) -> None:
         """In the hub: log where the greenlet waits, then make that wait raise."""
         self.timer = None
         greenlet = self.greenlet
         if greenlet.dead:
             return
         log.error("worker %s: %s ran past --timeout (%gs): cut; its greenlet's stack follows\n%s",
-                  os.getpid(), self.request, self.seconds, greenlet_stack(greenlet))
-        self.fired = RequestTimedOut(f"{self.request} ran past --timeout ({self.seconds:g}s)")
+                  os.getpid(), self.request(), self.seconds, greenlet_stack(greenlet))
+        self.fired = RequestTimedOut(f"{self.request()} ran past --timeout ({self.seconds:g}s)")
         greenlet.throw(self.fired)
 
 
 class _TimedIterable:
     """The app's response iterable, with our expiry turned into an app error while it produces pieces."""
 
+    __slots__ = ("result", "deadline", "iterator")
+
     def __init__(self, result: Any, deadline: _Deadline):
         self.result = result
         self.deadline = deadline
-        self.iterator: Iterator[bytes] | None = None
+        self.iterator: Iterator[bytes] | None = None  # iter() may run app code: inside __next__'s guard
 
     def __iter__(self) -> _TimedIterable:
         return self
 
     def __next__(self) -> bytes:
         try:
-            if self.iterator is None:
-                self.iterator = iter(self.result)
-            return next(self.iterator)
+            iterator = self.iterator
+            if iterator is None:
+                iterator = self.iterator = iter(self.result)
+            return next(iterator)
         except RequestTimedOut as exc:
             raise self.deadline.converted(exc) from None
 

@@ -39,7 +39,7 @@ OUTBOX_LIMIT = 1 << 20  # bytes an app thread may produce ahead of the socket be
 
 
 class TornadoConnections:
-    """The worker's open connections and requests in flight (for the limit, timeouts and the graceful stop)."""
+    """The worker's open connections and requests in flight (for the limit, timeouts, the graceful stop)."""
 
     def __init__(self, submit: Callable[..., None], limit: int):
         self.submit = submit  # runs fn(*args) on an app thread
@@ -104,7 +104,7 @@ class TornadoHTTPConnection:
             self.connections.open.pop(self, None)
 
     async def _next(self) -> bool:
-        """Consume one parser event (reading more bytes when none is queued); False when the connection ends."""
+        """Consume one parser event (reading bytes when none is queued); False when the connection ends."""
         if self.flushing:  # answered with a 408 while it was reading
             await self._flush()
             return False
@@ -150,7 +150,8 @@ class TornadoHTTPConnection:
         else:
             body.seek(0)
             stream = InputStream(partial(body.read, 65536))
-        environ = build_environ(head, self.info, stream, self.ctx.errors, self.ctx.trust, self.ctx.multithread)
+        ctx = self.ctx
+        environ = build_environ(head, self.info, stream, ctx.errors, ctx.trust, ctx.multithread)
         sink = _StreamSink(self, head, self.ctx.keep_alive() and head.keep_alive)
         done = self.loop.create_future()
         self.busy = True
@@ -168,7 +169,7 @@ class TornadoHTTPConnection:
         return keep and not self.closed
 
     def _run(self, environ: dict[str, Any], sink: _StreamSink, done: Any) -> None:
-        """On an app thread: run the app, then hand the outcome to the loop after the response's last bytes."""
+        """On an app thread: run the app; the outcome goes to the loop after the response's last bytes."""
         started, clock = time.time(), time.monotonic()
         self.ctx.on_request()
         try:

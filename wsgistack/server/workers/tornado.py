@@ -78,15 +78,15 @@ class TornadoWorker(Worker):
         oldest = self.connections.oldest_request()
         if not timeout or oldest is None or now - oldest < timeout:
             self.heartbeat.beat()
+        stopping = self.stopping_since
         for conn in list(self.connections.open):
             # parked keep-alive connections get a moment for a last request (answered with Connection: close)
             # before they are closed, so a client that is already sending is not cut off
-            if self.stopping_since is not None and conn.idle() and now - self.stopping_since >= STOP_GRACE_IDLE:
+            if stopping is not None and conn.idle() and now - stopping >= STOP_GRACE_IDLE:
                 conn.close()
             else:
                 conn.expire(now)
-        if self.stopping_since is not None and (
-                not self.connections.open or self.deadline_passed(self.stopping_since)):
+        if stopping is not None and (not self.connections.open or self.deadline_passed(stopping)):
             self.ioloop.stop()
             return
         self.ioloop.call_later(self.beat_interval(self.settings) if self.alive else 0.1, self._tick)
