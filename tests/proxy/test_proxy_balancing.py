@@ -248,7 +248,7 @@ def test_max_fails_failures_within_fail_timeout_take_a_server_out_for_fail_timeo
 
 
 def test_failures_further_apart_than_fail_timeout_do_not_add_up():
-    upstream = group("a", max_fails=2, fail_timeout=10.0)
+    upstream = group("a", "b", max_fails=2, fail_timeout=10.0)
     a = upstream.servers[0]
     a.record_failure("reset", now=100.0)
     a.record_failure("reset", now=111.0)  # the first one's window has passed
@@ -258,7 +258,7 @@ def test_failures_further_apart_than_fail_timeout_do_not_add_up():
 
 
 def test_a_success_clears_the_failure_count():
-    upstream = group("a", max_fails=2)
+    upstream = group("a", "b", max_fails=2)
     a = upstream.servers[0]
     a.record_failure("reset", now=100.0)
     a.record_success()
@@ -302,9 +302,10 @@ def test_server_parameters_override_the_group():
 
 
 def test_failures_while_down_do_not_extend_the_window():
-    upstream = group("a", max_fails=1, fail_timeout=10.0)
+    upstream = group("a", "b", max_fails=1, fail_timeout=10.0)
     a = upstream.servers[0]
     a.record_failure("reset", now=100.0)
+    assert not a.available(100.0)
     a.record_failure("reset", now=105.0)  # a request that was already on its way
     assert a.available(110.0)
 

@@ -47,6 +47,9 @@ _SIMPLE: dict[str, Callable[[Any], Any]] = {
     "log_level": values.choice("debug", "info", "warning", "error", "critical"),
     "client_max_body_size": values.size,
     "client_body_buffer_size": values.size,
+    "buffering": values.boolean,
+    "response_buffer_size": values.size,
+    "max_temp_file_size": values.size,
     "max_connections": values.whole(1),
     "max_connections_per_ip": values.whole(0),
     "client_max_header_size": values.size,
@@ -58,9 +61,9 @@ _SIMPLE: dict[str, Callable[[Any], Any]] = {
 }
 _PROXY_KEYS = (*_SIMPLE, "listen", "upstreams", "routes", "trusted_proxies", "gzip", "access_log_rotate")
 _UPSTREAM_KEYS = ("servers", "balance", "max_fails", "fail_timeout", "health_check", "keepalive",
-                  "keepalive_timeout", "connect_timeout", "read_timeout")
+                  "keepalive_timeout", "connect_timeout", "read_timeout", "connect_retry_timeout")
 _ROUTE_KEYS = ("path", "host", "upstream", "static", "cache_control", "limit_req", "limit_conn",
-               "client_max_body_size")
+               "client_max_body_size", "buffering")
 
 
 class _Where:
@@ -192,7 +195,8 @@ def _upstream(name: str, raw: Any, where: _Where) -> UpstreamSettings:
         kwargs["balance"], kwargs["hash_header"] = method, header
     for key, parser in (("max_fails", values.whole(0)), ("fail_timeout", _duration),
                         ("keepalive", values.whole(0)), ("keepalive_timeout", _duration),
-                        ("connect_timeout", _duration), ("read_timeout", _duration)):
+                        ("connect_timeout", _duration), ("read_timeout", _duration),
+                        ("connect_retry_timeout", _duration)):
         if key in raw:
             kwargs[key] = _field(where, table, key)(parser, raw[key])
     if "health_check" in raw:
@@ -220,6 +224,8 @@ def _route(index: int, raw: dict[str, Any], where: _Where) -> RouteSettings:
         kwargs["limit_conn"] = parse("limit_conn", _inline(LimitConnSettings.from_table))
     if "client_max_body_size" in raw:
         kwargs["client_max_body_size"] = parse("client_max_body_size", values.size)
+    if "buffering" in raw:
+        kwargs["buffering"] = parse("buffering", values.boolean)
     if (kwargs.get("upstream") is None) == (kwargs.get("static") is None):
         raise ConfigError(f"{where(table, '', index)}{label}: needs exactly one of upstream = \"NAME\" "
                           f"or static = \"DIR\"")

@@ -9,6 +9,20 @@ Failure rules, as nginx's `proxy_next_upstream error timeout`: when an attempt f
 of a response (connect refused, reset, timeout), the server's failure is counted and an idempotent request
 is tried on the next server; a non-idempotent one is retried only when nothing of it was sent (connect
 failures). Once response bytes have arrived the response is the client's, whatever happens next.
+
+Beyond nginx: a request whose connects were refused everywhere (nothing of it was sent) is held and its
+connect retried with a short backoff for up to the upstream's `connect_retry_timeout` before the 502, so an
+app server restarting behind the proxy costs its clients a short wait, not an error; so is an idempotent
+request whose connection was cut before any answer (a server closing its backlog as it stops), at most
+until _MAX_CUTS such cuts. A reused keep-alive
+connection that the server closed as the request went out is not the server's failure: an idempotent
+request is sent again on a fresh connection.
+
+Responses are buffered as nginx's proxy_buffering does: while the client cannot take more, what the upstream
+sends is read on into a Spool (memory, then a temporary file, up to a cap), and once the upstream's
+response is complete its connection goes back to the pool, so a slow reader holds no app worker. While the
+client keeps up nothing is copied: bytes go straight to its transport. A route with `buffering = false`,
+or a response with `X-Accel-Buffering: no`, is relayed with backpressure instead (streaming).
 """
 
 from __future__ import annotations
@@ -21,8 +35,10 @@ from typing import TYPE_CHECKING, Any
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead
 from wsgistack.http.response import Framing
 from wsgistack.http.response_parser import ResponseHead
+from wsgistack.proxy.buffering import Spool
 from wsgistack.proxy.compression import GzipStream, gzip_headers, should_compress
 from wsgistack.proxy.headers import client_response_head, request_id, response_headers, upstream_request_head
+from wsgistack.proxy.health import watch_return
 from wsgistack.proxy.pool import UpstreamConnection, UpstreamError
 
 if TYPE_CHECKING:
@@ -34,6 +50,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("wsgistack.proxy")
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _SMALL_BODY = 64 * 1024  # bodies up to this go out in the same write as the head
+_FIRST_RETRY = 0.025  # a held request's first connect retry; the wait doubles up to _RETRY_EVERY
+_RETRY_EVERY = 0.25
+_MAX_CUTS = 2  # connections cut before any answer after which an idempotent request is no longer held
+_ACCEL_BUFFERING = "x-accel-buffering"
 
 
 class ClientGone(Exception):
@@ -75,6 +95,16 @@ class Exchange:
         self.connecting: asyncio.Task[None] | None = None
         self.sending: asyncio.Task[None] | None = None
         self.done = False
+        self.started = time.monotonic()
+        self.last_sent = False  # whether the last failed attempt had sent (some of) the request
+        self.cuts = 0  # attempts cut after the request went out, before any answer
+        self.retry_wait = _FIRST_RETRY
+        self.retrying: asyncio.TimerHandle | None = None  # a held request's next connect retry
+        settings = state.settings
+        self.buffering = settings.buffering if route.settings.buffering is None else route.settings.buffering
+        self.spool: Spool | None = None  # what the client could not take yet (buffering)
+        self.send_deadline = 0.0  # while the spool waits: send_timeout since the client last took bytes
+        self.upstream_paused = False  # reading paused for the client (no buffering, or the spool is full)
 
     # -- attempts ---------------------------------------------------------------------------------------
 
@@ -85,12 +115,47 @@ class Exchange:
     def _attempt(self) -> None:
         server = self.upstream.pick(self.client.client_ip, self.head.headers, self.tried)
         if server is None:
-            if self.last_error is not None and self.last_error.timeout:
-                self._answer_error(504, "The upstream server timed out")
-            else:
-                self._answer_error(502, "No upstream server is available" if self.last_error is None
-                                   else "The upstream server failed")
+            if not self._hold():
+                self._give_up()
             return
+        self._try(server)
+
+    def _give_up(self) -> None:
+        if self.last_error is not None and self.last_error.timeout:
+            self._answer_error(504, "The upstream server timed out")
+        else:
+            self._answer_error(502, "No upstream server is available" if self.last_error is None
+                               else "The upstream server failed")
+
+    def _hold(self) -> bool:
+        """Every server is down or refused the connect: wait a little and try again, within the deadline."""
+        error = self.last_error
+        if error is not None and (error.timeout or self.last_sent and self.cuts >= _MAX_CUTS):
+            # a server hung (connect or read timeout: nginx's 504), or an idempotent request was cut before
+            # any answer several times (a request that kills its worker must not be replayed for seconds)
+            return False
+        left = self.upstream.settings.connect_retry_timeout - (time.monotonic() - self.started)
+        if left <= 0 or self.client.closed:
+            return False
+        self.deadline = 0.0  # nothing is in flight: only the hold's own end applies
+        self.retrying = self.client.loop.call_later(min(self.retry_wait, left), self._retry)
+        self.retry_wait = min(self.retry_wait * 2, _RETRY_EVERY)
+        return True
+
+    def _retry(self) -> None:
+        self.retrying = None
+        if self.done:
+            return
+        self.tried.clear()
+        upstream, ip, headers = self.upstream, self.client.client_ip, self.head.headers
+        # servers marked down are tried too: this connect is itself the check of whether they are back
+        server = upstream.pick(ip, headers) or upstream.pick(ip, headers, down_too=True)
+        if server is not None:
+            self._try(server)
+        elif not self._hold():
+            self._give_up()
+
+    def _try(self, server: UpstreamServer) -> None:
         self.tried.add(server)
         self.addresses.append(server.name)
         self.began = time.monotonic()
@@ -118,6 +183,7 @@ class Exchange:
                 self._attempt_failed(UpstreamError("connect timed out", timeout=True), sent=False)
             return
         self.connecting = None
+        server.record_connected()
         if self.done or self.client.closed:
             connection.close()
             self._client_gone()
@@ -147,15 +213,24 @@ class Exchange:
         except UpstreamError:
             pass  # the connection closed: on_upstream sees it and decides
 
-    def _attempt_failed(self, error: UpstreamError, sent: bool) -> None:
+    def _attempt_failed(self, error: UpstreamError, sent: bool, reused: bool = False) -> None:
         """This server failed before any response byte: count it, then retry or answer the client."""
         server = self.server
         assert server is not None
         server.active -= 1
-        server.record_failure(error.reason)
+        if reused and not error.timeout and self.head.method in IDEMPOTENT:
+            # a kept-alive connection the server closed as the request went out (a restart, its idle
+            # timeout): not the server's failure. Its idle siblings are as old: a fresh connection is next.
+            server.pool.close()
+            self.tried.discard(server)
+        elif server.record_failure(error.reason) and not sent:
+            watch_return(server)  # refused connects: the first one that succeeds again ends the down time
         self.statuses.append("504" if error.timeout else "502")
         self.times.append(f"{time.monotonic() - self.began:.3f}")
         self.last_error = error
+        self.last_sent = sent
+        if sent and not reused:
+            self.cuts += 1
         if self.connection is not None:
             self.connection.exchange = None
             self.connection.close()
@@ -182,11 +257,13 @@ class Exchange:
 
     def _relay(self) -> None:
         connection = self.connection
-        assert connection is not None
+        if connection is None:
+            return  # the response is complete and waits in the spool for the client
         client = self.client
         while not self.done:
-            if client.paused:
+            if client.paused and (not self.buffering or (self.spool is not None and self.spool.full)):
                 connection.pause_reading()
+                self.upstream_paused = True
                 self.deadline = time.monotonic() + client.state.settings.send_timeout
                 return  # client.resume_writing() calls resume()
             event = connection.pop_event()
@@ -201,7 +278,8 @@ class Exchange:
                 if isinstance(event, ResponseHead):
                     self._on_head(event)
                 elif connection.parser is not None and connection.parser.received == 0:
-                    self._attempt_failed(UpstreamError(getattr(event, "reason", "no response")), sent=True)
+                    self._attempt_failed(UpstreamError(getattr(event, "reason", "no response")), sent=True,
+                                         reused=connection.requests > 1)
                     return
                 else:
                     self._bad_response(getattr(event, "reason", "invalid response"))
@@ -215,6 +293,10 @@ class Exchange:
                     self.out.append(self.framing.encode(self.gzip.finish()))  # type: ignore[union-attr]
                 self.out.append(self.framing.finish())  # type: ignore[union-attr]
                 self._flush()
+                if self.spool is not None and self.spool.pending:
+                    self._release(ok=True)  # the app is done: its worker is free, the spool feeds the client
+                    self.deadline = 0.0
+                    return
                 self._finish(ok=True)
             else:
                 self._break_off(event.reason if isinstance(event, ParseError) else "broken response")
@@ -224,6 +306,14 @@ class Exchange:
         client, head = self.client, self.head
         state = client.state
         headers = response.headers
+        for name, value in headers:
+            if len(name) == 17 and name.lower() == _ACCEL_BUFFERING:  # the app's say, for this response only
+                answer = value.strip().lower()
+                if answer in ("yes", "no"):
+                    self.buffering = answer == "yes"
+                # nginx strips it: it is a word to the proxy, not to the client
+                headers = [field for field in headers if field[0].lower() != _ACCEL_BUFFERING]
+                break
         if state.gzip.enabled and head.header("accept-encoding"):
             headers = response_headers(headers)
             if should_compress(state.gzip, head.method, response.status, head.headers, headers):
@@ -241,21 +331,58 @@ class Exchange:
         if self.out:
             data = b"".join(self.out)
             self.out = []
-            self.client.write(data)
+            spool = self.spool
+            if spool is not None and spool.pending or self.buffering and self.client.paused:
+                if spool is None:
+                    settings = self.client.state.settings
+                    spool = self.spool = Spool(settings.response_buffer_size, settings.max_temp_file_size,
+                                               prefix="wsgistack-response-")
+                spool.add(data)  # behind what waits already: the order is kept
+                if not self.send_deadline:
+                    self.send_deadline = time.monotonic() + self.client.state.settings.send_timeout
+            else:
+                self.client.write(data)
 
     def resume(self) -> None:
-        """The client took what was written: read the upstream again."""
-        if not self.done and self.connection is not None:
+        """The client took what was written: feed it from the spool, and read the upstream again."""
+        if self.done:
+            return
+        try:
+            spool = self.spool
+            if spool is not None and spool.pending:
+                client = self.client
+                while spool.pending and not client.paused:
+                    client.write(spool.take())
+                if spool.pending:
+                    self.send_deadline = time.monotonic() + client.state.settings.send_timeout
+                    if self.connection is None or spool.full:
+                        return
+                else:
+                    self.send_deadline = 0.0
+                    if self.connection is None:  # the upstream finished earlier: the response is complete
+                        self._finish(ok=True)
+                        return
+        except ClientGone:
+            self._client_gone()
+            return
+        if self.connection is not None:
+            self.upstream_paused = False
             self.connection.resume_reading()
             self.on_upstream()
 
     def check_deadline(self, now: float) -> None:
         """Called by the server's ticker: the upstream took too long, or the client took nothing."""
-        if self.done or not self.deadline or now < self.deadline:
+        if self.done:
+            return
+        if self.send_deadline and now >= self.send_deadline and self.client.paused:
+            self.client.abort()  # the spool waited send_timeout for a client that took nothing
+            self._client_gone()
+            return
+        if not self.deadline or now < self.deadline:
             return
         if self.connecting is not None:
             self.connecting.cancel()
-        elif self.client.paused:
+        elif self.upstream_paused and self.client.paused:
             self.client.abort()
             self._client_gone()
         elif self.response is None:
@@ -265,10 +392,10 @@ class Exchange:
 
     # -- endings ----------------------------------------------------------------------------------------
 
-    def _finish(self, ok: bool) -> None:
-        """Hand the connection back (or close it) and tell the client connection the request is done."""
-        self.done = True
+    def _release(self, ok: bool) -> None:
+        """Hand the upstream connection back (or close it): the upstream's part is over."""
         server, connection = self.server, self.connection
+        self.server = self.connection = None
         if server is not None:
             server.active -= 1
             if ok:
@@ -281,6 +408,13 @@ class Exchange:
                 server.pool.release(connection)
             else:
                 connection.close()
+
+    def _finish(self, ok: bool) -> None:
+        """Release the upstream and tell the client connection the request is done."""
+        self.done = True
+        self._release(ok)
+        if self.spool is not None:
+            self.spool.close()
         framing = self.framing
         sent = framing.sent if framing is not None else 0
         keep_alive = self.keep_alive and ok and (framing is None or framing.complete)
@@ -319,6 +453,11 @@ class Exchange:
     def _client_gone(self) -> None:
         if self.done:
             return
+        if self.retrying is not None:
+            self.retrying.cancel()
+            self.retrying = None
+        if self.spool is not None:
+            self.spool.close()
         if self.server is not None:
             self.server.active -= 1
             self.statuses.append(str(self.response.status) if self.response is not None else "-")

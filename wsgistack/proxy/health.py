@@ -2,16 +2,23 @@
 
 A server that fails `fails` checks in a row is taken out (`unhealthy`) until `passes` checks in a row
 succeed. A check is a real HTTP request on its own connection, so a server that accepts connections but
-answers 500s or hangs is caught, which passive checks only notice when users' requests fail.
+answers 500s or hangs is caught, which passive checks only notice when users' requests fail. A passing
+check also ends a passive down time at once.
+
+`watch_return` looks for the return of a server that passive health took out after its connects failed:
+it tries a bare connect now and then, and the first that succeeds puts the server back in rotation, instead
+of leaving it out for the rest of `fail_timeout` after it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from wsgistack.http.parser import EndOfMessage, ParseError
 from wsgistack.http.response_parser import ResponseHead
+from wsgistack.proxy.pool import UpstreamError
 from wsgistack.proxy.upstream import Upstream, UpstreamServer
 
 log = logging.getLogger("wsgistack.proxy")
@@ -54,6 +61,8 @@ class HealthChecker:
             server.unhealthy = False
             server.down_until = 0.0
             log.info("upstream server %s passed its health check: back in rotation", server.name)
+        elif healthy and server.down_until:
+            server.down_until = 0.0  # a check just passed: passive health's down time is over
         elif not healthy and not server.unhealthy and -streak >= fails:
             server.unhealthy = True
             log.warning("upstream server %s failed its health check (%s): out of rotation", server.name, reason)
@@ -87,3 +96,35 @@ class HealthChecker:
         if not 200 <= status < 400:
             return False, f"status {status}"
         return True, ""
+
+
+# how often a down server's return is looked for: soon at first (a restart takes a second or so), then
+# every half second, a bare connect each time
+_FIRST_LOOK = 0.05
+_LOOK_EVERY = 0.5
+
+
+def watch_return(server: UpstreamServer) -> None:
+    """Look for the return of a server just taken out after failed connects (one watcher per server)."""
+    task = server.watch
+    if task is not None and not task.done():  # type: ignore[attr-defined]
+        return
+    server.watch = asyncio.get_running_loop().create_task(_look_for_return(server))  # held: tasks are weak
+
+
+async def _look_for_return(server: UpstreamServer) -> None:
+    delay = _FIRST_LOOK
+    while True:
+        await asyncio.sleep(delay)
+        if time.monotonic() >= server.down_until:
+            return  # back by its time, or by a request's connect or a health check meanwhile
+        try:
+            async with asyncio.timeout(server.pool.connect_timeout or None):
+                connection = await server.pool.open()
+        except (UpstreamError, TimeoutError):
+            delay = min(delay * 2, _LOOK_EVERY)
+            continue
+        connection.transport.close()  # type: ignore[union-attr]  # unused: a clean close, not a reset
+        connection.closed = True
+        server.record_connected()
+        return

@@ -1,8 +1,8 @@
 """Connections to one upstream server: opened on demand, kept alive while idle, reused newest first.
 
 An `UpstreamConnection` is an asyncio protocol that feeds the upstream's bytes to the sans-IO
-`ResponseParser` of the exchange in progress and hands out its events; reading pauses when the client
-cannot keep up (backpressure), so a slow client never makes the proxy buffer a whole response.
+`ResponseParser` of the exchange in progress and hands out its events; the exchange pauses reading when
+the client cannot keep up and the response is not buffered (or its buffer is full: see forward.py).
 """
 
 from __future__ import annotations

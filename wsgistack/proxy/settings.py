@@ -62,6 +62,9 @@ class UpstreamSettings:
     keepalive_timeout: float = 4.0
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
+    # how long a request whose connect failed everywhere (nothing sent) is held and retried before the 502,
+    # so an app server restarting behind the proxy costs a short wait instead of errors; 0 answers at once
+    connect_retry_timeout: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class RouteSettings:
     limit_req: LimitReqSettings | None = None
     limit_conn: LimitConnSettings | None = None
     client_max_body_size: int | None = None  # None: the proxy's value
+    buffering: bool | None = None  # response buffering; None: the proxy's value, false for streaming routes
     index: int = 0  # position in the file, for messages
 
 
@@ -113,6 +117,11 @@ class ProxySettings:
     log_level: str = "info"
     client_max_body_size: int = 1 << 20  # nginx's default, 1 MiB; 0 = no limit
     client_body_buffer_size: int = 1 << 20  # bodies past this go to a temporary file
+    # nginx's proxy_buffering: a response the client cannot take yet is read on into memory, then a temporary
+    # file up to max_temp_file_size (past it, the upstream waits), so the app worker is free when the app is
+    buffering: bool = True
+    response_buffer_size: int = 64 << 10
+    max_temp_file_size: int = 1 << 30  # nginx's 1024m; 0 = memory only
     # at the cap, the oldest idle connection (keep-alive, or no byte of a request yet) is closed for a new one,
     # as nginx reuses connections; 503 only when none is idle. Also kept below what RLIMIT_NOFILE allows
     max_connections: int = 10000

@@ -1,9 +1,12 @@
 """Upstream groups: their servers' health, and which server takes the next request (nginx's `upstream`).
 
 Passive health follows nginx: `max_fails` failures within `fail_timeout` mark a server down for
-`fail_timeout`. Active checks (proxy/health.py) mark it down until enough checks pass. Backups take requests
-only while every primary is down. No clock or socket here besides `time.monotonic`, so the choices are
-tested directly.
+`fail_timeout`, except the only server of a group, which is never marked down (taking it out would only turn
+one failed request into `fail_timeout` seconds of 502 for everyone). A server that is down is watched
+(proxy/health.py): the first connect that succeeds, or a passing active check, ends its down time, so a
+server that comes back takes requests at once. Active checks mark a server down until enough checks pass.
+Backups take requests only while every primary is down. No clock or socket here besides `time.monotonic`,
+so the choices are tested directly.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class UpstreamServer:
         self.weight = settings.weight
         self.backup = settings.backup
         self.max_fails = group.max_fails if settings.max_fails is None else settings.max_fails
+        self.alone = len(group.servers) == 1  # set again by each Upstream that takes the server over
         self.fail_timeout = group.fail_timeout if settings.fail_timeout is None else settings.fail_timeout
         self.pool = ConnectionPool(settings.address, group.keepalive, group.keepalive_timeout,
                                    group.connect_timeout)
@@ -37,17 +41,21 @@ class UpstreamServer:
         self.first_fail = 0.0
         self.down_until = 0.0
         self.unhealthy = False  # set by active health checks
+        self.watch: object = None  # the task that looks for the server's return while it is down (health.py)
         self._key_hash = zlib.crc32(self.name.encode())
 
     def available(self, now: float) -> bool:
         """True when neither passive nor active health has taken the server out."""
         return not self.unhealthy and now >= self.down_until
 
-    def record_failure(self, reason: str, now: float | None = None) -> None:
-        """A connect error, reset or timeout: count it, and take the server out at max_fails."""
+    def record_failure(self, reason: str, now: float | None = None) -> bool:
+        """A connect error, reset or timeout: count it, and take the server out at max_fails.
+
+        True when this failure took the server out (then its return is worth watching for).
+        """
         now = time.monotonic() if now is None else now
-        if self.max_fails == 0:
-            return  # nginx: max_fails=0 disables the accounting
+        if self.max_fails == 0 or self.alone:
+            return False  # nginx: max_fails=0 disables the accounting; the only server is never unavailable
         if now - self.first_fail > self.fail_timeout:
             self.fails = 0
         if self.fails == 0:
@@ -57,10 +65,19 @@ class UpstreamServer:
             self.down_until = now + self.fail_timeout
             self.fails = 0
             log.warning("upstream server %s is down for %gs after %s", self.name, self.fail_timeout, reason)
+            return True
+        return False
 
     def record_success(self) -> None:
         """A good exchange clears the failure count."""
         self.fails = 0
+
+    def record_connected(self) -> None:
+        """A connect succeeded: the server is back, whatever its down time still said."""
+        if self.down_until:
+            if time.monotonic() < self.down_until:
+                log.info("upstream server %s accepts connections again: back in rotation", self.name)
+            self.down_until = 0.0
 
     def rendezvous(self, key: str) -> int:
         """This server's score for a hash key: the highest score wins, and a server leaving moves only its keys."""
@@ -75,15 +92,23 @@ class Upstream:
         self.name = settings.name
         known = {(server.settings): server for server in reuse}
         self.servers = [known.get(spec) or UpstreamServer(spec, settings) for spec in settings.servers]
+        for server in self.servers:
+            server.alone = len(self.servers) == 1
+            if server.alone:
+                server.down_until = 0.0  # the group shrank to this one: it is all there is
         self.primaries = [server for server in self.servers if not server.backup]
         self.backups = [server for server in self.servers if server.backup]
         self.method = settings.balance
         self.hash_header = settings.hash_header.lower() if settings.hash_header else None
 
     def pick(self, client_ip: str, headers: list[tuple[str, str]],
-             tried: set[UpstreamServer] | None = None) -> UpstreamServer | None:
-        """The server for the next attempt of a request, or None when every server is down or was tried."""
-        now = time.monotonic()
+             tried: set[UpstreamServer] | None = None, down_too: bool = False) -> UpstreamServer | None:
+        """The server for the next attempt of a request, or None when every server is down or was tried.
+
+        `down_too` also offers servers passively marked down (a held request's connect is itself the check
+        of whether they are back); those an active check took out stay out.
+        """
+        now = time.monotonic() if not down_too else float("inf")
         tried = tried or set()
         candidates = [s for s in self.primaries if s not in tried and s.available(now)]
         if not candidates:
