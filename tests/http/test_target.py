@@ -45,13 +45,13 @@ def test_invalid_hosts(value):
 _HOST_CHAR = st.sampled_from("abcxyzABC019-._~!$&'()*+;=")
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
 @given(name=st.text(_HOST_CHAR, min_size=1, max_size=30), port=st.none() | st.integers(0, 65535))
 def test_any_reg_name_with_a_port_is_valid(name, port):
     check_host(name if port is None else f"{name}:{port}")
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
 @given(name=st.text(_HOST_CHAR, max_size=20), bad=st.sampled_from(' \t/?#@,\\"<>[]{}|^`\x7f'),
        rest=st.text(_HOST_CHAR, max_size=20))
 def test_a_host_with_a_character_outside_the_grammar_is_invalid(name, bad, rest):
@@ -59,7 +59,7 @@ def test_a_host_with_a_character_outside_the_grammar_is_invalid(name, bad, rest)
         check_host(name + bad + rest)
 
 
-@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
 @given(address=st.ip_addresses(v=6), port=st.none() | st.integers(0, 65535))
 def test_every_ipv6_literal_is_valid(address, port):
     literal = f"[{address}]"
@@ -202,7 +202,7 @@ _SEGMENT = st.one_of(
 _PATH = st.lists(_SEGMENT, max_size=8).map(lambda segments: "/" + "/".join(segments))
 
 
-@settings(max_examples=600, deadline=None, derandomize=True, database=None)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(path=_PATH)
 def test_normalize_path_agrees_with_rfc3986_remove_dot_segments(path):
     expected = reference_normalize(path)
@@ -213,7 +213,7 @@ def test_normalize_path_agrees_with_rfc3986_remove_dot_segments(path):
         assert normalize_path(path) == expected
 
 
-@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@settings(max_examples=250, deadline=None, derandomize=True, database=None)
 @given(path=_PATH)
 def test_normalized_path_is_a_fixed_point(path):
     try:
@@ -227,7 +227,7 @@ def test_normalized_path_is_a_fixed_point(path):
     assert normalize_path(encode_path(normal)) == normal
 
 
-@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@settings(max_examples=250, deadline=None, derandomize=True, database=None)
 @given(text=st.text(st.characters(max_codepoint=255, blacklist_characters="\x00"), max_size=30))
 def test_encode_path_decodes_back_exactly(text):
     path = "/" + text
@@ -236,7 +236,7 @@ def test_encode_path_decodes_back_exactly(text):
     assert re.fullmatch(r"[A-Za-z0-9/:@!$&'()*+,;=\-._~%]*", encoded)  # no "?", "#", space or raw byte
 
 
-@settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
 @given(path=_PATH, prefix=st.sampled_from(["/admin/", "/login", "/api/v1/"]))
 def test_an_encoded_spelling_of_a_prefix_normalises_like_the_prefix(path, prefix):
     """Every byte of a prefix percent-encoded, or a detour through "x/..", reaches the same normal path."""
