@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import time
@@ -496,3 +497,14 @@ def test_any_path_never_raises_and_never_leaves_the_root(shared_site: Path, path
     if reply.path is not None:
         assert reply.path.startswith(root + os.sep) and os.path.isfile(reply.path)
         assert os.path.realpath(reply.path) == reply.path
+
+
+def test_running_out_of_file_descriptors_is_503_not_404(static: StaticFiles, monkeypatch) -> None:
+    def no_descriptor(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(os, "open", no_descriptor)
+    reply = get(static, "hello.txt")
+    assert reply.status == 503  # the file exists: 404 would be a lie a cache could keep
+    monkeypatch.undo()
+    assert get(static, "hello.txt").status == 200  # nothing wrong was remembered

@@ -16,6 +16,7 @@ needs the public URL, which only the caller knows).
 
 from __future__ import annotations
 
+import errno
 import mimetypes
 import os
 import stat
@@ -224,7 +225,11 @@ def _stat_readable(real: str) -> os.stat_result:
                 os.close(fd)
     except PermissionError:
         raise _Refused(403, "Permission denied") from None
-    except (OSError, ValueError):
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):  # the file is there; the proxy is short of descriptors
+            raise _Refused(503, "Too many open files") from None
+        raise _Refused(404, _NOT_FOUND) from None
+    except ValueError:
         raise _Refused(404, _NOT_FOUND) from None
     return st
 
