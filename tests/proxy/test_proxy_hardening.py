@@ -137,6 +137,15 @@ def test_one_address_is_capped_others_and_unix_clients_are_not(static_proxy):
     wait_for(lambda: ask(proxy.port, GET).status == 200, timeout=5, message="the address's count to drop")
 
 
+def test_a_trusted_proxy_in_front_is_not_capped_per_address(static_proxy):
+    proxy = static_proxy('max_connections_per_ip = 2\ntrusted_proxies = ["127.0.0.1/32"]')
+    with ExitStack() as stack:
+        for _ in range(4):  # a load balancer's connections all come from its own address
+            sock = stack.enter_context(socket.create_connection(("127.0.0.1", proxy.port), timeout=5))
+            sock.sendall(GET)
+            assert read_reply(sock).status == 200
+
+
 def test_unix_socket_clients_are_not_capped_per_address(start_proxy, tmp_path):
     path = tmp_path / "proxy.sock"
     toml = (f'[proxy]\nlisten = ["127.0.0.1:0", "unix:{path}"]\nmax_connections_per_ip = 2\n'
