@@ -78,7 +78,8 @@ def static_proxy(start_proxy):
     """A proxy serving a static folder, with the given lines added to [proxy]."""
 
     def start(proxy: str = ""):
-        toml = f'[proxy]\nlisten = ["127.0.0.1:0"]\n{proxy}\n[[proxy.routes]]\npath = "/"\nstatic = "{{folder}}"\n'
+        toml = (f'[proxy]\nlisten = ["127.0.0.1:0"]\n{proxy}\n'
+                '[[proxy.routes]]\npath = "/"\nstatic = "{folder}"\n')
         started = start_proxy(toml=toml, ready=False)
         (started.folder / "f.txt").write_bytes(b"hello\n")
         return started.wait_ready()
@@ -237,7 +238,8 @@ def test_a_request_near_the_field_limit_is_passed_or_refused_by_the_proxy_itself
 def test_a_long_x_forwarded_for_from_a_trusted_peer_is_refused_by_the_proxy(proxied):
     chain = ", ".join(["10.0.0.1"] * 817)
     # within the 8190-byte field limit as it arrives, past it with ", 127.0.0.1" appended
-    assert len("X-Forwarded-For") + len(chain) <= 8190 < len("X-Forwarded-For") + len(chain) + len(", 127.0.0.1")
+    name = len("X-Forwarded-For")
+    assert name + len(chain) <= 8190 < name + len(chain) + len(", 127.0.0.1")
     reply = ask(proxied.port, f"GET /name HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {chain}\r\n\r\n".encode())
     assert reply.status == 431
     assert "x-request-id" not in reply.headers

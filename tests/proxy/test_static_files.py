@@ -457,8 +457,8 @@ def test_a_pathological_range_is_parsed_in_linear_time(static: StaticFiles, shap
     ("bytes=" + "0" * 5000 + "5-" + "0" * 3000 + "9", 206, 5, 5),
     ("bytes=\t10-19\t", 206, 10, 10),
 ])
-def test_long_range_positions_are_read_without_error(static: StaticFiles, value: str, status: int, offset: int,
-                                                     length: int) -> None:
+def test_long_range_positions_are_read_without_error(static: StaticFiles, value: str, status: int,
+                                                     offset: int, length: int) -> None:
     reply = get(static, "data.bin", range=value)
     assert reply.status == status
     if status == 206:

@@ -63,7 +63,7 @@ class ClientConnection(asyncio.Protocol):
         self.exchange: Exchange | None = None
         self._started = self._begin = 0.0  # wall and monotonic time the request's answer began
         self._held: tuple[LimitConn, str | None] | None = None  # the limit_conn slot this request occupies
-        self.idle = False  # in server.idle: no byte of a request is pending (new, or kept alive between requests)
+        self.idle = False  # in server.idle: no byte of a request pending (new, or kept alive between requests)
         self.counted_address = False  # counted in server.per_address (max_connections_per_ip)
         self._head_bytes = 0  # bytes of the request head still arriving (client_max_header_size)
 

@@ -81,14 +81,15 @@ class ProxyServer:
     # -- counting connections -------------------------------------------------------------------------
 
     def admit(self, connection: ClientConnection) -> str | None:
-        """Count a new connection in (closing an idle one if the cap is reached); why it is refused, or None."""
+        """Count a new connection in (closing an idle one at the cap); why it is refused, or None."""
         state = self.state
         address = connection.client_ip
         per_ip = state.settings.max_connections_per_ip
         if per_ip and address != "unix" and not state.trust.trusts(address):
             count = self.per_address.get(address, 0)
             if count >= per_ip:
-                log.warning("max_connections_per_ip (%d) reached: refusing a connection from %s", per_ip, address)
+                log.warning("max_connections_per_ip (%d) reached: refusing a connection from %s",
+                            per_ip, address)
                 return "Too many connections from this address"
             self.per_address[address] = count + 1
             connection.counted_address = True
@@ -289,8 +290,9 @@ def connection_cap(max_connections: int) -> int:
     if soft == resource.RLIM_INFINITY or soft >= wanted:
         return max_connections
     cap = max(1, (soft - FD_RESERVE) // 2)
-    log.warning("max_connections %d needs %d file descriptors, the limit is %d: at most %d client connections "
-                "(raise it: ulimit -n, or LimitNOFILE= in a systemd unit)", max_connections, wanted, soft, cap)
+    log.warning("max_connections %d needs %d file descriptors, the limit is %d: at most %d client "
+                "connections (raise it: ulimit -n, or LimitNOFILE= in a systemd unit)",
+                max_connections, wanted, soft, cap)
     return cap
 
 
