@@ -98,7 +98,12 @@ def _tcp_server(ctx: ServeContext, connections: TornadoConnections) -> Any:
 
     class Server(TCPServer):
         async def handle_stream(self, stream: Any, address: Any) -> None:
-            stream.set_nodelay(True)  # a no-op for unix sockets
-            await TornadoHTTPConnection(stream, address, ctx, connections).serve()
+            try:
+                stream.set_nodelay(True)  # a no-op for unix sockets
+                conn = TornadoHTTPConnection(stream, address, ctx, connections)
+            except OSError:  # the client is already gone (getsockname, setsockopt failed)
+                stream.close()
+                return
+            await conn.serve()
 
     return Server(read_chunk_size=RECV_SIZE)
