@@ -179,7 +179,9 @@ class RequestParser:
                 stop = _end_of_head(data, pos, self._tail)
             piece = data if pos == 0 and stop == end else data[pos:stop]
             if not self._body_left:
-                self._tail = (self._tail + piece[-3:])[-3:]
+                # a head cannot end in bytes that ended a head before it: the tail only matters after a piece
+                # that stopped in the middle of one
+                self._tail = b"" if piece.endswith(_HEAD_END) else (self._tail + piece[-3:])[-3:]
             pos = stop
             if not self._feed_llhttp(piece):
                 return
@@ -348,9 +350,10 @@ _HEAD_END = b"\r\n\r\n"
 def _end_of_head(data: bytes, pos: int, tail: bytes) -> int:
     """Where the next piece for llhttp ends: after the first CRLFCRLF from `pos` (one may begin in `tail`,
     the bytes fed just before), or at the end of the data. Extra cuts are harmless; a missed head end is not."""
-    for size in (3, 2, 1):
-        if tail.endswith(_HEAD_END[:size]) and data.startswith(_HEAD_END[size:], pos):
-            return pos + 4 - size
+    if tail:
+        for size in (3, 2, 1):
+            if tail.endswith(_HEAD_END[:size]) and data.startswith(_HEAD_END[size:], pos):
+                return pos + 4 - size
     found = data.find(_HEAD_END, pos)
     return len(data) if found < 0 else found + 4
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote, unquote_to_bytes
 
 from wsgistack.http.errors import HTTPError
@@ -27,8 +27,7 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"  # pchar without pct-encoded, plus "/" (RFC 3986 §3.3)
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """A request-target split into its parts; `path` and `query` still percent-encoded."""
 
     form: str  # "origin", "absolute" or "asterisk"
