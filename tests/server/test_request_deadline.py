@@ -11,7 +11,7 @@ gevent = pytest.importorskip("gevent")
 from wsgistack.server.request_deadline import with_deadline  # noqa: E402
 from wsgistack.wsgi.runner import run_app  # noqa: E402
 
-DEADLINE = 0.2
+DEADLINE = 0.1
 
 
 class Sink:
@@ -63,7 +63,7 @@ def test_wait_in_the_call_is_cut_with_a_500_and_the_stack_logged(caplog):
     assert sink.calls == [("error", 500)]
     assert result.status == 500 and not result.complete
     stack = next(r.getMessage() for r in caplog.records if "ran past --timeout" in r.getMessage())
-    assert "GET /t ran past --timeout (0.2s)" in stack
+    assert "GET /t ran past --timeout (0.1s)" in stack
     assert 'line' in stack and " in waits_in_call" in stack
 
 
