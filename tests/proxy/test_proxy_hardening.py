@@ -223,16 +223,16 @@ def proxied(start_proxy, start_upstream):
     return start_proxy(toml=toml)
 
 
-@pytest.mark.parametrize("fields", range(94, 101))
-def test_a_request_near_the_field_limit_is_passed_or_refused_by_the_proxy_itself(proxied, fields):
-    extra = "".join(f"X-Field-{number}: {number}\r\n" for number in range(fields - 1))  # plus Host
-    reply = ask(proxied.port, f"GET /name HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
-    # Host is replaced and 5 fields are added (X-Forwarded-For/-Proto/-Host/-Port, X-Request-ID): 95 + 5 = 100
-    if fields <= 95:
-        assert (reply.status, reply.body) == (200, b"a")
-    else:
-        assert reply.status == 431
-        assert "x-request-id" not in reply.headers  # the proxy's own answer, not the upstream's relayed
+def test_a_request_near_the_field_limit_is_passed_or_refused_by_the_proxy_itself(proxied):
+    for fields in range(94, 101):  # the parser of either takes 100
+        extra = "".join(f"X-Field-{number}: {number}\r\n" for number in range(fields - 1))  # plus Host
+        reply = ask(proxied.port, f"GET /name HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
+        # Host is kept and 5 fields are added (X-Forwarded-For/-Proto/-Host/-Port, X-Request-ID): 95 + 5 = 100
+        if fields <= 95:
+            assert (reply.status, reply.body) == (200, b"a"), fields
+        else:
+            assert reply.status == 431, fields
+            assert "x-request-id" not in reply.headers  # the proxy's own answer, not the upstream's relayed
 
 
 def test_a_long_x_forwarded_for_from_a_trusted_peer_is_refused_by_the_proxy(proxied):
