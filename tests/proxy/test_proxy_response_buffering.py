@@ -1,7 +1,7 @@
 """Response buffering (nginx's proxy_buffering): a slow reader must not hold an app worker.
 
-The Spool is tested in-process with bytes; the rest black-box: `serve -k sync -w 2` (tests/apps/buffering_app.py)
-behind a real proxy, with clients that do not read.
+The Spool is tested in-process with bytes; the rest black-box: `serve -k sync -w 2` of
+tests/apps/buffering_app.py behind a real proxy, with clients that do not read.
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def test_unbuffered_responses_stream_and_hold_the_worker(start_proxy, start_serv
         # a reader that does not read holds the app (backpressure): the app has not finished a moment later
         mark = tmp_path / f"mark{prefix.strip('/')}"
         with send(proxy.port, f"{prefix}/big?size={BIG}&mark={mark}{accel}") as sock:
-            time.sleep(1.0)  # a bounded look for something that must not happen
+            time.sleep(0.5)  # a bounded look for something that must not happen
             assert not mark.exists()
             head = sock.recv(4096)
             assert head.startswith(b"HTTP/1.1 200") and b"x-accel-buffering" not in head.lower()

@@ -96,15 +96,18 @@ class Exchange:
         self.sending: asyncio.Task[None] | None = None
         self.done = False
         self.started = time.monotonic()
-        self.last_sent = False  # whether the last failed attempt had sent (some of) the request
-        self.cuts = 0  # attempts cut after the request went out, before any answer
-        self.retry_wait = _FIRST_RETRY
-        self.retrying: asyncio.TimerHandle | None = None  # a held request's next connect retry
-        settings = state.settings
-        self.buffering = settings.buffering if route.settings.buffering is None else route.settings.buffering
-        self.spool: Spool | None = None  # what the client could not take yet (buffering)
-        self.send_deadline = 0.0  # while the spool waits: send_timeout since the client last took bytes
-        self.upstream_paused = False  # reading paused for the client (no buffering, or the spool is full)
+        buffering = route.settings.buffering
+        self.buffering = state.settings.buffering if buffering is None else buffering
+
+    # What failures and slow clients need starts as these class defaults: most requests never set them,
+    # and each attribute set in __init__ is paid by every request.
+    last_sent = False  # whether the last failed attempt had sent (some of) the request
+    cuts = 0  # attempts cut after the request went out, before any answer
+    retry_wait = _FIRST_RETRY
+    retrying: asyncio.TimerHandle | None = None  # a held request's next connect retry
+    spool: Spool | None = None  # what the client could not take yet (buffering)
+    send_deadline = 0.0  # while the spool waits: send_timeout since the client last took bytes
+    upstream_paused = False  # reading paused for the client (no buffering, or the spool is full)
 
     # -- attempts ---------------------------------------------------------------------------------------
 
