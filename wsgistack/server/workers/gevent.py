@@ -38,7 +38,7 @@ class GeventWorker(Worker):
     def run(self) -> None:
         """Accept on every listener until stopped; then wait for connections up to --graceful-timeout."""
         import gevent
-        from gevent.pool import Pool
+        from gevent.pool import Group
         from gevent.server import StreamServer
 
         settings = self.settings
@@ -49,8 +49,10 @@ class GeventWorker(Worker):
         from gevent.event import Event
 
         self.stop_requested = Event()
-        pool = Pool(settings.worker_connections)
-        self.idle: set = set()  # greenlets of keep-alive connections waiting for their next request
+        group = Group()
+        self.open: dict = {}  # greenlets of the connections under --worker-connections, oldest first
+        # greenlets waiting for a request (a new connection's first, a keep-alive one's next), oldest first
+        self.idle: dict = {}
         servers = []
         from gevent import socket as green
 
@@ -58,7 +60,7 @@ class GeventWorker(Worker):
             # the master made this socket before we patched: wrap its descriptor in a cooperative socket
             sock = green.socket(listener.sock.family, listener.sock.type, fileno=os.dup(listener.sock.fileno()))
             listener.sock.close()
-            server = StreamServer(sock, self._handle, spawn=pool)
+            server = StreamServer(sock, self._handle, spawn=group.spawn)  # unbounded: _admit applies the cap
             server.start()
             servers.append(server)
         interval = self.beat_interval(settings)
@@ -73,14 +75,14 @@ class GeventWorker(Worker):
         for server in servers:
             server.close()
         waited = 0.0
-        while pool.free_count() != pool.size and waited < settings.graceful_timeout:
+        while self.open and waited < settings.graceful_timeout:
             self.heartbeat.beat()
             if waited >= STOP_GRACE_IDLE:
                 # idle keep-alive connections had their moment for a last request (answered with close)
                 gevent.killall(list(self.idle), block=False)
             gevent.sleep(0.1)
             waited += 0.1
-        pool.kill(block=False)
+        group.kill(block=False)
 
     def wake(self) -> None:
         """Stop accepting at once (max-requests, TERM): the main greenlet is waiting on this event."""
@@ -88,22 +90,43 @@ class GeventWorker(Worker):
         if stop is not None:
             stop.set()
 
+    def _admit(self, me) -> bool:
+        """Count a new connection. At --worker-connections the oldest idle one is closed to make room, so
+        idle connections cannot lock new clients out; False when every connection is in a request."""
+        if len(self.open) >= self.settings.worker_connections:
+            victim = next(iter(self.idle), None)
+            if victim is None:
+                return False
+            del self.idle[victim]
+            self.open.pop(victim, None)
+            victim.kill(block=False)
+        self.open[me] = None
+        return True
+
     def _handle(self, sock: socket.socket, peer) -> None:
         """One connection: serve requests while the client keeps it alive."""
         import gevent
         from gevent.socket import wait_read
 
-        conn = HTTPConnection(sock, peer, self.ctx)
         me = gevent.getcurrent()
+        if not self._admit(me):
+            sock.close()  # every other connection is in a request: refuse rather than starve them
+            return
+        conn = HTTPConnection(sock, peer, self.ctx)
+        wait = self.ctx.client_timeout  # for the first byte; then --keep-alive between requests
         try:
-            while conn.serve():
-                self.idle.add(me)
+            while True:
+                if not conn.parser.started:
+                    self.idle[me] = None
                 try:
-                    wait_read(sock.fileno(), timeout=self.settings.keep_alive)
+                    wait_read(sock.fileno(), timeout=wait)
                 except TimeoutError:
                     return
                 finally:
-                    self.idle.discard(me)
+                    self.idle.pop(me, None)
+                if not conn.serve():
+                    return
+                wait = self.settings.keep_alive
         except OSError:
             pass
         except RequestTimedOut:
@@ -111,3 +134,4 @@ class GeventWorker(Worker):
             log.info("worker %s: a response past --timeout was cut; its connection is closed", os.getpid())
         finally:
             conn.close()
+            self.open.pop(me, None)
