@@ -120,7 +120,7 @@ class ProxySettings:
     # nginx's proxy_buffering: a response the client cannot take yet is read on into memory, then a temporary
     # file up to max_temp_file_size (past it, the upstream waits), so the app worker is free when the app is
     buffering: bool = True
-    response_buffer_size: int = 64 << 10
+    response_buffer_size: int = 256 << 10  # at 64k, 1 MiB responses to fast clients went through the file
     max_temp_file_size: int = 1 << 30  # nginx's 1024m; 0 = memory only
     # at the cap, the oldest idle connection (keep-alive, or no byte of a request yet) is closed for a new one,
     # as nginx reuses connections; 503 only when none is idle. Also kept below what RLIMIT_NOFILE allows
