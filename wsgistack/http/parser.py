@@ -158,6 +158,17 @@ class RequestParser:
         # Bytes go to llhttp in pieces that end where a head may end (after each CRLFCRLF), so that when a
         # chunked head is complete, the next byte is known to be its body's first: chunk_lines.py frames
         # that body (llhttp refuses the whitespace RFC 9112 allows in chunk extensions).
+        if self._chunk_lines is None and not self._body_left and not self._tail:
+            found = data.find(_HEAD_END)
+            if found < 0 or found == len(data) - 4:
+                # the usual feed: part of a head, or one head ending with the data
+                if self._feed_llhttp(data):
+                    if self._chunked_next:
+                        self._chunked_next = False
+                        self._chunk_lines = ChunkLines()
+                    elif found < 0:
+                        self._tail = data[-3:]
+                return
         pos, end = 0, len(data)
         while pos < end and not self._failed:
             if self._chunk_lines is not None:
@@ -268,9 +279,9 @@ class RequestParser:
         chunked = False
         transfer_codings: list[str] = []
         hosts = 0
-        host_at = -1
+        host = ""
         expect = None
-        for position, (key, value) in enumerate(self._headers):
+        for key, value in self._headers:
             lower = key.lower()
             if lower == "content-length":
                 content_length = int(value)
@@ -279,7 +290,7 @@ class RequestParser:
                 transfer_codings += [part.strip().lower() for part in value.split(",")]
             elif lower == "host":
                 hosts += 1
-                host_at = position
+                host = value
             elif lower == "expect":
                 expect = value.lower()
         if chunked and transfer_codings[-1:] != ["chunked"]:
@@ -295,7 +306,7 @@ class RequestParser:
         if version == "1.1" and hosts == 0:
             self._reject(400, "An HTTP/1.1 request needs a Host header")
         if hosts:
-            self._check(check_host, self._headers[host_at][1])
+            self._check(check_host, host)
         if method == "CONNECT":
             self._reject(405, "CONNECT is not supported")
         target = self._url.decode("latin-1")
@@ -303,10 +314,12 @@ class RequestParser:
             form = self._check(split_target, target, method)
             if form.authority is not None:
                 # RFC 9112 §3.2.2: the absolute-form's authority replaces Host, for the app and for routing
-                if hosts:
-                    self._headers[host_at] = (self._headers[host_at][0], form.authority)
+                headers = self._headers
+                at = next((i for i, (key, _) in enumerate(headers) if key.lower() == "host"), -1)
+                if at >= 0:
+                    headers[at] = (headers[at][0], form.authority)
                 else:
-                    self._headers.append(("Host", form.authority))
+                    headers.append(("Host", form.authority))
         if expect is not None and expect != "100-continue":
             self._reject(417, "Unsupported Expect")
         if self.limits.body_size and content_length is not None and content_length > self.limits.body_size:
