@@ -253,3 +253,14 @@ def test_an_encoded_spelling_of_a_prefix_normalises_like_the_prefix(path, prefix
 def test_plain_paths_are_returned_as_they_are():
     path = "/static/css/site.css"
     assert normalize_path(path) is path  # the common case costs one scan and no copy
+
+
+def test_only_valid_hosts_are_remembered():
+    for _ in range(3):
+        with pytest.raises(HTTPError):
+            check_host("a b")
+    for number in range(3000):  # past the memory's bound: it starts over, the answers stay the same
+        check_host(f"host{number}.example")
+    with pytest.raises(HTTPError):
+        check_host("x/x")
+    check_host("host1.example")
