@@ -152,7 +152,7 @@ class TornadoHTTPConnection:
             stream = InputStream(partial(body.read, 65536))
         ctx = self.ctx
         environ = build_environ(head, self.info, stream, ctx.errors, ctx.trust, ctx.multithread)
-        sink = _StreamSink(self, head, self.ctx.keep_alive() and head.keep_alive)
+        sink = _StreamSink(self, head, head.keep_alive)
         done = self.loop.create_future()
         self.busy = True
         self.connections.inflight[self] = time.monotonic()
@@ -332,8 +332,11 @@ class _StreamSink:
         self.deliver(self.take_pending())
 
     def send_head(self, status: str, headers: list[tuple[str, str]]) -> None:
+        # asked now, not at dispatch: the request that reaches --max-requests, or one answered after a
+        # TERM/HUP, says `Connection: close`, so the client sends no more on a retiring worker
+        keep_alive = self.keep_alive and self.conn.ctx.keep_alive()
         head_bytes, self.framing, self.keep_alive = build_head(
-            status, headers, self.head.method, self.head.version, self.keep_alive)
+            status, headers, self.head.method, self.head.version, keep_alive)
         self.status = int(status[:3])
         self.pending.append(head_bytes)  # goes out with the first piece of body (one write, not two)
 
