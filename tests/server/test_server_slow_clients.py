@@ -9,6 +9,7 @@ import time
 import pytest
 import requests
 from conftest import wait_for
+from rawhttp import Reader, get
 
 SLOW_HEADS = 100
 SLOW_BODIES = 20
@@ -73,3 +74,63 @@ def test_gevent_waiting_route_does_not_block_others(start_server):
     for thread in waiting:
         thread.join(15)
     assert "gevent monkey-patched" in server.log()
+
+
+@pytest.mark.parametrize("worker_class", ["event", "thread"])
+def test_new_clients_take_the_place_of_idle_connections(start_server, worker_class):
+    """At --worker-connections, each new client closes the connection idle the longest (kept alive, or open
+    without a byte) instead of being refused or kept waiting; a request in progress is never shed."""
+    server = start_server("pid_app:app", "-w", "1", "-k", worker_class, "--worker-connections", "20",
+                          "--keep-alive", "60", "--client-timeout", "60")
+    kept, silent, sending, newcomers = [], [], [], []
+    try:
+        for _ in range(3):  # idle since their answer: the oldest idle connections
+            sock = server.connect()
+            sock.sendall(get("/"))
+            assert Reader(sock).one().status == 200
+            kept.append(sock)
+        silent += [server.connect() for _ in range(15)]  # open, no byte: idle too
+        for _ in range(2):  # a request in progress
+            sock = server.connect()
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")
+            sending.append(sock)
+        for _ in range(4):  # the worker is full: every new client sheds the oldest idle one, in order
+            sock = server.connect(timeout=5)
+            sock.sendall(get("/"))
+            assert Reader(sock).one().status == 200
+            newcomers.append(sock)
+        idle = kept + silent
+        closed: set[socket.socket] = set()
+
+        def shed() -> int:
+            for sock in idle:
+                if sock not in closed and _closed_now(sock):
+                    closed.add(sock)
+            return len(closed)
+
+        wait_for(lambda: shed() >= 4, timeout=5, message="four idle connections shed")
+        assert shed() == 4, "one idle connection shed per newcomer, no more"
+        if worker_class == "event":
+            # the loop parks a connection as it writes the answer; the thread worker's main thread parks it
+            # a moment after the app thread is done, so there the order among recent ones may differ
+            assert kept[0] in closed, "the connection idle the longest goes first"
+        assert not any(_closed_now(sock) for sock in newcomers)
+        for sock in sending:
+            sock.sendall(b"\r\n")
+            assert Reader(sock).one().status == 200
+    finally:
+        for sock in kept + silent + sending + newcomers:
+            sock.close()
+
+
+def _closed_now(sock: socket.socket) -> bool:
+    """True when the peer closed the connection (EOF or reset already here), without waiting."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+    finally:
+        sock.settimeout(10)

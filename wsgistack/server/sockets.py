@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import socket
 import stat
+import struct
+import termios
 
 from wsgistack.config.addresses import Address, parse_address
 from wsgistack.config.errors import ConfigError
@@ -104,3 +107,16 @@ def bind_all(texts: tuple[str, ...], backlog: int) -> list[Listener]:
             listener.close(unlink=listener.address.kind == "unix")
         raise
     return listeners
+
+
+def unread_bytes(fd: int) -> int:
+    """Bytes the kernel holds for a connected socket that were not read yet (0 when unknown).
+
+    A connection is closed as idle only when this is 0: closing a socket with unread bytes makes the kernel
+    answer with a reset, and a client whose request was already on its way would see a failure instead of
+    an answer or a clean close.
+    """
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0

@@ -162,7 +162,7 @@ class HTTPConnection:
         body = _BodyReader(self, head)
         stream = InputStream(body.pull)
         environ = build_environ(head, self.info, stream, ctx.errors, ctx.trust, ctx.multithread)
-        sink = _SocketSink(self, head, body, ctx.keep_alive() and head.keep_alive)
+        sink = _SocketSink(self, head, body, head.keep_alive)
         ctx.on_request()
         result = run_app(ctx.app, environ, sink)
         # a parse error queued behind this request is not a reason to drop its answer or the ones between:
@@ -276,6 +276,9 @@ class _SocketSink:
             raise ClientGone("the request body was refused")
         if self.keep_alive and not self.body.can_finish():
             self.keep_alive = False  # announce the close now rather than cut the connection silently later
+        # asked now, after on_request: the request that reaches --max-requests, or one answered after a
+        # TERM/HUP, says `Connection: close`, so the client sends no more on a retiring worker
+        self.keep_alive = self.keep_alive and self.conn.ctx.keep_alive()
         head_bytes, self.framing, self.keep_alive = build_head(
             status, headers, self.head.method, self.head.version, self.keep_alive)
         self.status = int(status[:3])

@@ -14,6 +14,7 @@ import os
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -23,6 +24,7 @@ from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHea
 from wsgistack.http.response import CONTINUE, Framing, build_head, error_response
 from wsgistack.observe.accesslog import AccessRecord
 from wsgistack.server.protocols.http import ServeContext, connection_info, refusal
+from wsgistack.server.sockets import unread_bytes
 from wsgistack.wsgi.environ import build_environ
 from wsgistack.wsgi.input import InputStream
 from wsgistack.wsgi.runner import ClientGone, run_app
@@ -51,19 +53,24 @@ class EventHTTPProtocol(asyncio.Protocol):
         self.closed = False
         self.reading = True
         self.peer_done = False  # the client shut its side: answer what is buffered, then close
+        self.parked = False  # in registry.idle: no byte of a request received since the last answer
+        self.fd = -1
         self.deadline = 0.0  # when an idle or slow connection is closed
         self.can_write = threading.Event()
         self.can_write.set()
         self.outbox = _Outbox() if run_in_pool else None  # one per connection: its requests take turns
+        registry.opening += 1  # accepted, not yet in connection_made: a graceful stop waits for it too
 
     # -- asyncio callbacks -------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.registry.opening -= 1
         sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno()
         self.info = connection_info(sock, transport.get_extra_info("peername"))
         if not self.registry.add(self):
-            transport.abort()  # over --worker-connections: refuse rather than starve the others
+            transport.abort()  # every connection is in a request: refuse rather than starve the others
             return
         self.deadline = time.monotonic() + self.ctx.client_timeout
 
@@ -74,6 +81,8 @@ class EventHTTPProtocol(asyncio.Protocol):
         self._drop_body()
 
     def data_received(self, data: bytes) -> None:
+        if self.parked:
+            self.registry.unpark(self)
         self.parser.feed(data)
         if not self.busy:
             self._advance()
@@ -133,8 +142,7 @@ class EventHTTPProtocol(asyncio.Protocol):
             body.seek(0)
             stream = InputStream(partial(body.read, 65536))
         environ = build_environ(head, self.info, stream, self.ctx.errors, self.ctx.trust, self.ctx.multithread)
-        keep_alive = self.ctx.keep_alive() and head.keep_alive
-        sink = _LoopSink(self, head, keep_alive, threaded=self.run_in_pool, outbox=self.outbox)
+        sink = _LoopSink(self, head, head.keep_alive, threaded=self.run_in_pool, outbox=self.outbox)
         self.registry.request_started(self)
         if self.run_in_pool:
             self.registry.pool.submit(self._run, environ, sink)
@@ -174,6 +182,8 @@ class EventHTTPProtocol(asyncio.Protocol):
         self._advance()
         if self.peer_done and not self.busy:
             self._close()
+        elif not self.busy and self.head is None and not self.parser.started and not self.closed:
+            self.registry.park(self)
 
     # -- helpers ---------------------------------------------------------------------------------------
 
@@ -197,9 +207,16 @@ class EventHTTPProtocol(asyncio.Protocol):
             self.closed = True
             self.transport.close()
 
-    def idle(self) -> bool:
-        """True between requests (no request with the app, nothing half-read)."""
-        return not self.busy and self.head is None
+    def close_if_idle(self) -> bool:
+        """Close the connection if no byte of a request is here or on its way in the kernel; True if closed.
+
+        A connection with request bytes waiting is not idle: it is answered (with `Connection: close` when
+        the worker is stopping), since closing it would reset a request the client already sent.
+        """
+        if self.busy or self.closed or self.head is not None or self.parser.started or unread_bytes(self.fd):
+            return False
+        self._close()
+        return True
 
     def expire(self, now: float) -> None:
         """Close the connection if its deadline passed: 408 for a half-sent request, silence when idle."""
@@ -208,7 +225,7 @@ class EventHTTPProtocol(asyncio.Protocol):
         if self.head is not None or self.parser.started:
             self._answer_error(ParseError(408, "Request timeout"))
         else:
-            self._close()
+            self.close_if_idle()  # bytes just arrived: data_received comes next and renews the deadline
 
 
 def _no_body() -> bytes:
@@ -307,8 +324,10 @@ class _LoopSink:
         self.deliver(self.take_pending())
 
     def send_head(self, status: str, headers: list[tuple[str, str]]) -> None:
+        # asked now, not at dispatch: the request that reaches --max-requests, or one answered after a
+        # TERM/HUP, says `Connection: close`, so the client does not send another on a retiring worker
         head_bytes, self.framing, self.keep_alive = build_head(
-            status, headers, self.head.method, self.head.version, self.keep_alive)
+            status, headers, self.head.method, self.head.version, self.keep_alive and self.proto.ctx.keep_alive())
         self.status = int(status[:3])
         self.pending.append(head_bytes)  # goes out with the first piece of body (one write, not two)
 
@@ -341,26 +360,61 @@ class _LoopSink:
 
 
 class ConnectionRegistry:
-    """The worker's open connections and requests in flight (for limits, timeouts and graceful stop)."""
+    """The worker's open connections and requests in flight (for limits, timeouts and graceful stop).
+
+    Idle connections (open with no byte of a request yet, or kept alive between requests) are also kept in
+    the order they became idle, so that at --worker-connections a new client takes the place of the oldest
+    idle one in O(1): idle sockets cannot lock new clients out, and a request in progress is never shed.
+    """
 
     def __init__(self, limit: int, pool: Any):
         self.limit = limit
         self.pool = pool
         self.connections: set[EventHTTPProtocol] = set()
+        self.idle: OrderedDict[EventHTTPProtocol, None] = OrderedDict()
         self.inflight: dict[EventHTTPProtocol, float] = {}
+        self.opening = 0  # protocols made for accepted sockets whose connection_made has not run yet
         self.refused = 0
+        self.shed = 0
+        self.on_drained: Callable[[], None] | None = None  # set by a stopping worker: the last one closed
 
     def add(self, proto: EventHTTPProtocol) -> bool:
-        """Register a new connection; False when over the limit."""
-        if len(self.connections) >= self.limit:
+        """Register a new connection, shedding the oldest idle one at the limit; False when none is idle."""
+        if len(self.connections) >= self.limit and not self._shed_oldest_idle():
             self.refused += 1
             return False
         self.connections.add(proto)
+        self.park(proto)
         return True
+
+    def _shed_oldest_idle(self) -> bool:
+        idle = self.idle
+        while idle:
+            proto, _ = idle.popitem(last=False)
+            proto.parked = False
+            if proto.close_if_idle():
+                self.connections.discard(proto)  # its slot is the new connection's from now on
+                self.shed += 1
+                return True
+        return False
+
+    def park(self, proto: EventHTTPProtocol) -> None:
+        """The connection waits for a request: it may be shed from now on."""
+        proto.parked = True
+        self.idle[proto] = None
+
+    def unpark(self, proto: EventHTTPProtocol) -> None:
+        """Request bytes arrived: the connection is no longer idle."""
+        proto.parked = False
+        del self.idle[proto]
 
     def discard(self, proto: EventHTTPProtocol) -> None:
         """Forget a closed connection."""
         self.connections.discard(proto)
+        if proto.parked:
+            self.unpark(proto)
+        if self.on_drained is not None and not self.connections:
+            self.on_drained()
 
     def request_started(self, proto: EventHTTPProtocol) -> None:
         """A request went to the app."""

@@ -34,6 +34,14 @@ log = logging.getLogger("wsgistack.server")
 EXIT_BOOT_ERROR = 3
 EXIT_APP_LOAD_ERROR = 4
 
+# blocked by the master across fork() and unblocked by the worker once its own handlers are in place: a TERM
+# sent to a worker that is still booting then waits for the worker instead of reaching the master's handler
+# the child inherited (which queued it in the child's copy of the master and lost it: the worker never stopped)
+FORK_BLOCKED_SIGNALS = frozenset({
+    signal.SIGHUP, signal.SIGQUIT, signal.SIGINT, signal.SIGTERM, signal.SIGTTIN, signal.SIGTTOU,
+    signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGCHLD,
+})
+
 
 def set_process_title(title: str) -> None:
     """Name the process in ps/top when setproctitle is installed (it is optional)."""
@@ -118,9 +126,17 @@ class Worker:
         """A worker class's first step in the child, before signals, logs and the app (gevent patches here)."""
 
     def _report_boot(self, message: str) -> None:
+        """Tell the master: "ok" (the pipe stays open for "retiring"), or "error <one line>" (closed)."""
+        self._report(message, close=message != "ok")
+
+    def _report(self, message: str, close: bool) -> None:
+        if self.boot_fd < 0:
+            return
         try:
             os.write(self.boot_fd, (message.replace("\n", " ") + "\n").encode("utf-8", "replace"))
-            os.close(self.boot_fd)
+            if close:
+                os.close(self.boot_fd)
+                self.boot_fd = -1
         except OSError:
             pass
 
@@ -152,6 +168,7 @@ class Worker:
         self._register_stack_dump()
         self.wakeup_r, self.wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.wakeup_w, warn_on_full_buffer=False)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED_SIGNALS)  # what arrived meanwhile runs now
 
     def _register_stack_dump(self) -> None:
         # faulthandler writes every thread's stack from the C signal handler, whatever the main thread is
@@ -200,6 +217,11 @@ class Worker:
             log.info("worker %s reached %s requests: restarting", os.getpid(), self.requests)
             self.alive = False
             self.wake()
+            self.report_retiring()
+
+    def report_retiring(self) -> None:
+        """Tell the master this worker stopped accepting and will exit, so its replacement starts now."""
+        self._report("retiring", close=True)
 
     def serve_context(self, keep_alive: Callable[[], bool], on_request: Callable[[], None],
                       beat: Callable[[], None]) -> ServeContext:

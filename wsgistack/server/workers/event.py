@@ -19,13 +19,18 @@ from wsgistack.server.workers.base import Worker
 log = logging.getLogger("wsgistack.server")
 
 STOP_GRACE_IDLE = 1.0  # on a graceful stop, idle keep-alive connections get this long for a last request
+STOP_POLL = 0.05  # how often a stopping worker looks whether its last connection is done
+
+
+try:
+    import uvloop  # imported with this module (the master imports it once before forking workers)
+except ImportError:
+    uvloop = None
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop's loop when it is installed, asyncio's own otherwise."""
-    try:
-        import uvloop
-    except ImportError:
+    if uvloop is None:
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
 
@@ -50,12 +55,20 @@ class EventWorker(Worker):
         self.loop.add_reader(self.wakeup_r, self._on_wakeup)
         self.servers: list[asyncio.AbstractServer] = []
         self.stopping_since: float | None = None
+        self.tick_handle: asyncio.TimerHandle | None = None
         for listener in self.listeners:
             listener.sock.setblocking(False)
             server = self.loop.run_until_complete(self.loop.create_server(
                 lambda: EventHTTPProtocol(self.ctx, self.loop, self.registry, run_in_pool=not self.inline),
-                sock=listener.sock, backlog=settings.backlog))
+                sock=listener.sock, backlog=settings.backlog, start_serving=False))
             self.servers.append(server)
+        # every server is known before any accepts: a request served while the loop starts them may stop
+        # the worker (--max-requests 1), and _begin_stop must then close them all
+        for server in self.servers:
+            if self.stopping_since is None:
+                self.loop.run_until_complete(server.start_serving())
+        if self.stopping_since is not None:
+            self._close_servers()
         self._tick()
         try:
             self.loop.run_forever()
@@ -77,15 +90,25 @@ class EventWorker(Worker):
         oldest = registry.oldest_request()
         if not self.settings.timeout or oldest is None or now - oldest < self.settings.timeout:
             self.heartbeat.beat()
+        stopping = self.stopping_since
         for proto in list(registry.connections):
-            if self.stopping_since is not None and proto.idle() and now - self.stopping_since > STOP_GRACE_IDLE:
-                proto._close()
-            else:
-                proto.expire(now)
-        if self.stopping_since is not None and (not registry.connections or self.deadline_passed(self.stopping_since)):
-            self.loop.stop()
-            return
-        self.loop.call_later(self.beat_interval(self.settings) if self.alive else 0.1, self._tick)
+            if stopping is not None and now - stopping > STOP_GRACE_IDLE and proto.close_if_idle():
+                continue
+            proto.expire(now)
+        if stopping is not None:
+            # a socket accepted just before the servers closed is served too: its protocol counts in
+            # `opening` until connection_made (never long; the grace bounds a transport that never made it)
+            drained = not registry.connections and (not registry.opening or now - stopping > STOP_GRACE_IDLE)
+            if drained or self.deadline_passed(stopping):
+                self.loop.stop()
+                return
+        self._schedule_tick(self.beat_interval(self.settings) if stopping is None else STOP_POLL)
+
+    def _schedule_tick(self, delay: float) -> None:
+        """One chain of ticks: a tick scheduled earlier is replaced."""
+        if self.tick_handle is not None:
+            self.tick_handle.cancel()
+        self.tick_handle = self.loop.call_later(delay, self._tick)
 
     def _on_wakeup(self) -> None:
         """A signal or a thread woke us: start stopping now rather than at the next tick."""
@@ -94,6 +117,13 @@ class EventWorker(Worker):
             self._begin_stop(time.monotonic())
 
     def _begin_stop(self, now: float) -> None:
+        # stop accepting first (the kernel's backlog is shared: the other workers take what waits there),
+        # then finish every connection already accepted; look again soon rather than at the next beat
         self.stopping_since = now
+        self._close_servers()
+        self._schedule_tick(STOP_POLL)
+        self.registry.on_drained = lambda: self._schedule_tick(0)
+
+    def _close_servers(self) -> None:
         for server in self.servers:
             server.close()

@@ -1,5 +1,6 @@
-"""The thread worker: a pool of threads runs the app; the main thread accepts, parks idle keep-alive
-connections in a selector, and beats the heartbeat only while no app call is stuck past --timeout.
+"""The thread worker: a pool of threads runs the app; the main thread accepts, parks idle connections (kept
+alive, or new with no byte of a request yet) in a selector, and beats the heartbeat only while no app call
+is stuck past --timeout.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from wsgistack.server.protocols.http import HTTPConnection
+from wsgistack.server.sockets import unread_bytes
 from wsgistack.server.workers.base import Worker
 
 log = logging.getLogger("wsgistack.server")
+
+STOP_GRACE_IDLE = 1.0  # on a graceful stop, idle connections get this long for a last request
 
 
 class ThreadWorker(Worker):
@@ -29,7 +33,8 @@ class ThreadWorker(Worker):
         self.selector = selectors.DefaultSelector()
         self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="wsgistack-app")
         self.returned: queue.SimpleQueue[tuple[HTTPConnection, bool]] = queue.SimpleQueue()
-        self.idle: dict[HTTPConnection, float] = {}  # parked keep-alive connections -> parked since
+        # parked connections -> when they are closed if still idle; in the order they became idle
+        self.idle: dict[HTTPConnection, float] = {}
         self.busy = 0  # connections being served by the pool
         self.inflight: dict[int, float] = {}  # app thread id -> when its current request started
         self.lock = threading.Lock()
@@ -74,9 +79,9 @@ class ThreadWorker(Worker):
     # -- health ----------------------------------------------------------------------------------------
 
     def _request_started(self) -> None:
-        with self.lock:
+        with self.lock:  # with _accept's: no connection is accepted once a request was the worker's last
             self.inflight[threading.get_ident()] = time.monotonic()
-        self.count_request()
+            self.count_request()
 
     def _healthy(self) -> bool:
         """False while some app call has run longer than --timeout: the master then sees silence."""
@@ -107,18 +112,55 @@ class ThreadWorker(Worker):
         return self.busy + len(self.idle) < self.settings.worker_connections
 
     def _accept(self, listener) -> None:
-        while self.alive and self._capacity_left():
-            try:
-                sock, peer = listener.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+        while self.alive:
+            full = not self._capacity_left()
+            if full and not self.idle:
+                self._set_accepting(False)  # every connection is in a request: new ones wait in the backlog
                 return
-            self._submit(HTTPConnection(sock, peer, self.ctx))
-        if not self._capacity_left():
-            self._set_accepting(False)
+            with self.lock:
+                if not self.alive:
+                    return  # an app thread just started the last request (--max-requests)
+                try:
+                    sock, peer = listener.accept()
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    return
+            # at --worker-connections a new client takes the place of the connection idle the longest (shed
+            # only once there is a client to admit: a sibling worker may have won the accept)
+            admitted_all = not full or self._shed_oldest_idle()
+            conn = HTTPConnection(sock, peer, self.ctx)
+            if unread_bytes(sock.fileno()):
+                self._submit(conn)
+            else:
+                # nothing sent yet: wait in the selector, not in a thread, and be sheddable while idle
+                self._park(conn, time.monotonic() + self.ctx.client_timeout)
+            if not admitted_all:
+                self._set_accepting(False)  # the idle ones were all receiving a request: no more for now
+                return
+
+    def _shed_oldest_idle(self) -> bool:
+        """At --worker-connections, close the connection idle the longest (never one with a request in it)."""
+        for conn in self.idle:
+            if self._close_if_idle(conn):
+                return True
+        return False
+
+    def _park(self, conn: HTTPConnection, until: float) -> None:
+        self.idle[conn] = until
+        self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+
+    def _close_if_idle(self, conn: HTTPConnection) -> bool:
+        """Close a parked connection unless request bytes wait in the kernel (it is dispatched then)."""
+        if unread_bytes(conn.sock.fileno()):
+            return False
+        self.selector.unregister(conn.sock)
+        del self.idle[conn]
+        conn.close()
+        return True
 
     def _dispatch(self, conn: HTTPConnection) -> None:
+        if self.idle.pop(conn, None) is None:
+            return  # shed (or closed) earlier in the same round of events
         self.selector.unregister(conn.sock)
-        self.idle.pop(conn, None)
         self._submit(conn)
 
     def _submit(self, conn: HTTPConnection) -> None:
@@ -146,22 +188,17 @@ class ThreadWorker(Worker):
                 break
             self.busy -= 1
             if keep and not conn.closed:
-                self.idle[conn] = time.monotonic()
-                self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+                self._park(conn, time.monotonic() + self.settings.keep_alive)
             else:
                 conn.close()
-        if self.alive and self._capacity_left():
+        if self.alive and (self._capacity_left() or self.idle):
             self._set_accepting(True)
 
     def _close_idle(self, stopping_since: float | None) -> None:
         now = time.monotonic()
-        limit = self.settings.keep_alive
-        if stopping_since is not None:
-            # on a graceful stop a parked connection gets one more request (answered with Connection: close)
-            # for a moment, so a client that is already sending is not cut off mid-request
-            limit = min(limit, 1.0)
-        for conn, since in list(self.idle.items()):
-            if now - since >= limit:
-                self.selector.unregister(conn.sock)
-                del self.idle[conn]
-                conn.close()
+        # on a graceful stop a parked connection gets one more request (answered with Connection: close)
+        # for a moment, so a client that is already sending is not cut off mid-request
+        stopped = stopping_since is not None and now - stopping_since >= STOP_GRACE_IDLE
+        for conn, until in list(self.idle.items()):
+            if now >= until or stopped:
+                self._close_if_idle(conn)

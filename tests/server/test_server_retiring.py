@@ -1,0 +1,87 @@
+"""A retiring worker (--max-requests, HUP, TTOU, graceful stop) stops accepting first, then answers every
+connection it accepted (issue 10 item 14).
+
+Each answer it gives says `Connection: close`, so no client sends another request on it; a connection that
+is idle when it stops is closed only after a moment for a last request, and only while no request bytes
+are on their way; a request in progress is always answered.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from conftest import Server
+from rawhttp import Reader, closed_by_peer, get
+
+SEQUENTIAL = {"event": 200, "thread": 500, "sync": 500}  # requests, each on a new connection, each
+# answered by a worker that then retires
+
+
+def fetch_on_new_connection(server: Server) -> tuple[int, str | None, bytes]:
+    """One keep-alive GET on a fresh connection, read by its Content-Length, then closed (as curl does)."""
+    with server.connect(10) as sock:
+        sock.sendall(get("/"))
+        response = Reader(sock).one()
+    return response.status, response.header("Connection"), response.body
+
+
+@pytest.mark.parametrize("worker_class", ["event", "thread", "sync"])
+def test_max_requests_1_loses_no_connection(start_server, worker_class):
+    server = start_server("pid_app:app", "-w", "2", "-k", worker_class, "--max-requests", "1")
+    failures, pids = [], []
+    deadline = time.monotonic() + 120  # a bound, not an expectation (a few seconds on an idle machine)
+    for index in range(SEQUENTIAL[worker_class]):
+        assert time.monotonic() < deadline, f"only {index} requests in the time allowed"
+        try:
+            status, connection, body = fetch_on_new_connection(server)
+        except (OSError, AssertionError) as exc:  # reset, refused, or closed without an answer
+            failures.append((index, repr(exc)))
+            continue
+        if status != 200 or connection != "close":
+            failures.append((index, status, connection))
+        pids.append(int(body))
+    assert failures == []
+    # every worker answered its one request and accepted nothing more: the next went to another worker
+    assert len(set(pids)) == len(pids)
+    assert len(re.findall(r"reached 1 requests", server.log())) >= SEQUENTIAL[worker_class] - 2
+
+
+@pytest.mark.parametrize("worker_class", ["event", "thread"])
+def test_keep_alive_ends_with_the_request_that_retires_the_worker(start_server, worker_class):
+    server = start_server("pid_app:app", "-w", "1", "-k", worker_class, "--max-requests", "2")
+    with server.connect() as sock:
+        reader = Reader(sock)
+        sock.sendall(get("/"))
+        first = reader.one()
+        assert first.status == 200 and first.header("Connection") is None
+        sock.sendall(get("/"))
+        second = reader.one()
+        assert second.status == 200 and second.body == first.body
+        assert second.header("Connection") == "close"
+        assert closed_by_peer(sock)
+    status, _, body = fetch_on_new_connection(server)  # the replacement answers
+    assert status == 200 and body != first.body
+
+
+@pytest.mark.parametrize("worker_class", ["event", "thread"])
+def test_request_in_progress_on_a_retiring_worker_is_answered(start_server, worker_class):
+    """Idle connections are closed a moment after the worker starts retiring; one with part of a request
+    is not: it gets its answer (with Connection: close)."""
+    server = start_server("pid_app:app", "-w", "1", "-k", worker_class, "--max-requests", "2")
+    sending = server.connect()
+    reader = Reader(sending)
+    sending.sendall(get("/"))
+    assert reader.one().status == 200  # request 1 of 2, the connection is kept alive
+    idle = server.connect(timeout=15)  # open, no byte sent
+    sending.sendall(b"GET / HTTP/1.1\r\nHo")  # the next request has begun
+    status, connection, _ = fetch_on_new_connection(server)  # request 2 of 2: the worker retires
+    assert (status, connection) == (200, "close")
+    assert closed_by_peer(idle), "the idle connection is closed once the stop's grace is over"
+    sending.sendall(b"st: t\r\n\r\n")
+    last = reader.one()
+    assert last.status == 200 and last.header("Connection") == "close"
+    assert closed_by_peer(sending)
+    for sock in (sending, idle):
+        sock.close()
