@@ -105,26 +105,31 @@ _LOOK_EVERY = 0.5
 
 
 def watch_return(server: UpstreamServer) -> None:
-    """Look for the return of a server just taken out after failed connects (one watcher per server)."""
-    task = server.watch
-    if task is not None and not task.done():  # type: ignore[attr-defined]
-        return
-    server.watch = asyncio.get_running_loop().create_task(_look_for_return(server))  # held: tasks are weak
+    """Look for the return of a server just taken out after failed connects (one watcher per server).
+
+    Between looks the watcher is a timer, and a task only while its connect is in progress, so a proxy that
+    stops meanwhile leaves no pending task behind.
+    """
+    if server.watch is None:
+        server.watch = asyncio.get_running_loop().call_later(_FIRST_LOOK, _look, server, _FIRST_LOOK)
 
 
-async def _look_for_return(server: UpstreamServer) -> None:
-    delay = _FIRST_LOOK
-    while True:
-        await asyncio.sleep(delay)
-        if time.monotonic() >= server.down_until:
-            return  # back by its time, or by a request's connect or a health check meanwhile
-        try:
-            async with asyncio.timeout(server.pool.connect_timeout or None):
-                connection = await server.pool.open()
-        except (UpstreamError, TimeoutError):
-            delay = min(delay * 2, _LOOK_EVERY)
-            continue
-        connection.transport.close()  # type: ignore[union-attr]  # unused: a clean close, not a reset
-        connection.closed = True
-        server.record_connected()
+def _look(server: UpstreamServer, delay: float) -> None:
+    if time.monotonic() >= server.down_until:
+        server.watch = None  # back by its time, or by a request's connect or a health check meanwhile
         return
+    server.watch = asyncio.get_running_loop().create_task(_connect(server, delay))  # held: tasks are weak
+
+
+async def _connect(server: UpstreamServer, delay: float) -> None:
+    try:
+        async with asyncio.timeout(server.pool.connect_timeout or None):
+            connection = await server.pool.open()
+    except (UpstreamError, TimeoutError):
+        delay = min(delay * 2, _LOOK_EVERY)
+        server.watch = asyncio.get_running_loop().call_later(delay, _look, server, delay)
+        return
+    connection.transport.close()  # type: ignore[union-attr]  # unused: a clean close, not a reset
+    connection.closed = True
+    server.watch = None
+    server.record_connected()

@@ -41,7 +41,7 @@ class UpstreamServer:
         self.first_fail = 0.0
         self.down_until = 0.0
         self.unhealthy = False  # set by active health checks
-        self.watch: object = None  # the task that looks for the server's return while it is down (health.py)
+        self.watch: object = None  # the timer or task looking for the server's return while down (health.py)
         self._key_hash = zlib.crc32(self.name.encode())
 
     def available(self, now: float) -> bool:
