@@ -290,7 +290,10 @@ def connection_cap(max_connections: int) -> int:
     if soft == resource.RLIM_INFINITY or soft >= wanted:
         return max_connections
     cap = max(1, (soft - FD_RESERVE) // 2)
-    log.warning("max_connections %d needs %d file descriptors, the limit is %d: at most %d client "
+    # a cap within a tenth of the setting (the default 10,000 under a hard limit of 20,000) is no news to
+    # the operator at every start
+    level = logging.WARNING if cap < 0.9 * max_connections else logging.DEBUG
+    log.log(level, "max_connections %d needs %d file descriptors, the limit is %d: at most %d client "
                 "connections (raise it: ulimit -n, or LimitNOFILE= in a systemd unit)",
                 max_connections, wanted, soft, cap)
     return cap
