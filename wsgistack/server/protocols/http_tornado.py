@@ -26,6 +26,7 @@ from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHea
 from wsgistack.http.response import CONTINUE, Framing, build_head, error_response
 from wsgistack.observe.accesslog import AccessRecord
 from wsgistack.server.protocols.http import ServeContext, connection_info, refusal
+from wsgistack.server.sockets import unread_bytes
 from wsgistack.wsgi.environ import build_environ
 from wsgistack.wsgi.input import InputStream
 from wsgistack.wsgi.runner import ClientGone, run_app
@@ -52,11 +53,10 @@ class TornadoConnections:
         without a byte of request) is closed to make room, so idle connections cannot lock new clients
         out; False when every connection is in a request."""
         if len(self.open) >= self.limit:
-            victim = next((other for other in self.open if other.idle()), None)
+            victim = next((other for other in self.open if other.close_if_idle()), None)
             if victim is None:
                 return False
             del self.open[victim]
-            victim.close()
         self.open[conn] = None
         return True
 
@@ -217,23 +217,37 @@ class TornadoHTTPConnection:
             self.body.close()
             self.body = None
 
-    def idle(self) -> bool:
-        """True between requests (no request with the app, nothing half-read)."""
-        return not self.busy and self.head is None and not self.parser.started and not self.flushing
+    def close_if_idle(self) -> bool:
+        """Close the connection if no byte of a request is here or on its way in the kernel; True if closed.
+
+        A connection with request bytes waiting is not idle: closing it would reset a request the client
+        already sent, so it is answered instead (with `Connection: close` when the worker is stopping).
+        """
+        if self.closed or self.busy or self.head is not None or self.parser.started or self.flushing:
+            return False
+        socket = self.stream.socket
+        if socket is None or unread_bytes(socket.fileno()):
+            return False
+        self.close()
+        return True
 
     def expire(self, now: float) -> None:
         """Close the connection if its deadline passed: 408 for a half-sent request, silence when idle."""
         if self.busy or self.closed or now < self.deadline:
             return
-        if not self.flushing and (self.head is not None or self.parser.started):
+        if self.flushing:
+            self.close()  # the client stopped reading its last answer
+        elif self.head is not None or self.parser.started:
             self.head = None
             self._write(refusal(self.ctx, self.info, ParseError(408, "Request timeout")))
-            if self.last_write is not None and not self.closed:
-                self.flushing = True  # nothing read after this is acted on (see _next)
-                self.deadline = now + self.ctx.client_timeout  # the 408 itself may not be read
-                self.last_write.add_done_callback(lambda _: self.close())
+            if self.last_write is None or self.closed:
+                self.close()
                 return
-        self.close()
+            self.flushing = True  # nothing read after this is acted on (see _next)
+            self.deadline = now + self.ctx.client_timeout  # the 408 itself may not be read
+            self.last_write.add_done_callback(lambda _: self.close())
+        else:
+            self.close_if_idle()  # bytes just arrived: the coroutine reads them and the deadline moves
 
 
 def _no_body() -> bytes:

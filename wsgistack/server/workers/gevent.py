@@ -16,6 +16,7 @@ import socket
 
 from wsgistack.server.protocols.http import HTTPConnection
 from wsgistack.server.request_deadline import RequestTimedOut, with_deadline
+from wsgistack.server.sockets import unread_bytes
 from wsgistack.server.workers.base import Worker
 
 log = logging.getLogger("wsgistack.server")
@@ -51,7 +52,8 @@ class GeventWorker(Worker):
         self.stop_requested = Event()
         group = Group()
         self.open: dict = {}  # greenlets of the connections under --worker-connections, oldest first
-        # greenlets waiting for a request (a new connection's first, a keep-alive one's next), oldest first
+        # greenlets waiting for a request (a new connection's first, a keep-alive one's next) -> their
+        # socket's descriptor, oldest first
         self.idle: dict = {}
         servers = []
         from gevent import socket as green
@@ -79,7 +81,7 @@ class GeventWorker(Worker):
             self.heartbeat.beat()
             if waited >= STOP_GRACE_IDLE:
                 # idle keep-alive connections had their moment for a last request (answered with close)
-                gevent.killall(list(self.idle), block=False)
+                gevent.killall([g for g, fd in list(self.idle.items()) if not unread_bytes(fd)], block=False)
             gevent.sleep(0.1)
             waited += 0.1
         group.kill(block=False)
@@ -94,7 +96,8 @@ class GeventWorker(Worker):
         """Count a new connection. At --worker-connections the oldest idle one is closed to make room, so
         idle connections cannot lock new clients out; False when every connection is in a request."""
         if len(self.open) >= self.settings.worker_connections:
-            victim = next(iter(self.idle), None)
+            # a connection whose request bytes are already here is not idle: closing it would reset them
+            victim = next((g for g, fd in self.idle.items() if not unread_bytes(fd)), None)
             if victim is None:
                 return False
             del self.idle[victim]
@@ -117,7 +120,7 @@ class GeventWorker(Worker):
         try:
             while True:
                 if not conn.parser.started:
-                    self.idle[me] = None
+                    self.idle[me] = sock.fileno()
                 try:
                     wait_read(sock.fileno(), timeout=wait)
                 except TimeoutError:

@@ -82,10 +82,9 @@ class TornadoWorker(Worker):
         for conn in list(self.connections.open):
             # parked keep-alive connections get a moment for a last request (answered with Connection: close)
             # before they are closed, so a client that is already sending is not cut off
-            if stopping is not None and conn.idle() and now - stopping >= STOP_GRACE_IDLE:
-                conn.close()
-            else:
-                conn.expire(now)
+            if stopping is not None and now - stopping >= STOP_GRACE_IDLE and conn.close_if_idle():
+                continue
+            conn.expire(now)
         if stopping is not None and (not self.connections.open or self.deadline_passed(stopping)):
             self.ioloop.stop()
             return
