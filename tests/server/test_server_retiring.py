@@ -69,14 +69,16 @@ def test_keep_alive_ends_with_the_request_that_retires_the_worker(start_server, 
 def test_request_in_progress_on_a_retiring_worker_is_answered(start_server, worker_class):
     """Idle connections are closed a moment after the worker starts retiring; one with part of a request
     is not: it gets its answer (with Connection: close)."""
-    server = start_server("pid_app:app", "-w", "1", "-k", worker_class, "--max-requests", "2")
+    server = start_server("pid_app:app", "-w", "1", "-k", worker_class, "--max-requests", "3")
     sending = server.connect()
     reader = Reader(sending)
     sending.sendall(get("/"))
-    assert reader.one().status == 200  # request 1 of 2, the connection is kept alive
-    idle = server.connect(timeout=15)  # open, no byte sent
+    assert reader.one().status == 200  # request 1 of 3, the connection is kept alive
+    idle = server.connect(timeout=15)
+    idle.sendall(get("/"))
+    assert Reader(idle).one().status == 200  # request 2 of 3, then idle
     sending.sendall(b"GET / HTTP/1.1\r\nHo")  # the next request has begun
-    status, connection, _ = fetch_on_new_connection(server)  # request 2 of 2: the worker retires
+    status, connection, _ = fetch_on_new_connection(server)  # request 3 of 3: the worker retires
     assert (status, connection) == (200, "close")
     assert closed_by_peer(idle), "the idle connection is closed once the stop's grace is over"
     sending.sendall(b"st: t\r\n\r\n")

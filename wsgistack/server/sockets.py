@@ -109,6 +109,20 @@ def bind_all(texts: tuple[str, ...], backlog: int) -> list[Listener]:
     return listeners
 
 
+def defer_accept(sock: socket.socket, seconds: float) -> None:
+    """Have the kernel hand a TCP connection to accept() only once its first bytes arrived (Linux).
+
+    A client that connects and sends nothing then costs a worker no slot and no thread; after about
+    `seconds` the kernel stops waiting for it. Elsewhere (and for unix sockets) nothing changes.
+    """
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or not hasattr(socket, "TCP_DEFER_ACCEPT"):
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, max(1, int(seconds)))
+    except OSError:
+        pass
+
+
 def unread_bytes(fd: int) -> int:
     """Bytes the kernel holds for a connected socket that were not read yet (0 when unknown).
 

@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from wsgistack.server.protocols.http import HTTPConnection
-from wsgistack.server.sockets import unread_bytes
+from wsgistack.server.sockets import defer_accept, unread_bytes
 from wsgistack.server.workers.base import Worker
 
 log = logging.getLogger("wsgistack.server")
@@ -44,6 +44,9 @@ class ThreadWorker(Worker):
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, "wakeup")
         for listener in self.listeners:
             listener.sock.setblocking(False)
+            # a new connection then comes with its request: no parking round for it, and silent clients
+            # wait in the kernel rather than in a slot (those it hands over anyway are parked, see _accept)
+            defer_accept(listener.sock, self.ctx.client_timeout)
         self._set_accepting(True)
         interval = self.beat_interval(settings)
         stopping_since = None
