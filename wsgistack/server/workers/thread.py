@@ -82,7 +82,7 @@ class ThreadWorker(Worker):
     # -- health ----------------------------------------------------------------------------------------
 
     def _request_started(self) -> None:
-        with self.lock:  # with _accept's: no connection is accepted once a request was the worker's last
+        with self.lock:  # with _accept_one's: nothing is accepted once a request was the worker's last
             self.inflight[threading.get_ident()] = time.monotonic()
             self.count_request()
 
@@ -120,13 +120,12 @@ class ThreadWorker(Worker):
             if full and not self.idle:
                 self._set_accepting(False)  # every connection is in a request: new ones wait in the backlog
                 return
-            with self.lock:
-                if not self.alive:
-                    return  # an app thread just started the last request (--max-requests)
-                try:
-                    sock, peer = listener.accept()
-                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                    return
+            try:
+                sock, peer = self._accept_one(listener)
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            if sock is None:
+                return
             # at --worker-connections a new client takes the place of the connection idle the longest (shed
             # only once there is a client to admit: a sibling worker may have won the accept)
             admitted_all = not full or self._shed_oldest_idle()
@@ -139,6 +138,14 @@ class ThreadWorker(Worker):
             if not admitted_all:
                 self._set_accepting(False)  # the idle ones were all receiving a request: no more for now
                 return
+
+    def _accept_one(self, listener) -> tuple:
+        if not self.max_requests:
+            return listener.accept()
+        # with --max-requests, under the lock _request_started counts in: once an app thread started the
+        # worker's last request nothing more is accepted (the lock costs a few percent of new connections)
+        with self.lock:
+            return listener.accept() if self.alive else (None, None)
 
     def _shed_oldest_idle(self) -> bool:
         """At --worker-connections, close the connection idle the longest (never one with a request in it)."""
