@@ -119,7 +119,8 @@ class Arbiter:
         try:
             worker_class(self.settings.worker_class)
         except Exception:  # noqa: BLE001 - the worker reports the same error in one line when it starts
-            log.debug("worker class %s not importable in the master", self.settings.worker_class, exc_info=True)
+            log.debug("worker class %s not importable in the master", self.settings.worker_class,
+                      exc_info=True)
 
     def _loop(self) -> int:
         self._manage_workers()
@@ -360,13 +361,14 @@ class Arbiter:
         if not data:
             self._close_boot_pipe(worker)
             if worker.boot_buffer.strip():  # a last line without its newline
-                report, worker.boot_buffer = worker.boot_buffer.decode("utf-8", "replace").strip(), bytearray()
+                report = worker.boot_buffer.decode("utf-8", "replace").strip()
+                worker.boot_buffer = bytearray()
                 self._worker_reported(worker, report)
 
     def _worker_reported(self, worker: WorkerProcess, report: str) -> None:
         if report == "retiring":
             # it stopped accepting (--max-requests) and exits once its connections are answered: its
-            # replacement boots now, not after the exit, so the listening socket is never long without a worker
+            # replacement boots now, not after the exit, so the sockets are never long without a worker
             if worker.stopping_since is None:
                 worker.stopping_since = time.monotonic()
             self._close_boot_pipe(worker)

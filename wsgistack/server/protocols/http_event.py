@@ -326,8 +326,9 @@ class _LoopSink:
     def send_head(self, status: str, headers: list[tuple[str, str]]) -> None:
         # asked now, not at dispatch: the request that reaches --max-requests, or one answered after a
         # TERM/HUP, says `Connection: close`, so the client does not send another on a retiring worker
+        keep_alive = self.keep_alive and self.proto.ctx.keep_alive()
         head_bytes, self.framing, self.keep_alive = build_head(
-            status, headers, self.head.method, self.head.version, self.keep_alive and self.proto.ctx.keep_alive())
+            status, headers, self.head.method, self.head.version, keep_alive)
         self.status = int(status[:3])
         self.pending.append(head_bytes)  # goes out with the first piece of body (one write, not two)
 

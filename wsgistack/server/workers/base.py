@@ -36,7 +36,7 @@ EXIT_APP_LOAD_ERROR = 4
 
 # blocked by the master across fork() and unblocked by the worker once its own handlers are in place: a TERM
 # sent to a worker that is still booting then waits for the worker instead of reaching the master's handler
-# the child inherited (which queued it in the child's copy of the master and lost it: the worker never stopped)
+# the child inherited (which queued it in the child's copy of the master: the worker never stopped)
 FORK_BLOCKED_SIGNALS = frozenset({
     signal.SIGHUP, signal.SIGQUIT, signal.SIGINT, signal.SIGTERM, signal.SIGTTIN, signal.SIGTTOU,
     signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGCHLD,
