@@ -115,6 +115,10 @@ def test_a_head_that_keeps_arriving_is_refused_past_client_max_header_size(stati
         reply = read_reply(sock)
         assert reply.status == 431
         assert closed(sock)
+    # a 40 KB head sent whole in one write (one read on the proxy's side): the same bound
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"GET /f.txt HTTP/1.1\r\nHost: x\r\n" + field * 40 + b"\r\n")
+        assert read_reply(sock).status == 431
     # a head under the cap that arrives in pieces is fine
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
         sock.sendall(b"GET /f.txt HTTP/1.1\r\nHost: x\r\n")

@@ -66,6 +66,7 @@ class ClientConnection(asyncio.Protocol):
         self.idle = False  # in server.idle: no byte of a request pending (new, or kept alive between requests)
         self.counted_address = False  # counted in server.per_address (max_connections_per_ip)
         self._head_bytes = 0  # bytes of the request head still arriving (client_max_header_size)
+        self._read_size = 0  # bytes of the last read: only a read past the cap can hold a head past it
 
     # -- asyncio callbacks ------------------------------------------------------------------------------
 
@@ -93,6 +94,7 @@ class ClientConnection(asyncio.Protocol):
         if self.head is None and not self._waiting_head:
             self._arm(self.state.settings.client_header_timeout, head=True)  # a new request began
         parser = self.parser
+        self._read_size = len(data)
         parser.feed(data)
         if not parser.events and parser.started:
             # a head still arriving holds memory: bound it (the parser's own bound is fields x field size)
@@ -166,6 +168,12 @@ class ClientConnection(asyncio.Protocol):
         self._waiting_head = False
         self.requests += 1
         self.state = self.server.state  # a request sees the config current when its head arrived
+        cap = self.state.settings.client_max_header_size
+        if cap and self._read_size > cap and head_size(head) > cap:
+            # a head that came whole in one large read is held to the same bound as one still arriving
+            self.route = None
+            self._refuse(431, "Request header fields too large")
+            return
         # Routes match the normalised path, as nginx's locations do, so no spelling of a path (%61, %2F,
         # //, /x/..) reaches a route other than the one its plain form reaches; what cannot be normalised
         # (a bad escape, a NUL, a climb above the root) is refused before anything goes upstream.
@@ -430,3 +438,8 @@ class ClientConnection(asyncio.Protocol):
                 self.abort()  # a TLS close waits for the peer's close_notify, which an idle client may never send
             else:
                 self.transport.close()  # type: ignore[union-attr]
+
+
+def head_size(head: RequestHead) -> int:
+    """The bytes a request head took on the wire, near enough: request line, fields, CRLFs."""
+    return len(head.method) + len(head.target) + 12 + sum(len(name) + len(value) + 4 for name, value in head.headers)
