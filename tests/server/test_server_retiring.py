@@ -8,12 +8,15 @@ are on their way; a request in progress is always answered.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
 import pytest
 from conftest import Server
 from rawhttp import Reader, closed_by_peer, get
+
+from wsgistack.server.heartbeat import Heartbeat
 
 SEQUENTIAL = {"event": 200, "thread": 500, "sync": 500}  # requests, each on a new connection, each
 # answered by a worker that then retires
@@ -46,6 +49,30 @@ def test_max_requests_1_loses_no_connection(start_server, worker_class):
     # every worker answered its one request and accepted nothing more: the next went to another worker
     assert len(set(pids)) == len(pids)
     assert len(re.findall(r"reached 1 requests", server.log())) >= SEQUENTIAL[worker_class] - 2
+
+
+def test_heartbeat_is_never_read_half_written():
+    """The master reads a worker's heartbeat while the worker writes it (another process, another core):
+    every read is a whole timestamp. struct.pack_into zeroed the value before writing it, so on a loaded
+    machine the master now and then read 0.0, took a busy sync worker of `--max-requests 1` for silent past
+    --timeout and killed it: the client saw its connection closed without an answer (1 in ~10,000)."""
+    heartbeat = Heartbeat()
+    start = heartbeat.last()
+    pid = os.fork()
+    if pid == 0:  # the worker's side: beat as fast as it can for a moment
+        try:
+            end = time.monotonic() + 0.3
+            while time.monotonic() < end:
+                heartbeat.beat()
+        finally:
+            os._exit(0)
+    reads = torn = 0
+    while not os.waitpid(pid, os.WNOHANG)[0]:
+        reads += 1
+        if heartbeat.last() < start:
+            torn += 1
+    heartbeat.close()
+    assert reads > 1000 and torn == 0, f"{torn} of {reads} reads saw a half-written heartbeat"
 
 
 @pytest.mark.parametrize("worker_class", ["event", "thread"])
