@@ -77,7 +77,9 @@ class GeventWorker(Worker):
         for server in servers:
             server.close()
         waited = 0.0
-        while self.open and waited < settings.graceful_timeout:
+        # the group, not self.open: a connection accepted just before the close has its greenlet spawned but
+        # not started yet (not in self.open); killing it with the group would drop a connection we accepted
+        while len(group) and waited < settings.graceful_timeout:
             self.heartbeat.beat()
             if waited >= STOP_GRACE_IDLE:
                 # idle keep-alive connections had their moment for a last request (answered with close)
