@@ -177,22 +177,21 @@ class ClientConnection(asyncio.Protocol):
         # Routes match the normalised path, as nginx's locations do, so no spelling of a path (%61, %2F,
         # //, /x/..) reaches a route other than the one its plain form reaches; what cannot be normalised
         # (a bad escape, a NUL, a climb above the root) is refused before anything goes upstream.
-        try:
-            target = split_target(head.target, head.method)
-            path = "/" if target.form == "asterisk" else normalize_path(target.path)
-        except HTTPError as error:
-            self.route = None
-            self._refuse(error.status, error.reason)
-            return
-        self.route = self.state.route_for(head.header("host"), path)
-        if target.form == "absolute" or (target.form == "origin" and path is not target.path):
-            static = self.route is not None and self.route.static is not None
-            decoded = unquote_to_bytes(target.path).decode("latin-1")
-            if target.form == "absolute" or static or decoded != path:
-                # sent on in origin-form; when the upstream would decode the raw path to another one (dot
-                # segments, repeated slashes), with the path the route matched: PATH_INFO is what was routed
-                sent = target.path if decoded == path and not static else encode_path(path)
-                head.target = sent + ("?" + target.query if target.query else "")
+        raw = head.target
+        if raw[:1] == "/" and "%" not in raw and "//" not in raw and "/." not in raw and "?" not in raw \
+                and "#" not in raw:
+            # the everyday target is its own normal form: nothing to split, decode or resolve
+            self.route = self.state.route_for(head.header("host"), raw)
+        else:
+            try:
+                target = split_target(raw, head.method)
+                path = "/" if target.form == "asterisk" else normalize_path(target.path)
+            except HTTPError as error:
+                self.route = None
+                self._refuse(error.status, error.reason)
+                return
+            self.route = self.state.route_for(head.header("host"), path)
+            self._send_normalised(head, target, path)
         self.body = RequestBody(self.state.settings.client_body_buffer_size)
         limit = self.route.body_limit if self.route is not None else 0
         if limit and head.content_length is not None and head.content_length > limit:
@@ -201,6 +200,17 @@ class ClientConnection(asyncio.Protocol):
         if head.expect_continue and self.route is not None:
             self.transport.write(CONTINUE)  # type: ignore[union-attr]
         self._arm(self.state.settings.client_body_timeout)
+
+    def _send_normalised(self, head: RequestHead, target, path: str) -> None:
+        """Rewrite the target sent upstream when the upstream would read another path than the routed one."""
+        if target.form == "absolute" or (target.form == "origin" and path is not target.path):
+            static = self.route is not None and self.route.static is not None
+            decoded = unquote_to_bytes(target.path).decode("latin-1")
+            if target.form == "absolute" or static or decoded != path:
+                # sent on in origin-form; when the upstream would decode the raw path to another one (dot
+                # segments, repeated slashes), with the path the route matched: PATH_INFO is what was routed
+                sent = target.path if decoded == path and not static else encode_path(path)
+                head.target = sent + ("?" + target.query if target.query else "")
 
     def _refuse(self, status: int, reason: str) -> None:
         """Answer an unreadable or oversized request and close, after a lingering read of what follows.
