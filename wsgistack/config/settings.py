@@ -67,7 +67,9 @@ class ServeSettings:
     threads: int = option(4, values.whole(1), "Threads per worker for the thread worker.", flags=("--threads",),
                           metavar="N")
     worker_connections: int = option(
-        1000, values.whole(1), "Most connections one thread worker holds open at once.",
+        1000, values.whole(1),
+        "Most connections one worker holds open (thread, event, gevent, tornado); at the cap a new client "
+        "closes the oldest idle one.",
         flags=("--worker-connections",), metavar="N",
     )
     backlog: int = option(2048, values.whole(1), "Length of the kernel's queue of pending connections.",
