@@ -53,10 +53,17 @@ class Reloader:
 
         threading.Thread(target=watch, name="wsgistack-reloader", daemon=True).start()
 
-    def wait_for_change(self, extra: str = "") -> str:
-        """Block until a loaded module's file, or a file named in `extra` (a traceback), changes."""
+    @staticmethod
+    def snapshot(extra: str = "") -> dict[str, float]:
+        """The files to watch after a failed import (loaded modules, and files named in the traceback
+        `extra`) with their modification times now: taken before the failure is reported, so a fix written
+        as soon as the report is seen still counts as a change."""
         paths = _module_files() | {p for p in re.findall(r'File "([^"]+)"', extra) if os.path.isfile(p)}
-        stamps = _mtimes(paths)
+        return _mtimes(paths)
+
+    def wait_for_change(self, stamps: dict[str, float]) -> str:
+        """Block until one of the files of a `snapshot` changes; returns its path."""
+        paths = set(stamps)
         while True:
             time.sleep(self.interval)
             for path, stamp in _mtimes(paths).items():

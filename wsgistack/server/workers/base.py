@@ -109,10 +109,11 @@ class Worker:
             except AppLoadError as exc:
                 if exc.details:
                     log.debug("%s", exc.details)
+                stamps = reloader.snapshot(exc.details) if reloader is not None else {}
                 self._report_boot(f"error {exc}")
                 if reloader is not None:
                     # development: wait for the broken file to be fixed instead of failing again every second
-                    reloader.wait_for_change(extra=exc.details)
+                    reloader.wait_for_change(stamps)
                     return 0
                 return EXIT_APP_LOAD_ERROR
         if reloader is not None:
