@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -124,3 +125,20 @@ def start_upstream(start_server: Callable[..., Server]) -> Callable[..., Server]
 def upstream_address(server: Server) -> str:
     """How a proxy config names an upstream server: 127.0.0.1:PORT or unix:PATH."""
     return f"unix:{server.socket_path}" if server.socket_path else f"127.0.0.1:{server.port}"
+
+
+def send_until_closed(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes to 127.0.0.1:port and read until the proxy closes the connection (or the deadline)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)

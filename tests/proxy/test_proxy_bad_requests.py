@@ -12,7 +12,7 @@ import time
 
 import pytest
 from conftest import wait_for
-from proxies import start_proxy, start_upstream, upstream_address
+from proxies import send_until_closed, start_proxy, start_upstream, upstream_address
 
 
 @pytest.fixture
@@ -25,19 +25,7 @@ def proxy_and_upstream(start_proxy, start_upstream):
 
 def exchange(proxy, data: bytes, timeout: float = 5.0) -> bytes:
     """Send raw bytes, read until the proxy closes the connection."""
-    with socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout) as sock:
-        sock.sendall(data)
-        chunks = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
+    return send_until_closed(proxy.port, data, timeout)
 
 
 BAD = [
