@@ -161,7 +161,9 @@ def test_environment_and_directory_arrive(tmp_path):
     async def scenario(sup):
         proc = sup.processes["env:env"]
         sup.start_autostart()
-        line = await until(lambda: bytes(proc.stdout.recent).strip(), what="output")
+        # the whole line: with PYTHONUNBUFFERED (set on this machine) print() writes its pieces one by one
+        await until(lambda: b"\n" in proc.stdout.recent, what="a line of output")
+        line = bytes(proc.stdout.recent).partition(b"\n")[0]
         assert line.decode() == f"hello world env {tmp_path}"
     run(scenario, settings)
 
@@ -190,7 +192,8 @@ def test_stopasgroup_reaches_grandchildren(tmp_path):
     async def scenario(sup):
         proc = sup.processes["tree:tree"]
         sup.start_autostart()
-        grandchild = int(await until(lambda: bytes(proc.stdout.recent).strip(), what="grandchild pid"))
+        await until(lambda: b"\n" in proc.stdout.recent, what="the grandchild's pid")
+        grandchild = int(bytes(proc.stdout.recent).partition(b"\n")[0])
         assert pid_alive(grandchild)
         proc.stop()
         await until(lambda: proc.state == S.STOPPED, what="STOPPED")
@@ -366,8 +369,8 @@ def test_user_and_umask(tmp_path):
     async def scenario(sup):
         proc = sup.processes["low:low"]
         sup.start_autostart()
-        line = await until(lambda: bytes(proc.stdout.recent).strip(), what="output")
-        uid, mask = line.decode().split()
+        await until(lambda: b"\n" in proc.stdout.recent, what="a line of output")
+        uid, mask = bytes(proc.stdout.recent).partition(b"\n")[0].decode().split()
         assert int(uid) == pwd.getpwnam("nobody").pw_uid
         assert mask == "0o27"
     run(scenario, settings)
