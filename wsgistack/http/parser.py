@@ -16,7 +16,7 @@ import httptools
 
 from wsgistack.http.chunk_lines import ChunkLines
 from wsgistack.http.errors import HTTPError
-from wsgistack.http.target import check_host, split_target
+from wsgistack.http.target import check_host, split_target, valid_hosts
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class RequestParser:
         # HTTP/1.x; on_headers_complete still answers 505 for any other major version
         self._parser.set_dangerous_leniencies(lenient_version=True)
         self._failed = False
-        self._in_head = False
+        self.started = False  # a request head has begun and is not complete (a plain attribute: asked per read)
         self._head_bytes = 0
         self._chunk_lines: ChunkLines | None = None  # set while a chunked body is framed by chunk_lines.py
         self._chunked_next = False  # a chunked head just ended: its body starts at the next byte
@@ -134,11 +134,6 @@ class RequestParser:
     # -- feeding ---------------------------------------------------------------------------------------
 
     @property
-    def started(self) -> bool:
-        """True while a request head has begun but is not complete."""
-        return self._in_head
-
-    @property
     def failed(self) -> bool:
         """True once a ParseError was queued: the connection must close after answering it."""
         return self._failed
@@ -147,7 +142,7 @@ class RequestParser:
         """Parse more bytes; events are appended to `self.events`. Never raises for bad input."""
         if self._failed or not data:
             return
-        if self._in_head:
+        if self.started:
             self._head_bytes += len(data)
             if self.limits.head_size and self._head_bytes > self.limits.head_size:
                 self._fail(431, "Request header fields too large")
@@ -161,13 +156,18 @@ class RequestParser:
         if self._chunk_lines is None and not self._body_left and not self._tail:
             found = data.find(_HEAD_END)
             if found < 0 or found == len(data) - 4:
-                # the usual feed: part of a head, or one head ending with the data
-                if self._feed_llhttp(data):
-                    if self._chunked_next:
-                        self._chunked_next = False
-                        self._chunk_lines = ChunkLines()
-                    elif found < 0:
-                        self._tail = data[-3:]
+                # the usual feed: part of a head, or one head ending with the data (llhttp called here, not
+                # through _feed_llhttp: a call less on every request)
+                try:
+                    self._parser.feed_data(data)
+                except _LLHTTP_STOPS as exc:
+                    self._llhttp_stopped(exc)
+                    return
+                if self._chunked_next:
+                    self._chunked_next = False
+                    self._chunk_lines = ChunkLines()
+                elif found < 0:
+                    self._tail = data[-3:]
                 return
         pos, end = 0, len(data)
         while pos < end and not self._failed:
@@ -204,18 +204,21 @@ class RequestParser:
         """Give bytes to llhttp; False when parsing must stop (an error, or an upgrade)."""
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # llhttp stops at an Upgrade or CONNECT; a WSGI app cannot take the connection over, so the
-            # request is answered as ordinary HTTP and the connection closed after it (see on_headers_complete).
-            return False
-        except httptools.HttpParserCallbackError:
-            error = self._pending_error or HTTPError(400, "Bad request")
-            self._fail(error.status, error.reason)
-            return False
-        except httptools.HttpParserError as exc:
-            self._fail(400, _describe(exc))
+        except _LLHTTP_STOPS as exc:
+            self._llhttp_stopped(exc)
             return False
         return True
+
+    def _llhttp_stopped(self, exc: Exception) -> None:
+        if isinstance(exc, httptools.HttpParserUpgrade):
+            # llhttp stops at an Upgrade or CONNECT; a WSGI app cannot take the connection over, so the
+            # request is answered as ordinary HTTP and the connection closed after it (see on_headers_complete).
+            return
+        if isinstance(exc, httptools.HttpParserCallbackError):
+            error = self._pending_error or HTTPError(400, "Bad request")
+            self._fail(error.status, error.reason)
+            return
+        self._fail(400, _describe(exc))
 
     def next_event(self) -> Event | None:
         """The next event, or None when more bytes are needed."""
@@ -241,7 +244,7 @@ class RequestParser:
 
     def on_message_begin(self) -> None:
         self._reset_message()
-        self._in_head = True
+        self.started = True
         self._head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
@@ -305,7 +308,7 @@ class RequestParser:
             self._reject(400, "More than one Host header")  # RFC 9112 §3.2, whatever the version
         if version == "1.1" and hosts == 0:
             self._reject(400, "An HTTP/1.1 request needs a Host header")
-        if hosts:
+        if hosts and host not in valid_hosts:  # the cache asked here: a call less on every request
             self._check(check_host, host)
         if method == "CONNECT":
             self._reject(405, "CONNECT is not supported")
@@ -331,7 +334,7 @@ class RequestParser:
         self._head_done = True
         self._chunked_next = chunked and not upgrade
         self._body_left = content_length or 0 if not upgrade else 0
-        self._in_head = False
+        self.started = False
         self.events.append(RequestHead(
             method=method,
             target=target,
@@ -352,12 +355,14 @@ class RequestParser:
         self.events.append(BodyData(bytes(body)))
 
     def on_message_complete(self) -> None:
-        self._in_head = False
+        self.started = False
         self._head_bytes = 0
         self.events.append(EndOfMessage())
 
 
 _HEAD_END = b"\r\n\r\n"
+# what llhttp raises to stop: an upgrade is not one of its parse errors
+_LLHTTP_STOPS = (httptools.HttpParserError, httptools.HttpParserUpgrade)
 
 
 def _end_of_head(data: bytes, pos: int, tail: bytes) -> int:

@@ -124,18 +124,25 @@ class ResponseParser:
             return
         if self._failed:
             return
-        data = bytes(data)
-        view = memoryview(data)
+        if type(data) is not bytes:
+            data = bytes(data)
+        view = None
+        size = len(data)
         head_before = self._head
         pos = 0
         # llhttp does not say where in a buffer it stopped, so it gets pieces that end wherever a head or
         # the message may end: once the response is complete, the rest of the buffer is known to be extra
-        while pos < len(data) and not (self._complete or self._failed):
+        while pos < size and not (self._complete or self._failed):
             end = self._next_split(data, pos)
-            self._feed_piece(view[pos:end])
-            self._tail = (self._tail + data[max(pos, end - 3):end])[-3:]
+            if pos == 0 and end == size:
+                self._feed_piece(data)
+            else:
+                if view is None:
+                    view = memoryview(data)  # pieces without copies: a body may be large
+                self._feed_piece(view[pos:end])
+            self._tail = data[end - 3:end] if end - pos >= 3 else (self._tail + data[pos:end])[-3:]
             pos = end
-        if self._complete and pos < len(data):
+        if self._complete and pos < size:
             self._extra = True
             if self._head is not head_before:  # queued by this feed, so nobody has read it yet
                 self._head.keep_alive = False
@@ -157,14 +164,15 @@ class ResponseParser:
             return min(len(data), pos + max(self._remaining, 1))
         if self._framing is _Framing.CLOSE:
             return len(data)
-        window = self._tail + data[pos:pos + 3]
-        found = window.find(_BLANK_LINE)
-        if found >= 0:
-            return pos + found + len(_BLANK_LINE) - len(self._tail)
+        tail = self._tail
+        if tail:  # a blank line may have begun in the bytes fed before
+            found = (tail + data[pos:pos + 3]).find(_BLANK_LINE)
+            if found >= 0:
+                return pos + found + len(_BLANK_LINE) - len(tail)
         found = data.find(_BLANK_LINE, pos)
         return len(data) if found < 0 else found + len(_BLANK_LINE)
 
-    def _feed_piece(self, piece: memoryview) -> None:
+    def _feed_piece(self, piece: bytes | memoryview) -> None:
         if self._framing is _Framing.HEAD:
             # counted before llhttp sees it: llhttp buffers an unfinished field value itself
             self._head_bytes += len(piece)

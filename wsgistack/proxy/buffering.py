@@ -24,10 +24,13 @@ class Spool:
     producer is expected to wait, which is how a buffered response falls back to backpressure.
     """
 
-    def __init__(self, memory_limit: int, file_limit: int | None = None, prefix: str = "wsgistack-"):
+    prefix = "wsgistack-"  # of the temporary file's name
+
+    def __init__(self, memory_limit: int, file_limit: int | None = None, prefix: str | None = None):
         self.memory_limit = memory_limit
         self.file_limit = file_limit
-        self.prefix = prefix
+        if prefix is not None:
+            self.prefix = prefix
         self.size = 0  # every byte ever added
         self.pending = 0  # bytes added and not taken yet
         self._pieces: deque[bytes] = deque()
@@ -92,8 +95,7 @@ class Spool:
 class RequestBody(Spool):
     """The body of one request, collected whole and then read again from its start for each attempt."""
 
-    def __init__(self, memory_limit: int):
-        super().__init__(memory_limit, prefix="wsgistack-body-")
+    prefix = "wsgistack-body-"  # Spool's __init__ as it is: one made for every request
 
     def add(self, data: bytes) -> None:
         """Append a piece; past the memory limit everything moves to the temporary file."""

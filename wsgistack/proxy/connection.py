@@ -61,7 +61,7 @@ class ClientConnection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
         self.exchange: Exchange | None = None
-        self._started = self._begin = 0.0  # wall and monotonic time the request's answer began
+        self._started = self.begun = 0.0  # wall and monotonic time the request's answer began
         self._held: tuple[LimitConn, str | None] | None = None  # the limit_conn slot this request occupies
         self.idle = False  # in server.idle: no byte of a request pending (new, or kept alive between requests)
         self.counted_address = False  # counted in server.per_address (max_connections_per_ip)
@@ -89,8 +89,9 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.lingering:
             return  # the rest of a refused request: read and dropped until the client stops or time is up
-        if self.idle:
-            self.server.leave_idle(self)
+        if self.idle:  # server.leave_idle, inlined: once a request
+            self.idle = False
+            del self.server.idle[self]
         if self.head is None and not self._waiting_head:
             self._arm(self.state.settings.client_header_timeout, head=True)  # a new request began
         parser = self.parser
@@ -297,7 +298,7 @@ class ClientConnection(asyncio.Protocol):
         """Answer the complete request: limits, then the route's handler (an Exchange, or a task)."""
         head, route = self.head, self.route
         assert head is not None
-        self._started, self._begin = time.time(), time.monotonic()
+        self._started, self.begun = time.time(), time.monotonic()
         keep_alive = head.keep_alive and not self.server.stopping
         try:
             if route is None:
@@ -391,7 +392,7 @@ class ClientConnection(asyncio.Protocol):
             limiter.release(key)
         if self.body is not None:
             self.body.close()
-        self._log(status, sent, self._started, time.monotonic() - self._begin, fields or {})
+        self._log(status, sent, self._started, time.monotonic() - self.begun, fields or {})
         self._finish(keep_alive)
 
     def send_error(self, status: int, reason: str, head: RequestHead, keep_alive: bool,
@@ -423,7 +424,8 @@ class ClientConnection(asyncio.Protocol):
         self._arm(self.state.settings.keepalive_timeout)
         self._process()  # a pipelined request may already be parsed
         if not self.busy and not self.closed and self.head is None and not self.parser.started:
-            self.server.enter_idle(self)
+            self.idle = True  # server.enter_idle, inlined: once a request
+            self.server.idle[self] = None
 
     def _log(self, status: int, sent: int, started: float, duration: float, fields: dict) -> None:
         access_log = self.server.access_log

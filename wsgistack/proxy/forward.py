@@ -53,7 +53,6 @@ _SMALL_BODY = 64 * 1024  # bodies up to this go out in the same write as the hea
 _FIRST_RETRY = 0.025  # a held request's first connect retry; the wait doubles up to _RETRY_EVERY
 _RETRY_EVERY = 0.25
 _MAX_CUTS = 2  # connections cut before any answer after which an idempotent request is no longer held
-_ACCEL_BUFFERING = "x-accel-buffering"
 
 
 class ClientGone(Exception):
@@ -95,7 +94,7 @@ class Exchange:
         self.connecting: asyncio.Task[None] | None = None
         self.sending: asyncio.Task[None] | None = None
         self.done = False
-        self.started = time.monotonic()
+        self.started = client.begun  # when the request was complete (monotonic): held connects count from it
         buffering = route.settings.buffering
         self.buffering = state.settings.buffering if buffering is None else buffering
 
@@ -309,25 +308,19 @@ class Exchange:
         client, head = self.client, self.head
         state = client.state
         headers = response.headers
-        for name, value in headers:
-            if len(name) == 17 and name.lower() == _ACCEL_BUFFERING:  # the app's say, for this response only
-                answer = value.strip().lower()
-                if answer in ("yes", "no"):
-                    self.buffering = answer == "yes"
-                # nginx strips it: it is a word to the proxy, not to the client
-                headers = [field for field in headers if field[0].lower() != _ACCEL_BUFFERING]
-                break
         if state.gzip.enabled and head.header("accept-encoding"):
             headers = response_headers(headers)
             if should_compress(state.gzip, head.method, response.status, head.headers, headers):
                 headers = gzip_headers(headers)
                 self.gzip = GzipStream(state.gzip.level)
         try:
-            data, self.framing, self.keep_alive = client_response_head(
+            data, self.framing, self.keep_alive, accel = client_response_head(
                 response.status, response.reason, headers, head.method, head.version, self.keep_alive, self.rid)
         except ValueError:
             self._bad_response("invalid Content-Length")
             return
+        if accel in ("yes", "no"):  # X-Accel-Buffering: the app's say, for this response only
+            self.buffering = accel == "yes"
         self.out.append(data)
 
     def _flush(self) -> None:

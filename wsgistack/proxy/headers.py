@@ -27,9 +27,13 @@ _FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-hos
                         "x-real-ip", "x-request-id", "forwarded", "content-length", "expect", "host"})
 _SPECIAL = HOP_BY_HOP | _FORWARDED  # request fields the proxy drops or rewrites
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_UPSTREAM_LIMITS = Limits()  # what `wsgistack serve` accepts by default
+_UPSTREAM_LIMITS = Limits()  # what `wsgistack serve` accepts by default (0 would be no limit)
 # Host, X-Forwarded-For/-Proto/-Host/-Port and X-Request-ID: always sent, whatever the client sent
 _ADDED_FIELDS = 6
+# the most lines (request line and kept fields) and the longest values that still fit those limits
+_ROOM_FOR_FIELDS = (_UPSTREAM_LIMITS.fields or 1 << 30) + 1 - _ADDED_FIELDS
+_ROOM_FOR_XFF = (_UPSTREAM_LIMITS.field_size or 1 << 30) - len("X-Forwarded-For")
+_ROOM_FOR_XFH = (_UPSTREAM_LIMITS.field_size or 1 << 30) - len("X-Forwarded-Host")
 
 
 class UpstreamHeadTooLarge(Exception):
@@ -109,11 +113,9 @@ def upstream_request_head(
     else:
         forwarded_for = client_ip
         proto = host = port = None
-    limits = _UPSTREAM_LIMITS
-    if limits.fields and len(out) - 1 + _ADDED_FIELDS + (body_length is not None) > limits.fields:
+    if len(out) + (body_length is not None) > _ROOM_FOR_FIELDS:
         raise UpstreamHeadTooLarge("Too many request header fields")
-    if limits.field_size and max(len(forwarded_for) + 15, len(host or original_host or default_host) + 16) \
-            > limits.field_size:  # 15, 16: len("X-Forwarded-For"), len("X-Forwarded-Host")
+    if len(forwarded_for) > _ROOM_FOR_XFF or len(host or original_host or default_host) > _ROOM_FOR_XFH:
         raise UpstreamHeadTooLarge("Request header field too large")
     out.append(f"Host: {original_host or default_host}\r\nX-Forwarded-For: {forwarded_for}\r\n"
                f"X-Forwarded-Proto: {proto or scheme}\r\nX-Forwarded-Host: {host or original_host or default_host}"
@@ -136,10 +138,12 @@ def response_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def client_response_head(status: int, reason: str, headers: list[tuple[str, str]], method: str, version: str,
-                         keep_alive: bool, rid: str) -> tuple[bytes, Framing, bool]:
-    """The head sent to the client for an upstream's response, its body framing, and keep-alive after it.
+                         keep_alive: bool, rid: str) -> tuple[bytes, Framing, bool, str | None]:
+    """The head sent to the client for an upstream's response, its body framing, keep-alive after it, and
+    the app's X-Accel-Buffering word ("yes", "no", lower-cased; None without one).
 
-    Hop-by-hop fields are dropped here (and those a Connection field names, through response_headers).
+    Hop-by-hop fields are dropped here (and those a Connection field names, through response_headers), and
+    X-Accel-Buffering, as nginx does: it is a word to the proxy, not to the client.
 
     Unlike the server's build_head this does not re-check names and values: llhttp already refused any
     response whose fields are not tokens and clean values, and this runs once per proxied request.
@@ -147,6 +151,7 @@ def client_response_head(status: int, reason: str, headers: list[tuple[str, str]
     out = [f"HTTP/1.1 {status} {reason}\r\n"]
     length = None
     has_date = has_server = has_rid = False
+    buffering = None
     for name, value in headers:
         lower = name.lower()
         if lower in HOP_BY_HOP:
@@ -164,6 +169,10 @@ def client_response_head(status: int, reason: str, headers: list[tuple[str, str]
             has_server = True
         elif lower == "x-request-id":
             has_rid = True
+        elif lower == "x-accel-buffering":
+            if buffering is None:
+                buffering = value.strip().lower()
+            continue
         out.append(f"{name}: {value}\r\n")
     framing = choose_framing(status, method, length, version)
     keep_alive = keep_alive and framing.mode != "close"
@@ -171,4 +180,4 @@ def client_response_head(status: int, reason: str, headers: list[tuple[str, str]
         out.append(f"X-Request-ID: {rid}\r\n")
     out.append(closing_fields(framing, keep_alive, version, has_date, has_server))
     out.append("\r\n")
-    return "".join(out).encode("latin-1"), framing, keep_alive
+    return "".join(out).encode("latin-1"), framing, keep_alive, buffering
