@@ -3,6 +3,10 @@
 Formats are templates of nginx variable names ($remote_addr, $status, $http_user_agent, ...), compiled
 once at start so that an unknown variable is a config error, not a surprise at the first request. Lines are
 written with one os.write on an O_APPEND descriptor, so lines of several workers never interleave.
+
+Templates of gunicorn's `access_log_format` atoms (%(h)s, %(r)s, %({x-real-ip}i)s, ...) are accepted too, for
+users who bring their gunicorn settings along: a template with at least one such atom is read as gunicorn's
+(where `$` is plain text and `%%` a literal `%`) and translated into the same pieces as an nginx template.
 """
 
 from __future__ import annotations
@@ -121,19 +125,121 @@ def _getter(name: str) -> Callable[[AccessRecord], Any]:
                       f"(known: {', '.join(sorted(_GETTERS))}, $http_NAME)")
 
 
-def compile_format(spec: str, json_fields: tuple[str, ...] = JSON_FIELDS) -> Callable[[AccessRecord], str]:
-    """A function that formats a record as one line (without newline), for a format name or template."""
-    if spec == "json":
-        getters = [(name, _getter(name)) for name in json_fields]
-        return lambda r: json.dumps({name: get(r) for name, get in getters}, ensure_ascii=True)
-    template = FORMATS.get(spec, spec)
-    pieces: list[str | Callable[[AccessRecord], Any]] = []
+class FormatError(ConfigError, ValueError):
+    """A format the access log cannot write: a ConfigError for the config layers, a ValueError for callers."""
+
+
+Piece = str | Callable[[AccessRecord], Any]
+
+# gunicorn's atoms (its documented meanings) that are an nginx variable of _GETTERS under another name
+_GUNICORN_AS_NGINX = {
+    "h": "remote_addr", "u": "remote_user", "r": "request", "m": "request_method", "U": "uri", "q": "args",
+    "H": "server_protocol", "s": "status", "B": "body_bytes_sent", "f": "http_referer", "a": "http_user_agent",
+    "p": "pid",
+}
+
+
+def _decimal_seconds(duration: float) -> str:
+    micro = int(duration * 1_000_000)
+    return f"{micro // 1_000_000}.{micro % 1_000_000:06d}"
+
+
+# the others: times as gunicorn writes them (T, M, D truncated; L with six decimals), b '-' for no bytes (CLF)
+_GUNICORN_OWN: dict[str, list[Piece]] = {
+    "l": ["-"],
+    "t": ["[", _GETTERS["time_local"], "]"],
+    "b": [lambda r: r.body_bytes or "-"],
+    "T": [lambda r: int(r.duration)],
+    "M": [lambda r: int(r.duration * 1000)],
+    "D": [lambda r: int(r.duration * 1_000_000)],
+    "L": [lambda r: _decimal_seconds(r.duration)],
+}
+# %(name)s, %% or any other `%(`: Python's %-formatting, which gunicorn applies to its template
+_ATOM = re.compile(r"%\(([^)]*)\)s|%%|%\([^)]*\)?\S?")
+_HAS_ATOM = re.compile(r"%\([^)]*\)s")
+
+
+def _request_header(name: str) -> Callable[[AccessRecord], Any]:
+    key = name.upper().replace("-", "_")
+    if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):  # in a WSGI environ without HTTP_; the proxy's view has both
+        other = "HTTP_" + key
+        return lambda r: r.environ.get(key) or r.environ.get(other) or "-"
+    key = "HTTP_" + key
+    return lambda r: r.environ.get(key) or "-"
+
+
+def _environ_entry(name: str) -> Callable[[AccessRecord], Any]:
+    # gunicorn matches these names without regard to case: REMOTE_PORT as remote_port, wsgi.url_scheme as is
+    keys = tuple(dict.fromkeys((name, name.upper(), name.lower())))
+
+    def get(r: AccessRecord) -> Any:
+        for key in keys:
+            value = r.environ.get(key)
+            if value is not None:
+                return value
+        return "-"
+    return get
+
+
+def _gunicorn_atom(atom: str) -> list[Piece]:
+    if atom in _GUNICORN_AS_NGINX:
+        return [_getter(_GUNICORN_AS_NGINX[atom])]
+    if atom in _GUNICORN_OWN:
+        return _GUNICORN_OWN[atom]
+    if len(atom) > 3 and atom[0] == "{" and atom[-2] == "}" and atom[-1] in "ioe":
+        name = atom[1:-2]
+        if atom[-1] == "i":
+            return [_request_header(name)]
+        if atom[-1] == "e":
+            return [_environ_entry(name)]
+        return ["-"]  # {name}o: AccessRecord carries no response headers, so '-' as for a missing one
+    raise FormatError(f"--access-log-format: unknown gunicorn atom %({atom})s "
+                      f"(known: {' '.join(sorted(_GUNICORN_AS_NGINX.keys() | _GUNICORN_OWN.keys()))}, "
+                      f"{{NAME}}i, {{NAME}}o, {{NAME}}e)")
+
+
+def _gunicorn_pieces(template: str) -> list[Piece]:
+    pieces: list[Piece] = []
+    position = 0
+    for match in _ATOM.finditer(template):
+        pieces.append(template[position:match.start()])
+        if match.group(1) is not None:
+            pieces.extend(_gunicorn_atom(match.group(1)))
+        elif match.group() == "%%":
+            pieces.append("%")
+        else:
+            raise FormatError(f"--access-log-format: unsupported {match.group()} "
+                              f"(gunicorn atoms are written %(NAME)s, a literal % as %%)")
+        position = match.end()
+    pieces.append(template[position:])
+    # adjacent texts as one piece: fewer steps per line
+    merged: list[Piece] = []
+    for piece in pieces:
+        if piece.__class__ is str and merged and merged[-1].__class__ is str:
+            merged[-1] += piece  # type: ignore[operator]
+        elif piece != "":
+            merged.append(piece)
+    return merged
+
+
+def _nginx_pieces(template: str) -> list[Piece]:
+    pieces: list[Piece] = []
     position = 0
     for match in _VARIABLE.finditer(template):
         pieces.append(template[position:match.start()])
         pieces.append(_getter(match.group(1).strip("{}")))
         position = match.end()
     pieces.append(template[position:])
+    return pieces
+
+
+def compile_format(spec: str, json_fields: tuple[str, ...] = JSON_FIELDS) -> Callable[[AccessRecord], str]:
+    """A function that formats a record as one line (without newline), for a format name or template."""
+    if spec == "json":
+        getters = [(name, _getter(name)) for name in json_fields]
+        return lambda r: json.dumps({name: get(r) for name, get in getters}, ensure_ascii=True)
+    template = FORMATS.get(spec, spec)
+    pieces = _gunicorn_pieces(template) if _HAS_ATOM.search(template) else _nginx_pieces(template)
 
     def render(record: AccessRecord) -> str:
         out = []
