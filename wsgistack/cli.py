@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from wsgistack import __version__
 from wsgistack.config.errors import ConfigError
-from wsgistack.config.loader import add_serve_arguments, load_serve_settings
+from wsgistack.config.loader import add_serve_arguments, check_tables, load_serve_settings
 from wsgistack.config.settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -175,13 +177,8 @@ def _config(args: dict[str, Any]) -> int:
     return 0
 
 
-# the tables wsgistack.toml may hold; `config check` refuses others, which are typos ([sever])
-_TOML_TABLES = ("serve", "proxy", "supervisor", "programs")
-
-
 def _check_config(path: str) -> tuple[ProgramSettings, ...]:
     """Load `path` as `serve` and `supervise` would: its processes, or a ConfigError."""
-    import difflib
     from pathlib import Path
 
     if not Path(path).is_file():
@@ -190,16 +187,10 @@ def _check_config(path: str) -> tuple[ProgramSettings, ...]:
         from wsgistack.supervisor.ini import load_ini
 
         return load_ini(path).programs
-    from wsgistack.supervisor.toml_config import load_toml, read_document, table_lines
+    from wsgistack.supervisor.toml_config import load_toml, read_document
 
     text, document = read_document(path)
-    for key in document:
-        if key not in _TOML_TABLES:
-            line = table_lines(text, (key,)).get("")
-            guess = difflib.get_close_matches(key, _TOML_TABLES, n=1)
-            hint = f"; did you mean [{guess[0]}]?" if guess else ""
-            raise ConfigError(f"{path}{f':{line}' if line else ''}: [{key}]: unknown table (known: [serve], "
-                              f"[proxy], [supervisor], [programs.NAME]){hint}")
+    check_tables(path, text, document)
     if "serve" in document:
         # the file alone is checked: no WSGISTACK_* variables, and the app may be left to the command line
         table = document["serve"]
@@ -236,13 +227,17 @@ def settings_as_toml(settings: ServeSettings) -> str:
 
 def _serve(args: dict[str, Any]) -> int:
     check = args.pop("check_config", False)
+    started_in = Path.cwd()
     settings = load_serve_settings(args)
     if check:
         sys.stdout.write(settings_as_toml(settings))
         return 0
     from wsgistack.server.arbiter import serve  # not needed for --help or --check-config
 
-    return serve(settings, reload_settings=lambda: load_serve_settings(args))
+    if settings.chdir:
+        os.chdir(settings.chdir)  # before the app is imported: it is found in that folder (validated to exist)
+    # a reload (HUP) reads the files named on the command line from where the server was started
+    return serve(settings, reload_settings=lambda: load_serve_settings(args, cwd=started_in))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

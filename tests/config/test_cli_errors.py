@@ -160,7 +160,7 @@ def test_toml_unknown_key(tmp_path):
     path = tmp_path / "wsgistack.toml"
     path.write_text('[serve]\nworkers = 2\nworkerz = 3\n')
     line = one_error_line(run(tmp_path, "serve", "app:app"))
-    assert line == f"wsgistack serve: error: {path}:3: serve.workerz: unknown setting"
+    assert line == f"wsgistack serve: error: {path}:3: serve.workerz: unknown setting; did you mean 'workers'?"
 
 
 @pytest.mark.parametrize(

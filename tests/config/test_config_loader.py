@@ -215,6 +215,7 @@ umask = 0o022
 user = ""
 group = ""
 proc-name = "web"
+chdir = "/tmp"
 """
     write(tmp_path, body)
     settings = load(tmp_path, ())
@@ -224,18 +225,28 @@ proc-name = "web"
         max_requests=1000, max_requests_jitter=50, limit_request_line=0, limit_request_fields=0,
         limit_request_field_size=0, max_body_size=1 << 20, access_log="-", access_log_format="json",
         error_log="/tmp/error.log", log_level="warning", pid="/tmp/w.pid", preload=True, reload=False,
-        forwarded_allow_ips=("*",), umask=0o22, user=None, group=None, proc_name="web",
+        forwarded_allow_ips=("*",), umask=0o22, user=None, group=None, proc_name="web", chdir="/tmp",
     )
     assert set(FIELDS) == {line.split(" =")[0].replace("-", "_") for line in body.splitlines()[1:] if line}
 
 
-def test_other_tables_are_ignored(tmp_path):
-    write(tmp_path, '[tool]\nanything = 1\n[serve]\nworkers = 2\n[serve-extra]\nx = 1\n')
-    assert load(tmp_path).workers == 2
+@pytest.mark.parametrize(("body", "line", "table", "hint"), [
+    ('[server]\nworkers = 2\n', 1, "server", "; did you mean [serve]?"),
+    ('[serve]\nworkers = 2\n[serve-extra]\nx = 1\n', 3, "serve-extra", "; did you mean [serve]?"),
+    ('workers = 2\n[serve]\n', 1, "workers", ""),
+    ('[serve]\nworkers = 2\n[tool.black]\nx = 1\n', 3, "tool", ""),
+])
+def test_other_tables_are_refused_with_their_line(tmp_path, body, line, table, hint):
+    # a misspelt table would otherwise be ignored and its settings silently not applied
+    path = write(tmp_path, body)
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path)
+    assert str(caught.value) == (f"{path}:{line}: [{table}]: unknown table (known: [serve], [proxy], "
+                                 f"[supervisor], [programs.NAME]){hint}")
 
 
 def test_file_without_a_serve_table_gives_defaults(tmp_path):
-    write(tmp_path, '# nothing to serve here\n[other]\nworkers = "not read"\n')
+    write(tmp_path, '# nothing to serve here\n[proxy]\nworkers = 4\n')
     assert load(tmp_path).workers == FIELDS["workers"].default
 
 
@@ -255,7 +266,7 @@ def test_unknown_key_names_file_line_and_key(tmp_path):
 
 def test_unknown_quoted_key_names_its_line(tmp_path):
     path = write(tmp_path, '[serve]\n"wrokers" = 2\n')
-    assert config_error(tmp_path) == f"{path}:2: serve.wrokers: unknown setting"
+    assert config_error(tmp_path) == f"{path}:2: serve.wrokers: unknown setting; did you mean 'workers'?"
 
 
 def test_cli_only_names_are_not_settings_in_the_file(tmp_path):
@@ -299,11 +310,11 @@ def test_error_line_is_right_after_blank_lines(tmp_path):
 
 def test_unknown_key_line_is_right_after_a_blank_line(tmp_path):
     path = write(tmp_path, '[serve]\napp = "a:b"\nworkers = 2\n\nwrokers = 3\n')
-    assert config_error(tmp_path) == f"{path}:5: serve.wrokers: unknown setting"
+    assert config_error(tmp_path) == f"{path}:5: serve.wrokers: unknown setting; did you mean 'workers'?"
 
 
 def test_error_line_ignores_the_same_key_in_another_table(tmp_path):
-    path = write(tmp_path, '[other]\nworkers = 1\n[serve]\napp = "a:b"\nworkers = "abc"\n')
+    path = write(tmp_path, '[proxy]\nworkers = 1\n[serve]\napp = "a:b"\nworkers = "abc"\n')
     assert config_error(tmp_path).startswith(f"{path}:5: serve.workers: ")
 
 

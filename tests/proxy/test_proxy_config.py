@@ -150,7 +150,7 @@ def test_a_file_that_is_not_toml_names_the_file_and_line(tmp_path, mode):
 
 
 def test_proxy_that_is_not_a_table(tmp_path):
-    (tmp_path / "wsgistack.toml").write_text('title = "x"\nproxy = "yes"\n')
+    (tmp_path / "wsgistack.toml").write_text('\nproxy = "yes"\n')
     message = one_error_line(run(tmp_path, "proxy", "-c", "wsgistack.toml", "--check-config"))
     assert message.startswith("wsgistack proxy: error: wsgistack.toml:2: proxy: must be a table"), message
 

@@ -30,7 +30,7 @@ class Address:
 
 
 def parse_address(text: str) -> Address:
-    """HOST:PORT, [IPv6]:PORT, :PORT, PORT, unix:PATH or fd://N."""
+    """HOST:PORT, [IPv6]:PORT, :PORT, PORT, http://HOST[:PORT][/], unix:PATH or fd://N."""
     raw = text.strip()
     if raw.startswith("unix:"):
         path = raw[5:]
@@ -43,6 +43,18 @@ def parse_address(text: str) -> Address:
             return Address("fd", fd=int(raw[5:]))
         except ValueError:
             raise ConfigError(f"--bind {text!r}: fd:// needs a descriptor number") from None
+    scheme, sep, rest = raw.partition("://")
+    if sep:
+        # a URL as gunicorn's bind and nginx's proxy_pass are often written: http://HOST:PORT[/]
+        if scheme.lower() not in ("http", "tcp"):
+            raise ConfigError(f"--bind {text!r}: {scheme}:// is not supported here "
+                              f"(write HOST:PORT, http://HOST:PORT, unix:PATH or fd://N)")
+        rest = rest.removesuffix("/")
+        if "/" in rest or "?" in rest or "#" in rest:
+            raise ConfigError(f"--bind {text!r}: an address has no path (write http://HOST:PORT)")
+        if ":" not in rest.rpartition("]")[2]:
+            rest += ":80" if scheme.lower() == "http" else ""  # http's own port, as in any URL
+        raw = rest
     if raw.startswith("["):
         host, sep, port = raw[1:].partition("]:")
         if not sep:
@@ -54,6 +66,8 @@ def parse_address(text: str) -> Address:
         if not sep:
             host, port = raw, "8000"
         host = host or "0.0.0.0"
+    if not host or any(char in host for char in "/?#@ \t"):
+        raise ConfigError(f"--bind {text!r}: {host!r} is not a host name or address")
     try:
         number = int(port)
         if not 0 <= number <= 65535:

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import grp
 import importlib.util
 import os
 import pwd
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from wsgistack.config.addresses import parse_address
 from wsgistack.config.errors import ConfigError
+from wsgistack.config.gunicorn import read_gunicorn_config
 from wsgistack.config.settings import WORKER_EXTRAS, ServeSettings
 
 ENV_PREFIX = "WSGISTACK_"
@@ -74,10 +76,41 @@ def read_toml_table(path: Path, table: str) -> tuple[dict[str, Any], str]:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    check_tables(path, text, document)
     section = document.get(table, {})
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: '{table}' must be a table ([{table}])")
     return section, text
+
+
+# the tables of wsgistack.toml; anything else at the top is a typo that would otherwise be ignored
+TABLES = ("serve", "proxy", "supervisor", "programs")
+
+
+def check_tables(path: Path | str, text: str, document: Mapping[str, Any]) -> None:
+    """Refuse a top-level table or key of wsgistack.toml that no part of wsgistack reads."""
+    for name in document:
+        if name not in TABLES:
+            line = _line_of_table(text, name)
+            guess = difflib.get_close_matches(name, TABLES, n=1)
+            hint = f"; did you mean [{guess[0]}]?" if guess else ""
+            raise ConfigError(f"{path}{f':{line}' if line else ''}: [{name}]: unknown table (known: [serve], "
+                              f"[proxy], [supervisor], [programs.NAME]){hint}")
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """'; did you mean 'x'?' for the nearest known name, or ''."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _line_of_table(text: str, name: str) -> int | None:
+    """The line of `[name]`, `[name.x]`, `[[name]]` or a top-level `name = ...`."""
+    pattern = re.compile(rf"^[ \t]*(\[\[?[ \t]*[\"']?{re.escape(name)}[\"']?[ \t]*[.\]]|[\"']?{re.escape(name)}[\"']?[ \t]*=)")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if pattern.match(line):
+            return number
+    return None
 
 
 def _line_of(text: str, table: str, key: str) -> int | None:
@@ -115,14 +148,17 @@ def load_serve_settings(
     chosen: dict[str, Any] = {}
 
     path = find_config_file(cli, environ, cwd)
-    if path is not None:
+    if path is not None and path.suffix == ".py":
+        for name, raw in read_gunicorn_config(path).items():
+            chosen[name] = _parse(fields[name], raw, f"{path}: gunicorn setting for {name}")
+    elif path is not None:
         table, text = read_toml_table(path, "serve")
         for key, raw in table.items():
             name = key.replace("-", "_")
             line = _line_of(text, "serve", key)
             where = f"{path}:{line}: serve.{key}" if line else f"{path}: serve.{key}"
             if name not in fields:
-                raise ConfigError(f"{where}: unknown setting")
+                raise ConfigError(f"{where}: unknown setting{did_you_mean(name, fields)}")
             if name in chosen:
                 raise ConfigError(f"{where}: set twice (as dashes and as underscores)")
             chosen[name] = _parse(fields[name], raw, where)
@@ -142,6 +178,8 @@ def load_serve_settings(
             chosen[name] = _parse(fields[name], raw, flag)
 
     settings = ServeSettings(**chosen)
+    if settings.chdir is not None and not os.path.isabs(settings.chdir):
+        settings = settings.replace(chdir=str(cwd / settings.chdir))  # a reload reads it from the new folder
     validate(settings)
     return settings
 
@@ -152,6 +190,8 @@ def validate(settings: ServeSettings) -> None:
         raise ConfigError("no app given: wsgistack serve MODULE:NAME (or 'app' in the [serve] table)")
     for text in settings.bind:
         parse_address(text)
+    if settings.chdir is not None and not os.path.isdir(settings.chdir):
+        raise ConfigError(f"--chdir {settings.chdir}: no such folder")
     package = WORKER_EXTRAS.get(settings.worker_class)
     if package is not None and importlib.util.find_spec(package) is None:
         raise ConfigError(f"--worker-class {settings.worker_class}: needs {package}; "

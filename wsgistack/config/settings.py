@@ -15,6 +15,10 @@ from wsgistack.config import values
 
 WORKER_CLASSES = ("sync", "thread", "event", "gevent", "tornado")
 WORKER_EXTRAS = {"gevent": "gevent", "tornado": "tornado"}  # worker class -> the optional package it needs
+# gunicorn's names for the same models, so a command line or config brought over keeps working
+WORKER_ALIASES = {"gthread": "thread", "gunicorn.workers.gthread.threadworker": "thread",
+                  "gunicorn.workers.sync.syncworker": "sync", "gunicorn.workers.ggevent.geventworker": "gevent",
+                  "gunicorn.workers.gtornado.tornadoworker": "tornado"}
 
 
 def option(
@@ -58,7 +62,7 @@ class ServeSettings:
     )
     worker_class: str = option(
         # event by default: as fast as the thread pool in docs/benchmarks.md, and slow clients cost it no thread
-        "event", values.choice(*WORKER_CLASSES),
+        "event", values.worker_class(WORKER_CLASSES, WORKER_ALIASES),
         "Worker model: thread (a thread pool per process), event (an asyncio/uvloop loop in front of a "
         "thread pool; immune to slow clients), gevent (greenlets, monkey patching), tornado (Tornado's "
         "HTTP server) or sync (one request at a time, no keep-alive; meant to sit behind a proxy).",
@@ -123,8 +127,9 @@ class ServeSettings:
     )
     access_log_format: str = option(
         "combined", values.text,
-        "Access-log format: 'combined' (nginx's), 'common', 'json', or a template of nginx variables "
-        "such as '$remote_addr \"$request\" $status $request_time'.",
+        "Access-log format: 'combined' (nginx's), 'common', 'json', a template of nginx variables "
+        "such as '$remote_addr \"$request\" $status $request_time', or gunicorn's atoms such as "
+        "'%%(h)s %%(r)s %%(s)s'.",  # %% is argparse's escape: the help shows %(h)s
         flags=("--access-log-format", "--access-logformat"), metavar="FORMAT",
     )
     error_log: str = option("-", values.text, "Where the server's own log goes: a file, or '-' for stderr.",
@@ -156,6 +161,9 @@ class ServeSettings:
                                flags=("-g", "--group"), metavar="GROUP")
     proc_name: str | None = option(None, values.optional_text, "Name shown in process titles (default: the app).",
                                    flags=("-n", "--name"), metavar="NAME")
+    chdir: str | None = option(None, values.optional_text,
+                               "Change to this folder before loading the app (it is then found there too).",
+                               flags=("--chdir",), metavar="DIR")
 
     @classmethod
     def options(cls) -> list[dataclasses.Field]:

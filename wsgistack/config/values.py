@@ -137,3 +137,18 @@ def choice(*allowed: str):
         return word
 
     return parse
+
+
+def worker_class(allowed: tuple[str, ...], aliases: dict[str, str]):
+    """One of the worker classes, or gunicorn's name for one of them."""
+
+    def parse(value: Any) -> str:
+        word = str(value).strip().lower()
+        word = aliases.get(word, word)
+        if word not in allowed:
+            hint = " (eventlet: use gevent)" if "eventlet" in word else \
+                " (an ASGI worker: wsgistack serves WSGI apps)" if "uvicorn" in word or "asgi" in word else ""
+            raise ValueError(f"{value!r} is not one of: {', '.join(allowed)}{hint}")
+        return word
+
+    return parse

@@ -18,6 +18,7 @@ from typing import Any
 from wsgistack.config import values
 from wsgistack.config.addresses import Address, parse_address
 from wsgistack.config.errors import ConfigError
+from wsgistack.config.loader import check_tables
 from wsgistack.proxy.compression import GzipSettings
 from wsgistack.proxy.limits import LimitConnSettings, LimitReqSettings
 from wsgistack.proxy.settings import (
@@ -107,6 +108,7 @@ def load_proxy_settings(config_file: str | None, cli: Mapping[str, Any]) -> Prox
             raise ConfigError(f"{config_file}: not UTF-8 text (byte {exc.start})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{config_file}: not valid TOML: {exc}") from None
+        check_tables(config_file, text, document)
         table = document.get("proxy", {})
         where = _Where(config_file, text)
         if not isinstance(table, dict):

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from wsgistack.config.errors import ConfigError
+from wsgistack.config.loader import check_tables
 from wsgistack.supervisor import options as o
 from wsgistack.supervisor.assemble import Group, base_names, read_credentials, read_daemon, read_programs
 from wsgistack.supervisor.options import Section
@@ -29,6 +30,7 @@ def load_toml(path: str, environ: Mapping[str, str] | None = None) -> Supervisor
     """Read the [supervisor] and [programs.NAME] tables of a wsgistack.toml into a SupervisorConfig."""
     environ = os.environ if environ is None else environ
     text, document = read_document(path)
+    check_tables(path, text, document)
     daemon_table = document.get("supervisor")
     if daemon_table is not None and not isinstance(daemon_table, dict):
         raise ConfigError(f"{path}: 'supervisor' must be a table ([supervisor])")
