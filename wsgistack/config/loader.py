@@ -28,16 +28,27 @@ ENV_PREFIX = "WSGISTACK_"
 DEFAULT_CONFIG_FILE = "wsgistack.toml"
 
 
-def env_name(field_name: str) -> str:
-    """The environment variable of a setting: WSGISTACK_MAX_REQUESTS for max_requests."""
-    return ENV_PREFIX + field_name.upper()
+def env_name(field_name: str, section: str = "") -> str:
+    """The environment variable of a setting: WSGISTACK_MAX_REQUESTS for max_requests of [serve],
+    WSGISTACK_PROXY_WORKERS for workers of [proxy] (section "proxy")."""
+    return ENV_PREFIX + (f"{section.upper()}_" if section else "") + field_name.upper()
+
+
+def declared_options(settings_class: type) -> list[dataclasses.Field]:
+    """The fields of a settings dataclass that were declared with `option(...)`, in order."""
+    return [fld for fld in dataclasses.fields(settings_class) if "parse" in fld.metadata]
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare every ServeSettings option on an argparse parser; unset options stay absent from the result."""
     parser.add_argument("app", nargs="?", default=argparse.SUPPRESS, metavar="APP",
                         help=ServeSettings.__dataclass_fields__["app"].metadata["help"])
-    for fld in ServeSettings.options():
+    add_option_arguments(parser, ServeSettings.options())
+
+
+def add_option_arguments(parser: argparse.ArgumentParser, options: Iterable[dataclasses.Field]) -> None:
+    """One argparse argument per declared option that has flags; unset options stay absent from the result."""
+    for fld in options:
         meta = fld.metadata
         if not meta["flags"]:
             continue
@@ -126,7 +137,8 @@ def _line_of(text: str, table: str, key: str) -> int | None:
     return None
 
 
-def _parse(fld: dataclasses.Field, raw: Any, where: str) -> Any:
+def parse_option(fld: dataclasses.Field, raw: Any, where: str) -> Any:
+    """The value of a declared option from its raw text or TOML value; a ConfigError names `where`."""
     try:
         if fld.metadata["repeatable"] and isinstance(raw, list) and raw and all(isinstance(r, str) for r in raw):
             # repeated flags and TOML arrays may each hold comma-separated items
@@ -150,7 +162,7 @@ def load_serve_settings(
     path = find_config_file(cli, environ, cwd)
     if path is not None and path.suffix == ".py":
         for name, raw in read_gunicorn_config(path).items():
-            chosen[name] = _parse(fields[name], raw, f"{path}: gunicorn setting for {name}")
+            chosen[name] = parse_option(fields[name], raw, f"{path}: gunicorn setting for {name}")
     elif path is not None:
         table, text = read_toml_table(path, "serve")
         for key, raw in table.items():
@@ -161,27 +173,43 @@ def load_serve_settings(
                 raise ConfigError(f"{where}: unknown setting{did_you_mean(name, fields)}")
             if name in chosen:
                 raise ConfigError(f"{where}: set twice (as dashes and as underscores)")
-            chosen[name] = _parse(fields[name], raw, where)
+            chosen[name] = parse_option(fields[name], raw, where)
 
-    for name, fld in fields.items():
-        var = env_name(name)
-        if var in environ and environ[var] != "":
-            chosen[name] = _parse(fld, environ[var], var)
+    chosen.update(options_from_environ(fields.values(), environ))
 
     if "workers" not in chosen and environ.get("WEB_CONCURRENCY"):
         # gunicorn's convention, kept so platform buildpacks that set it keep working
-        chosen["workers"] = _parse(fields["workers"], environ["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
+        chosen["workers"] = parse_option(fields["workers"], environ["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
 
-    for name, raw in cli.items():
-        if name in fields:
-            flag = fields[name].metadata["flags"][-1] if fields[name].metadata["flags"] else name.upper()
-            chosen[name] = _parse(fields[name], raw, flag)
+    chosen.update(options_from_cli(fields.values(), cli))
 
     settings = ServeSettings(**chosen)
     if settings.chdir is not None and not os.path.isabs(settings.chdir):
         settings = settings.replace(chdir=str(cwd / settings.chdir))  # a reload reads it from the new folder
     validate(settings)
     return settings
+
+
+def options_from_environ(options: Iterable[dataclasses.Field], environ: Mapping[str, str],
+                         section: str = "") -> dict[str, Any]:
+    """The options set by WSGISTACK_[SECTION_]NAME variables (an empty variable counts as unset)."""
+    chosen: dict[str, Any] = {}
+    for fld in options:
+        var = env_name(fld.name, section)
+        if environ.get(var, "") != "":
+            chosen[fld.name] = parse_option(fld, environ[var], var)
+    return chosen
+
+
+def options_from_cli(options: Iterable[dataclasses.Field], cli: Mapping[str, Any]) -> dict[str, Any]:
+    """The options given on the command line (argparse leaves the others out); errors name the flag."""
+    fields = {fld.name: fld for fld in options}
+    chosen: dict[str, Any] = {}
+    for name, raw in cli.items():  # in the order typed, so the first bad flag is the one reported
+        if name in fields:
+            flag = fields[name].metadata["flags"][-1] if fields[name].metadata["flags"] else name.upper()
+            chosen[name] = parse_option(fields[name], raw, flag)
+    return chosen
 
 
 def validate(settings: ServeSettings) -> None:

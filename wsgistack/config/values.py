@@ -5,6 +5,8 @@ Each raises ValueError with a short reason; the loader adds which option and whi
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import math
 import re
 from typing import Any
@@ -152,3 +154,46 @@ def worker_class(allowed: tuple[str, ...], aliases: dict[str, str]):
         return word
 
     return parse
+
+
+def duration(value: Any) -> float:
+    """Seconds, also as nginx writes them: 10, 10s, 500ms, 2m, 1h, 1d."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9.]+)\s*(ms|s|m|h|d)?\s*", value)
+        if match:
+            scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}[match.group(2)]
+            return seconds(match.group(1)) * scale
+    return seconds(value)
+
+
+def ip_networks(value: Any) -> tuple[str, ...]:
+    """A list of IP addresses or networks (10.0.0.0/8), as text_list takes it."""
+    items = text_list(value)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network like 10.0.0.0/8") from None
+    return items
+
+
+def toml_value(value: Any) -> str:
+    """A value as TOML writes it (the inverse of the parsers above, for printing effective settings).
+
+    Strings, numbers and lists come out as JSON, which is valid TOML for them; dicts as inline tables.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        items = ", ".join(f"{toml_key(key)} = {toml_value(item)}" for key, item in value.items())
+        return f"{{ {items} }}" if items else "{}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value!r} has no TOML spelling here")
+    return json.dumps(value, ensure_ascii=False)
+
+
+def toml_key(name: str) -> str:
+    """A key as TOML writes it: bare when it can be, quoted otherwise."""
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name, ensure_ascii=False)
