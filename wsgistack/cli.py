@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from wsgistack import __version__
 from wsgistack.config.errors import ConfigError
-from wsgistack.config.loader import add_serve_arguments, check_tables, load_serve_settings
+from wsgistack.config.loader import add_option_arguments, add_serve_arguments, check_tables, load_serve_settings
 from wsgistack.config.settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -92,30 +92,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_proxy_parser(commands: Any, parser: argparse.ArgumentParser) -> None:
+    from wsgistack.proxy.settings import ProxySettings
+
     proxy = commands.add_parser(
         "proxy", help="run the reverse proxy and load balancer (nginx's job)",
         description="Balance requests over upstream app servers, limit request rates, buffer slow clients, "
                     "serve static files and write access logs. Reads the [proxy] table of wsgistack.toml; "
+                    "each of its plain settings can also be given as --NAME or as a WSGISTACK_PROXY_<NAME> "
+                    "variable (the command line wins over the environment, which wins over the file); "
                     "--upstream and --static replace its upstreams and routes for the simple case. "
                     "Signals: HUP reloads the config, USR1 reopens the logs, TERM/INT/QUIT stop gracefully.")
     proxy.add_argument("-c", "--config", metavar="FILE", default=None,
                        help="wsgistack.toml to read (default: $WSGISTACK_CONFIG, then ./wsgistack.toml if present)")
-    proxy.add_argument("--listen", action="append", metavar="ADDRESS",
-                       help="HOST:PORT, [::1]:PORT or unix:PATH, optionally followed by ' ssl' (default "
-                            "127.0.0.1:8080); repeat for several")
+    add_option_arguments(proxy, ProxySettings.options())
     proxy.add_argument("--upstream", action="append", metavar="ADDRESS",
                        help="an app server, HOST:PORT or unix:PATH, optionally with ' weight=N' or ' backup'; "
                             "repeat to balance over several (round robin)")
     proxy.add_argument("--static", action="append", metavar="PREFIX=DIR",
                        help="serve files under DIR for paths starting with PREFIX, e.g. /static/=./static")
-    proxy.add_argument("-w", "--workers", metavar="N", default=None,
-                       help="proxy processes (default 1; limits are counted per process)")
-    proxy.add_argument("--access-log", metavar="PATH", default=None, help="access log file, or - for stdout")
-    proxy.add_argument("--access-log-format", metavar="FORMAT", default=None,
-                       help="combined (default), common, json, or a template of nginx $variables")
-    proxy.add_argument("--error-log", metavar="PATH", default=None, help="the proxy's own log (default: stderr)")
-    proxy.add_argument("--log-level", metavar="LEVEL", default=None, help="debug, info (default), warning, error")
-    proxy.add_argument("--check-config", action="store_true", help="load the config, report, and exit")
+    proxy.add_argument("--check-config", action="store_true",
+                       help="Print the effective settings as a [proxy] table of TOML and exit.")
     parser._subcommands["proxy"] = proxy  # type: ignore[attr-defined]
 
 
@@ -123,7 +119,7 @@ def _proxy(args: dict[str, Any]) -> int:
     import os
     from pathlib import Path
 
-    from wsgistack.proxy.config import load_proxy_settings
+    from wsgistack.proxy.config import load_proxy_settings, proxy_settings_as_toml
 
     path = args.get("config") or os.environ.get("WSGISTACK_CONFIG")
     if path is None and Path("wsgistack.toml").is_file():
@@ -133,7 +129,9 @@ def _proxy(args: dict[str, Any]) -> int:
     settings = load_proxy_settings(path, args)
     if args.get("check_config"):
         routes = len(settings.routes)
-        sys.stdout.write(f"{path or 'command line'}: ok ({routes} route{'' if routes == 1 else 's'}, "
+        sys.stdout.write(proxy_settings_as_toml(settings))
+        # a TOML comment, so the output stays a config file `wsgistack proxy -c` reads back
+        sys.stdout.write(f"# {path or 'command line'}: ok ({routes} route{'' if routes == 1 else 's'}, "
                          f"{len(settings.upstreams)} upstream{'' if len(settings.upstreams) == 1 else 's'})\n")
         return 0
     from wsgistack.proxy.server import run_proxy
@@ -144,7 +142,8 @@ def _proxy(args: dict[str, Any]) -> int:
 def _supervise(args: dict[str, Any]) -> int:
     from pathlib import Path
 
-    from wsgistack.supervisor.daemon import load_config, supervise
+    from wsgistack.supervisor.daemon import supervise
+    from wsgistack.supervisor.load import load_config
 
     path = args.get("config")
     if path is None:
@@ -201,7 +200,7 @@ def _check_config(path: str) -> tuple[ProgramSettings, ...]:
     if "proxy" in document:
         from wsgistack.proxy.config import load_proxy_settings
 
-        load_proxy_settings(path, {})
+        load_proxy_settings(path, {}, environ={})
     if "supervisor" in document or "programs" in document:
         return load_toml(path).programs
     return ()

@@ -246,7 +246,7 @@ class ControlServer:
 
     def _reread(self):
         from wsgistack.config.errors import ConfigError
-        from wsgistack.supervisor.daemon import load_config
+        from wsgistack.supervisor.load import load_config
 
         try:
             return load_config(self.supervisor.config.source)

@@ -76,7 +76,7 @@ def socket_path(config_path: str | None, socket_arg: str | None) -> str:
         return socket_arg
     if not config_path:
         raise ConfigError("name the supervisor: -c CONFIG or -s SOCKET")
-    from wsgistack.supervisor.daemon import load_config
+    from wsgistack.supervisor.load import load_config
 
     path = load_config(config_path).control.unix_path
     if not path:
@@ -88,7 +88,7 @@ def credentials(config_path: str | None, username: str | None, password: str | N
     """What to authenticate with: -u/-p, else [supervisorctl]'s username/password, else the ones the supervisor
     itself is configured with (whoever may read its config file may use them), else none."""
     if config_path and (username is None or password is None):
-        from wsgistack.supervisor.daemon import load_config
+        from wsgistack.supervisor.load import load_config
 
         control = load_config(config_path).control
         if username is None:

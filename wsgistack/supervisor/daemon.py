@@ -15,6 +15,7 @@ from wsgistack.config.errors import ConfigError
 from wsgistack.observe.errorlog import reopen_error_log, setup_error_log
 from wsgistack.supervisor import leftovers
 from wsgistack.supervisor.control import ControlServer
+from wsgistack.supervisor.load import load_config
 from wsgistack.supervisor.runtime import Supervisor
 from wsgistack.supervisor.settings import SupervisorConfig
 from wsgistack.supervisor.watchdog import Watchdog
@@ -22,21 +23,8 @@ from wsgistack.supervisor.watchdog import Watchdog
 log = logging.getLogger("wsgistack.supervisor")
 
 
-def load_config(path: str) -> SupervisorConfig:
-    """A supervisord.conf (INI) or a wsgistack.toml, by the file's extension."""
-    if path.endswith(".toml"):
-        from wsgistack.supervisor.toml_config import load_toml
-
-        return load_toml(path)
-    from wsgistack.supervisor.ini import load_ini
-
-    return load_ini(path)
-
-
 async def _update(supervisor: Supervisor) -> None:
     """SIGHUP: re-read the config and apply the difference, as `ctl update` does."""
-    from wsgistack.config.errors import ConfigError
-
     try:
         new = load_config(supervisor.config.source)
     except ConfigError as exc:

@@ -89,7 +89,7 @@ class RPCInterface:
 
     def supervisor_reloadConfig(self) -> list:
         from wsgistack.config.errors import ConfigError
-        from wsgistack.supervisor.daemon import load_config
+        from wsgistack.supervisor.load import load_config
 
         try:
             self.pending = load_config(self.supervisor.config.source)
