@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from wsgistack.config.errors import ConfigError
+from wsgistack.supervisor.status import format_status
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the supervisor refused or could not do it
@@ -48,26 +49,6 @@ def request(path: str, command: str, *args: str, timeout: float = 30.0,
         return json.loads(data)
     except ValueError:
         raise Unreachable(f"no answer from the supervisor at {path} (is it a wsgistack control socket?)") from None
-
-
-def _uptime(seconds: int) -> str:
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-def format_status(record: dict[str, Any]) -> str:
-    """One line as supervisorctl prints it."""
-    name = record["name"] if record["group"] == record["name"] else f"{record['group']}:{record['name']}"
-    state = record["statename"]
-    if state == "RUNNING":
-        description = f"pid {record['pid']}, uptime {_uptime(record['uptime'])}"
-    elif state in ("FATAL", "BACKOFF") and record["spawnerr"]:
-        description = record["spawnerr"]
-    elif record["stop"]:
-        description = time.strftime("%b %d %I:%M %p", time.localtime(record["stop"]))
-    else:
-        description = "Not started"
-    return f"{name:<33}{state:<10}{description}"
 
 
 def socket_path(config_path: str | None, socket_arg: str | None) -> str:
