@@ -15,10 +15,10 @@ import json
 import logging
 import os
 import pwd
-import signal
 from collections.abc import Callable
 from typing import Any
 
+from wsgistack.config.errors import ConfigError
 from wsgistack.supervisor.runtime import Supervisor
 from wsgistack.supervisor.xmlrpc import RPCInterface, serve_http
 
@@ -217,11 +217,12 @@ class ControlServer:
 
     def cmd_signal(self, name: str, *names: str) -> dict[str, str]:
         """Send a signal (TERM, HUP, USR1, 15, ...) to processes."""
+        processes = self._select(names)
         try:
-            signum = int(name) if name.isdigit() else signal.Signals["SIG" + name.upper().removeprefix("SIG")]
-        except KeyError:
+            delivered = self.supervisor.signal(processes, name)
+        except ValueError:
             raise CommandError(f"unknown signal {name!r}") from None
-        return {p.name: "signalled" if p.send_signal(signum) else "not running" for p in self._select(names)}
+        return {process: "signalled" if done else "not running" for process, done in delivered.items()}
 
     def cmd_pid(self, *names: str) -> Any:
         """The supervisor's pid, or the named processes' pids (0 when not running)."""
@@ -231,25 +232,20 @@ class ControlServer:
 
     def cmd_tail(self, name: str, stream: str = "stdout", size: str = "1600", since: str = "-1") -> dict:
         """The last `size` bytes a process wrote to a stream, or what came after offset `since` (tail -f)."""
-        if stream not in ("stdout", "stderr"):
-            raise CommandError("the stream is stdout or stderr")
         process = self._select((name,))[0]
-        writer = process.stdout if stream == "stdout" else process.stderr
-        kept = bytes(writer.recent)
-        offset = int(since)
-        if offset >= 0:
-            new = writer.written - offset
-            data = kept[-new:] if 0 < new <= len(kept) else (kept if new > 0 else b"")
-        else:
-            data = kept[-int(size):]
-        return {"data": data.decode("utf-8", "replace"), "offset": writer.written}
+        offset, length = int(since), int(size)
+        try:
+            if offset >= 0:  # tail -f: all that came since
+                tail = self.supervisor.tail(process, stream, offset, None)
+            else:
+                tail = self.supervisor.tail(process, stream, 0, length if length > 0 else None)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        return {"data": tail.data, "offset": tail.offset}
 
     def _reread(self):
-        from wsgistack.config.errors import ConfigError
-        from wsgistack.supervisor.load import load_config
-
         try:
-            return load_config(self.supervisor.config.source)
+            return self.supervisor.reread()
         except ConfigError as exc:
             raise CommandError(f"the config has an error, nothing changed: {exc}") from None
 

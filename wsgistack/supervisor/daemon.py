@@ -15,7 +15,6 @@ from wsgistack.config.errors import ConfigError
 from wsgistack.observe.errorlog import reopen_error_log, setup_error_log
 from wsgistack.supervisor import leftovers
 from wsgistack.supervisor.control import ControlServer
-from wsgistack.supervisor.load import load_config
 from wsgistack.supervisor.runtime import Supervisor
 from wsgistack.supervisor.settings import SupervisorConfig
 from wsgistack.supervisor.watchdog import Watchdog
@@ -26,7 +25,7 @@ log = logging.getLogger("wsgistack.supervisor")
 async def _update(supervisor: Supervisor) -> None:
     """SIGHUP: re-read the config and apply the difference, as `ctl update` does."""
     try:
-        new = load_config(supervisor.config.source)
+        new = supervisor.reread()
     except ConfigError as exc:
         log.error("SIGHUP: the config has an error, nothing changed: %s", exc)
         return

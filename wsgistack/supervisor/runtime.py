@@ -11,8 +11,11 @@ import logging
 import os
 import signal
 import time
+from typing import NamedTuple
 
 from wsgistack.supervisor import leftovers
+from wsgistack.supervisor.load import load_config
+from wsgistack.supervisor.options import signal_number
 from wsgistack.supervisor.process import Process
 from wsgistack.supervisor.readiness import spawn_check
 from wsgistack.supervisor.settings import ProgramSettings, SupervisorConfig
@@ -20,6 +23,14 @@ from wsgistack.supervisor.states import STOPPED_STATES, ProcessState
 from wsgistack.supervisor.watchdog import Watchdog
 
 log = logging.getLogger("wsgistack.supervisor")
+
+
+class Tail(NamedTuple):
+    """What `Supervisor.tail` read: the text, the stream's offset after it, whether older output was left out."""
+
+    data: str
+    offset: int  # bytes the process has written to the stream so far
+    overflow: bool
 
 
 class Supervisor:
@@ -248,6 +259,33 @@ class Supervisor:
         if killed:
             log.info("killed %d process(es) the programs left behind: %s", len(killed),
                      " ".join(map(str, sorted(killed))))
+
+    # -- operations of the control facades (JSON lines and XML-RPC adapt them to their protocols) --------
+
+    def reread(self) -> SupervisorConfig:
+        """The config file as it reads now (for reread, update, reload); a ConfigError changes nothing."""
+        return load_config(self.config.source)
+
+    def signal(self, processes: list[Process], name: str | int) -> dict[str, bool]:
+        """Send signal `name` (HUP, SIGHUP, 1) to processes: {process: delivered}, False for one not running.
+
+        ValueError names a signal that does not exist, before any is sent."""
+        signum = signal_number(name)
+        return {process.name: process.send_signal(signum) for process in processes}
+
+    def tail(self, process: Process, stream: str, offset: int, length: int | None) -> Tail:
+        """What `process` wrote to `stream` (stdout or stderr) after byte `offset`, at most its last `length`
+        bytes (None: all), from the output kept in memory; ValueError for another stream."""
+        if stream not in ("stdout", "stderr"):
+            raise ValueError("the stream is stdout or stderr")
+        writer = process.stdout if stream == "stdout" else process.stderr
+        kept, total = bytes(writer.recent), writer.written
+        if offset >= total:  # nothing new
+            return Tail("", total, False)
+        start_of_kept = total - len(kept)
+        begin = max(offset, start_of_kept) if length is None else max(offset, total - length, start_of_kept)
+        overflow = length is not None and offset < total - length
+        return Tail(kept[begin - start_of_kept:].decode("utf-8", "replace"), total, overflow)
 
     def status(self) -> list[dict]:
         """One record per process, in the shape supervisorctl's getAllProcessInfo returns."""

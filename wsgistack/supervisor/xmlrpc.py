@@ -11,18 +11,18 @@ import asyncio
 import base64
 import hmac
 import os
-import signal
 import time
 import xmlrpc.client
 from typing import Any
 
 from wsgistack import __version__
+from wsgistack.config.errors import ConfigError
 from wsgistack.http.parser import BodyData, EndOfMessage, Limits, ParseError, RequestHead, RequestParser
 from wsgistack.http.response import error_response, simple_response
-from wsgistack.supervisor.ctl import format_status
 from wsgistack.supervisor.process import Process
 from wsgistack.supervisor.runtime import Supervisor
 from wsgistack.supervisor.states import STOPPED_STATES, ProcessState
+from wsgistack.supervisor.status import describe
 
 API_VERSION = "3.0"  # supervisorctl refuses servers that do not say this
 MAX_BODY = 1 << 20  # supervisorctl's requests are a few hundred bytes; a multicall of every process, a few KiB
@@ -88,11 +88,8 @@ class RPCInterface:
         return True
 
     def supervisor_reloadConfig(self) -> list:
-        from wsgistack.config.errors import ConfigError
-        from wsgistack.supervisor.load import load_config
-
         try:
-            self.pending = load_config(self.supervisor.config.source)
+            self.pending = self.supervisor.reread()
         except ConfigError as exc:
             raise Fault(CANT_REREAD, "CANT_REREAD", str(exc)) from None
         return [list(self.supervisor.diff(self.pending))]
@@ -142,8 +139,7 @@ class RPCInterface:
 
     def _info(self, process: Process) -> dict:
         record = next(r for r in self.supervisor.status() if f"{r['group']}:{r['name']}" == process.name)
-        description = format_status(record)[43:]  # supervisorctl prints name and state itself
-        record["description"] = description
+        record["description"] = describe(record)  # supervisorctl prints name and state itself
         record["logfile"] = record["stdout_logfile"]
         return record
 
@@ -207,24 +203,15 @@ class RPCInterface:
     def supervisor_signalProcess(self, name: str, signame: str) -> bool:
         process = self._one(name)
         try:
-            signum = int(signame) if str(signame).isdigit() else signal.Signals["SIG" + str(signame).upper()
-                                                                               .removeprefix("SIG")]
-        except KeyError:
+            [delivered] = self.supervisor.signal([process], signame).values()
+        except ValueError:
             raise Fault(BAD_SIGNAL, "BAD_SIGNAL", str(signame)) from None
-        if not process.send_signal(signum):
+        if not delivered:
             raise Fault(NOT_RUNNING, "NOT_RUNNING", name)
         return True
 
     def _tail(self, name: str, stream: str, offset: int, length: int) -> list:
-        process = self._one(name)
-        writer = process.stdout if stream == "stdout" else process.stderr
-        kept, total = bytes(writer.recent), writer.written
-        start_of_kept = total - len(kept)
-        if offset >= total:  # nothing new
-            return ["", total, False]
-        begin = max(offset, total - length, start_of_kept)
-        overflow = offset < total - length
-        return [kept[begin - start_of_kept:].decode("utf-8", "replace"), total, overflow]
+        return list(self.supervisor.tail(self._one(name), stream, offset, length))
 
     def supervisor_tailProcessStdoutLog(self, name: str, offset: int, length: int) -> list:
         return self._tail(name, "stdout", offset, length)
