@@ -34,11 +34,6 @@ def env_name(field_name: str, section: str = "") -> str:
     return ENV_PREFIX + (f"{section.upper()}_" if section else "") + field_name.upper()
 
 
-def declared_options(settings_class: type) -> list[dataclasses.Field]:
-    """The fields of a settings dataclass that were declared with `option(...)`, in order."""
-    return [fld for fld in dataclasses.fields(settings_class) if "parse" in fld.metadata]
-
-
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare every ServeSettings option on an argparse parser; unset options stay absent from the result."""
     parser.add_argument("app", nargs="?", default=argparse.SUPPRESS, metavar="APP",

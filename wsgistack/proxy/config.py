@@ -1,14 +1,17 @@
-"""Reads the `[proxy]` table of wsgistack.toml and the `wsgistack proxy` shorthand flags into ProxySettings.
+"""Reads the `[proxy]` table of wsgistack.toml, the `WSGISTACK_PROXY_*` variables and the `wsgistack proxy` flags
+into ProxySettings, and writes ProxySettings back as a `[proxy]` table (`--check-config`).
 
-Every error is a ConfigError naming the file, the line and the key (`wsgistack.toml:14: proxy.routes[1].upstream:
-no upstream named 'ap'`), checked once here so a reload with a bad file is refused before anything changes.
+Precedence, as for `serve`: command line > environment > file > defaults. Every error is a ConfigError naming
+its source: the file, the line and the key (`wsgistack.toml:14: proxy.routes[1].upstream: no upstream named
+'ap'`), the variable, or the flag; checked once here so a reload with a bad file is refused before anything
+changes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import ipaddress
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -16,51 +19,26 @@ from pathlib import Path
 from typing import Any
 
 from wsgistack.config import values
-from wsgistack.config.addresses import Address, parse_address
 from wsgistack.config.errors import ConfigError
-from wsgistack.config.loader import check_tables
+from wsgistack.config.loader import check_tables, options_from_cli, options_from_environ
 from wsgistack.proxy.compression import GzipSettings
 from wsgistack.proxy.limits import LimitConnSettings, LimitReqSettings
 from wsgistack.proxy.settings import (
     BALANCE_METHODS,
     HealthCheckSettings,
-    ListenSettings,
     ProxySettings,
     RotateSettings,
     RouteSettings,
     ServerSettings,
     UpstreamSettings,
+    address,
+    address_text,
 )
 
-DEFAULT_LISTEN = "127.0.0.1:8080"
-
-
-def _seconds(raw: Any) -> float:
-    return _duration(raw)  # defined below; durations as nginx writes them (10s, 500ms, 2m)
-
-
-_SIMPLE: dict[str, Callable[[Any], Any]] = {
-    "certfile": values.text,
-    "keyfile": values.text,
-    "access_log": values.optional_text,
-    "access_log_format": values.text,
-    "error_log": values.optional_text,
-    "log_level": values.choice("debug", "info", "warning", "error", "critical"),
-    "client_max_body_size": values.size,
-    "client_body_buffer_size": values.size,
-    "buffering": values.boolean,
-    "response_buffer_size": values.size,
-    "max_temp_file_size": values.size,
-    "max_connections": values.whole(1),
-    "max_connections_per_ip": values.whole(0),
-    "client_max_header_size": values.size,
-    "workers": values.whole(1),
-    "client_header_timeout": _seconds,
-    "client_body_timeout": _seconds,
-    "send_timeout": _seconds,
-    "keepalive_timeout": _seconds,
-}
-_PROXY_KEYS = (*_SIMPLE, "listen", "upstreams", "routes", "trusted_proxies", "gzip", "access_log_rotate")
+ENV_SECTION = "proxy"  # WSGISTACK_PROXY_<NAME>
+# the plain values of [proxy]: from the file, WSGISTACK_PROXY_<NAME> and --<name>, as ProxySettings declares them
+_OPTIONS = {fld.name: fld for fld in ProxySettings.options()}
+_PROXY_KEYS = (*_OPTIONS, "upstreams", "routes", "gzip", "access_log_rotate")
 _UPSTREAM_KEYS = ("servers", "balance", "max_fails", "fail_timeout", "health_check", "keepalive",
                   "keepalive_timeout", "connect_timeout", "read_timeout", "connect_retry_timeout")
 _ROUTE_KEYS = ("path", "host", "upstream", "static", "cache_control", "limit_req", "limit_conn",
@@ -93,8 +71,11 @@ class _Where:
         return f"{self.path}:{line}: " if line else f"{self.path}: "
 
 
-def load_proxy_settings(config_file: str | None, cli: Mapping[str, Any]) -> ProxySettings:
-    """Settings from the [proxy] table of `config_file` (if any), then the command line's shorthand."""
+def load_proxy_settings(config_file: str | None, cli: Mapping[str, Any],
+                        environ: Mapping[str, str] | None = None) -> ProxySettings:
+    """Settings from the [proxy] table of `config_file` (if any), then WSGISTACK_PROXY_* variables (of `environ`,
+    by default the process's), then the command line (its flags, and the --upstream/--static shorthand)."""
+    environ = os.environ if environ is None else environ
     table: dict[str, Any] = {}
     where = _Where("command line", "")
     if config_file is not None:
@@ -114,7 +95,9 @@ def load_proxy_settings(config_file: str | None, cli: Mapping[str, Any]) -> Prox
         if not isinstance(table, dict):
             raise ConfigError(f"{where('', 'proxy')}proxy: must be a table ([proxy])")
     chosen = _from_table(table, where)
-    _apply_cli(chosen, cli)
+    chosen.update(options_from_environ(_OPTIONS.values(), environ, ENV_SECTION))
+    chosen.update(options_from_cli(_OPTIONS.values(), cli))
+    _apply_shorthand(chosen, cli)
     base = Path(config_file).resolve().parent if config_file and not _cli_routes(cli) else Path.cwd()
     chosen["routes"] = tuple(dataclasses.replace(route, static=str(base / route.static))
                              if route.static is not None else route for route in chosen["routes"])
@@ -160,13 +143,9 @@ def _unknown(where: _Where, table: str, keys: Sequence[str], known: Sequence[str
 def _from_table(table: dict[str, Any], where: _Where) -> dict[str, Any]:
     _unknown(where, "proxy", list(table), _PROXY_KEYS, "proxy")
     chosen: dict[str, Any] = {}
-    for key, parser in _SIMPLE.items():
+    for key, fld in _OPTIONS.items():
         if key in table:
-            chosen[key] = _field(where, "proxy", key)(parser, table[key])
-    listen = table.get("listen", [DEFAULT_LISTEN])
-    chosen["listen"] = _field(where, "proxy", "listen")(_listen_list, listen)
-    if "trusted_proxies" in table:
-        chosen["trusted_proxies"] = _field(where, "proxy", "trusted_proxies")(_networks, table["trusted_proxies"])
+            chosen[key] = _field(where, "proxy", key)(fld.metadata["parse"], table[key])
     if "gzip" in table:
         chosen["gzip"] = _field(where, "proxy", "gzip")(GzipSettings.from_value, table["gzip"])
     if "access_log_rotate" in table:
@@ -195,10 +174,10 @@ def _upstream(name: str, raw: Any, where: _Where) -> UpstreamSettings:
     if "balance" in raw:
         method, header = _field(where, table, "balance")(_balance, raw["balance"])
         kwargs["balance"], kwargs["hash_header"] = method, header
-    for key, parser in (("max_fails", values.whole(0)), ("fail_timeout", _duration),
-                        ("keepalive", values.whole(0)), ("keepalive_timeout", _duration),
-                        ("connect_timeout", _duration), ("read_timeout", _duration),
-                        ("connect_retry_timeout", _duration)):
+    for key, parser in (("max_fails", values.whole(0)), ("fail_timeout", values.duration),
+                        ("keepalive", values.whole(0)), ("keepalive_timeout", values.duration),
+                        ("connect_timeout", values.duration), ("read_timeout", values.duration),
+                        ("connect_retry_timeout", values.duration)):
         if key in raw:
             kwargs[key] = _field(where, table, key)(parser, raw[key])
     if "health_check" in raw:
@@ -236,29 +215,6 @@ def _route(index: int, raw: dict[str, Any], where: _Where) -> RouteSettings:
 
 # -- value parsers (ValueError with a reason; the caller adds where) ------------------------------------
 
-def _listen_list(raw: Any) -> tuple[ListenSettings, ...]:
-    return tuple(_listen(text) for text in values.text_list(raw))
-
-
-def _listen(text: str) -> ListenSettings:
-    """'0.0.0.0:8000', '[::1]:8443 ssl', 'unix:/run/proxy.sock'."""
-    words = text.split()
-    tls = words[1:] == ["ssl"] or words[1:] == ["tls"]
-    if len(words) > 1 and not tls:
-        raise ValueError(f"{text!r}: only 'ssl' may follow the address")
-    return ListenSettings(_address(words[0], allow_fd=True), tls)
-
-
-def _address(text: str, allow_fd: bool = False) -> Address:
-    try:
-        address = parse_address(text)
-    except ConfigError as exc:
-        raise ValueError(str(exc).removeprefix("--bind ")) from None
-    if address.kind == "fd" and not allow_fd:
-        raise ValueError(f"{text!r}: an upstream is HOST:PORT or unix:PATH")
-    return address
-
-
 def _servers(raw: Any) -> tuple[ServerSettings, ...]:
     servers = tuple(_server(text) for text in values.text_list(raw))
     if all(server.backup for server in servers):
@@ -269,7 +225,7 @@ def _servers(raw: Any) -> tuple[ServerSettings, ...]:
 def _server(text: str) -> ServerSettings:
     """'127.0.0.1:9001 weight=2 max_fails=3 fail_timeout=10s', 'unix:/run/app.sock backup'."""
     words = text.split()
-    kwargs: dict[str, Any] = {"address": _address(words[0])}
+    kwargs: dict[str, Any] = {"address": address(words[0])}
     for word in words[1:]:
         name, _, value = word.partition("=")
         if name == "backup" and not value:
@@ -279,21 +235,11 @@ def _server(text: str) -> ServerSettings:
         elif name == "max_fails":
             kwargs["max_fails"] = values.whole(0)(value)
         elif name == "fail_timeout":
-            kwargs["fail_timeout"] = _duration(value)
+            kwargs["fail_timeout"] = values.duration(value)
         else:
             raise ValueError(f"{text!r}: unknown server parameter {word!r} "
                              f"(known: weight=N, backup, max_fails=N, fail_timeout=T)")
     return ServerSettings(**kwargs)
-
-
-def _duration(value: Any) -> float:
-    """Seconds as nginx writes them too: 10, 10s, 500ms, 2m, 1h, 1d."""
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*([0-9.]+)\s*(ms|s|m|h|d)?\s*", value)
-        if match:
-            scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}[match.group(2)]
-            return values.seconds(match.group(1)) * scale
-    return values.seconds(value)
 
 
 def _balance(raw: Any) -> tuple[str, str | None]:
@@ -322,7 +268,7 @@ def _health_check(raw: Any) -> HealthCheckSettings:
         kwargs["path"] = _route_path(raw["path"])
     for key in ("interval", "timeout"):
         if key in raw:
-            kwargs[key] = _duration(raw[key])
+            kwargs[key] = values.duration(raw[key])
             if kwargs[key] <= 0:
                 raise ValueError(f"{key}: must be more than 0 seconds")
     for key in ("fails", "passes"):
@@ -337,7 +283,7 @@ def _rotate(raw: Any) -> RotateSettings:
     for key in raw:
         if key not in ("size", "interval", "keep"):
             raise ValueError(f"unknown key {key!r} (known: size, interval, keep)")
-    return RotateSettings(size=values.size(raw.get("size", 0)), interval=_duration(raw.get("interval", 0)),
+    return RotateSettings(size=values.size(raw.get("size", 0)), interval=values.duration(raw.get("interval", 0)),
                           keep=values.whole(1)(raw.get("keep", 5)))
 
 
@@ -356,16 +302,6 @@ def _hosts(raw: Any) -> tuple[str, ...]:
     return hosts
 
 
-def _networks(raw: Any) -> tuple[str, ...]:
-    items = values.text_list(raw)
-    for item in items:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise ValueError(f"{item!r} is not an IP address or network like 10.0.0.0/8") from None
-    return items
-
-
 def _inline(from_table: Callable[[dict], Any]) -> Callable[[Any], Any]:
     def parse(raw: Any) -> Any:
         if not isinstance(raw, dict):
@@ -376,14 +312,9 @@ def _inline(from_table: Callable[[dict], Any]) -> Callable[[Any], Any]:
 
 # -- the command line's shorthand and the checks across tables ------------------------------------------
 
-def _apply_cli(chosen: dict[str, Any], cli: Mapping[str, Any]) -> None:
-    """--listen/--access-log override the file; --upstream/--static replace its upstreams and routes."""
+def _apply_shorthand(chosen: dict[str, Any], cli: Mapping[str, Any]) -> None:
+    """--upstream/--static replace the file's upstreams and routes."""
     where = _Where("command line", "")
-    if cli.get("listen"):
-        chosen["listen"] = tuple(_field(where, "", "--listen")(_listen, text) for text in cli["listen"])
-    for key in ("access_log", "access_log_format", "error_log", "log_level", "workers"):
-        if cli.get(key) is not None:
-            chosen[key] = _field(where, "", f"--{key.replace('_', '-')}")(_SIMPLE[key], cli[key])
     upstream_flags = cli.get("upstream") or []
     static_flags = cli.get("static") or []
     if not upstream_flags and not static_flags:
@@ -436,3 +367,69 @@ def _validate(settings: ProxySettings, where: _Where) -> None:
             check_format(settings.access_log_format)
         except ConfigError as exc:
             raise ConfigError(f"{where('proxy', 'access_log_format')}proxy.access_log_format: {exc}") from None
+
+
+# -- the effective settings as a [proxy] table (`wsgistack proxy --check-config`) ------------------------------
+
+def proxy_settings_as_toml(settings: ProxySettings) -> str:
+    """The settings as a [proxy] table, upstreams and routes included, that reads back to the same settings."""
+    lines = ["[proxy]"]
+    for fld in dataclasses.fields(settings):
+        value = getattr(settings, fld.name)
+        if fld.name in ("upstreams", "routes", "config_file"):
+            continue
+        if fld.name == "listen":
+            value = [address_text(item.address) + (" ssl" if item.tls else "") for item in value]
+        elif isinstance(value, (GzipSettings, RotateSettings)):
+            value = dataclasses.asdict(value)
+        if value is None or value == ():
+            lines.append(f"# {fld.name} is not set")
+        else:
+            lines.append(f"{fld.name} = {values.toml_value(value)}")
+    for name, upstream in settings.upstreams.items():
+        lines += ["", f"[proxy.upstreams.{values.toml_key(name)}]", *_upstream_lines(upstream)]
+    for route in settings.routes:
+        lines += ["", "[[proxy.routes]]", *_route_lines(route)]
+    return "\n".join(lines) + "\n"
+
+
+def _upstream_lines(upstream: UpstreamSettings) -> list[str]:
+    table: dict[str, Any] = {"servers": [_server_text(server) for server in upstream.servers],
+                             "balance": f"hash:{upstream.hash_header}" if upstream.balance == "hash"
+                             else upstream.balance}
+    for fld in dataclasses.fields(upstream):
+        if fld.name not in ("name", "servers", "balance", "hash_header", "health_check"):
+            table[fld.name] = getattr(upstream, fld.name)
+    if upstream.health_check is not None:
+        table["health_check"] = dataclasses.asdict(upstream.health_check)
+    return [f"{key} = {values.toml_value(value)}" for key, value in table.items()]
+
+
+def _server_text(server: ServerSettings) -> str:
+    words = [address_text(server.address)]
+    if server.weight != 1:
+        words.append(f"weight={server.weight}")
+    if server.max_fails is not None:
+        words.append(f"max_fails={server.max_fails}")
+    if server.fail_timeout is not None:
+        words.append(f"fail_timeout={server.fail_timeout!r}s")
+    if server.backup:
+        words.append("backup")
+    return " ".join(words)
+
+
+def _route_lines(route: RouteSettings) -> list[str]:
+    table: dict[str, Any] = {"path": route.path, "host": list(route.hosts) or None, "upstream": route.upstream,
+                             "static": route.static, "cache_control": route.cache_control}
+    if route.limit_req is not None:
+        limit = dataclasses.asdict(route.limit_req)
+        # the rate as nginx writes it: whole requests a second, else a minute ("1r/m" is 1/60 a second)
+        per_second = limit["rate"]
+        limit["rate"] = f"{round(per_second)}r/s" if per_second == round(per_second) else \
+            f"{round(per_second * 60)}r/m"
+        table["limit_req"] = limit
+    if route.limit_conn is not None:
+        table["limit_conn"] = dataclasses.asdict(route.limit_conn)
+    table["client_max_body_size"] = route.client_max_body_size
+    table["buffering"] = route.buffering
+    return [f"{key} = {values.toml_value(value)}" for key, value in table.items() if value is not None]
