@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 
+import pytest
+
+from wsgistack.supervisor.daemon import warn_nodaemon
 from wsgistack.supervisor.logs import LogWriter
-from wsgistack.supervisor.settings import LogSettings
+from wsgistack.supervisor.own_log import setup_supervisor_log
+from wsgistack.supervisor.settings import ControlSettings, LogSettings, SupervisorConfig, SupervisorSettings
 
 
 def _rotated(path: Path, backups: int) -> list[bytes]:
@@ -53,3 +58,60 @@ def test_a_line_longer_than_maxbytes_is_split_and_nothing_is_lost(tmp_path):
     assert b"".join(files) == data
     assert files[0] == b"short\n" and files[-1].endswith(b"after\n")
     assert all(len(content) <= 500 for content in files)
+
+
+# -- the supervisor's own log ([supervisord] logfile, logfile_maxbytes, logfile_backups) -------------------
+
+
+@pytest.fixture
+def wsgistack_logger():
+    """The 'wsgistack' logger as it was, restored after a test that sets up the supervisor's log."""
+    root = logging.getLogger("wsgistack")
+    saved = (list(root.handlers), root.level, root.propagate)
+    yield root
+    for handler in root.handlers:
+        if handler not in saved[0]:
+            handler.close()
+    root.handlers[:], root.level, root.propagate = saved
+
+
+def test_own_log_rotates_at_logfile_maxbytes_between_records(tmp_path, wsgistack_logger):
+    path = tmp_path / "supervisord.log"
+    setup_supervisor_log(SupervisorSettings(logfile=str(path), logfile_maxbytes=400, logfile_backups=2))
+    log = logging.getLogger("wsgistack.supervisor.test")
+    for number in range(60):
+        log.info("record %03d", number)
+    files = [Path(f"{path}.2"), Path(f"{path}.1"), path]
+    lines = [line for name in files for line in name.read_text().splitlines()]
+    assert not Path(f"{path}.3").exists()
+    assert all(name.stat().st_size <= 400 for name in files)
+    # whole records only, the newest in the live file, none lost between the three files kept
+    numbers = [int(line.rsplit(" ", 1)[1]) for line in lines]
+    assert numbers == list(range(numbers[0], 60)) and numbers[0] > 0
+
+
+def test_own_log_without_backups_starts_again_and_with_maxbytes_0_never_rotates(tmp_path, wsgistack_logger):
+    log = logging.getLogger("wsgistack.supervisor.test")
+    truncated, kept = tmp_path / "truncated.log", tmp_path / "kept.log"
+    setup_supervisor_log(SupervisorSettings(logfile=str(truncated), logfile_maxbytes=300, logfile_backups=0))
+    for number in range(30):
+        log.info("record %03d", number)
+    assert truncated.stat().st_size <= 300 and "record 029" in truncated.read_text()
+    assert not Path(f"{truncated}.1").exists()
+    setup_supervisor_log(SupervisorSettings(logfile=str(kept), logfile_maxbytes=0))
+    for number in range(30):
+        log.info("record %03d", number)
+    assert len(kept.read_text().splitlines()) == 30 and not Path(f"{kept}.1").exists()
+
+
+@pytest.mark.parametrize(("nodaemon", "daemon", "warned"), [(False, False, True), (True, False, False),
+                                                            (False, True, False), (True, True, False)])
+def test_nodaemon_false_in_the_foreground_says_so_in_one_line(tmp_path, wsgistack_logger, nodaemon, daemon,
+                                                              warned):
+    path = tmp_path / "supervisord.log"
+    config = SupervisorConfig("supervisord.conf", SupervisorSettings(logfile=str(path), nodaemon=nodaemon),
+                              ControlSettings(), (), {})
+    setup_supervisor_log(config.supervisor)
+    warn_nodaemon(config, daemon)
+    text = path.read_text()
+    assert ("nodaemon=false: staying in the foreground" in text) is warned and len(text.splitlines()) == warned

@@ -12,9 +12,10 @@ import os
 import signal
 
 from wsgistack.config.errors import ConfigError
-from wsgistack.observe.errorlog import reopen_error_log, setup_error_log
+from wsgistack.observe.errorlog import reopen_error_log
 from wsgistack.supervisor import leftovers
 from wsgistack.supervisor.control import ControlServer
+from wsgistack.supervisor.own_log import setup_supervisor_log
 from wsgistack.supervisor.runtime import Supervisor
 from wsgistack.supervisor.settings import SupervisorConfig
 from wsgistack.supervisor.watchdog import Watchdog
@@ -56,6 +57,14 @@ def daemonize() -> None:
     os.close(null)
 
 
+def warn_nodaemon(config: SupervisorConfig, daemon: bool) -> None:
+    """nodaemon=false asks supervisord to detach; we stay in the foreground unless told --daemon, as
+    `supervisord -n` does whatever the file says: a stock supervisord.conf must not vanish from under systemd."""
+    if not daemon and not config.supervisor.nodaemon:
+        log.warning("%s: nodaemon=false: staying in the foreground (wsgistack supervise detaches only with "
+                    "--daemon)", config.source)
+
+
 def supervise(config: SupervisorConfig, daemon: bool = False) -> int:
     """Run until stopped; the process exit code."""
     settings = config.supervisor
@@ -64,7 +73,8 @@ def supervise(config: SupervisorConfig, daemon: bool = False) -> int:
                           f"reach the port could otherwise stop every program")
     if daemon:
         daemonize()
-    setup_error_log(settings.logfile or "-", settings.loglevel)
+    setup_supervisor_log(settings)
+    warn_nodaemon(config, daemon)
     os.umask(settings.umask)
     if settings.directory:
         os.chdir(settings.directory)

@@ -162,14 +162,18 @@ class LogWriter:
     def _rotate(self) -> None:
         assert self.path is not None
         os.close(self._fd)
-        backups = self.settings.backups
-        if backups > 0:
-            for index in range(backups - 1, 0, -1):
-                older = f"{self.path}.{index}"
-                if os.path.exists(older):
-                    os.replace(older, f"{self.path}.{index + 1}")
-            os.replace(self.path, f"{self.path}.1")
-        else:
-            os.truncate(self.path, 0)
+        rotate(self.path, self.settings.backups)
         self._fd = -1
         self._open()
+
+
+def rotate(path: str, backups: int) -> None:
+    """Move `path` to `path.1` (and .1 to .2 …, keeping `backups` of them); with no backups, empty it."""
+    if backups > 0:
+        for index in range(backups - 1, 0, -1):
+            older = f"{path}.{index}"
+            if os.path.exists(older):
+                os.replace(older, f"{path}.{index + 1}")
+        os.replace(path, f"{path}.1")
+    else:
+        os.truncate(path, 0)
