@@ -138,12 +138,12 @@ def _ini() -> str:
               _same("logfile_backups", "10", "rotated files kept; 0 keeps none"),
               _same("loglevel", "info", "critical, error, warn, info, debug, trace or blather"),
               _same("pidfile", "%(here)s/supervisord.pid", "written at start, removed at exit"),
-              _same("nodaemon", "true", "stay in the foreground (supervise --daemon detaches)"),
+              _same("nodaemon", "true", "the foreground; only supervise --daemon detaches"),
               _same("childlogdir", "%(here)s", "where AUTO program logs go (default /tmp)"),
               _same("umask", "022", "file mode mask of the supervisor and its programs", live=False),
               _same("identifier", "supervisor", "part of AUTO log names", live=False)]
     text = [INI_HEAD, "[unix_http_server]", *lines(unix), "",
-            "; supervisord's control API over TCP; wsgistack checks this section but serves only the socket.",
+            "; supervisord's control API over TCP: XML-RPC for supervisorctl, only with username and password.",
             ";[inet_http_server]",
             _line(";port=127.0.0.1:9001", "HOST:PORT, or *:PORT for every interface", ";", 32),
             _line(";username=admin", "one username and password guard both endpoints", ";", 32),
@@ -190,7 +190,7 @@ def _toml() -> str:
     daemon = [_same("socket", "%(here)s/supervisor.sock", "the control socket (wsgistack ctl)"),
               _same("socket_mode", "0700", "its file mode; 0770 lets a group use it (default 0600)"),
               _same("socket_owner", "nobody:nogroup", "its owner, user:group", live=False),
-              _same("http", "127.0.0.1:9001", "checked; wsgistack serves only the socket", live=False),
+              _same("http", "127.0.0.1:9001", "XML-RPC over TCP; needs username and password", live=False),
               _same("username", "admin", "required of clients, with password", live=False),
               _same("password", "secret", "in clear text", live=False),
               _same("logfile", "%(here)s/supervisor.log", "the supervisor's own log (default: stderr)"),
@@ -198,7 +198,7 @@ def _toml() -> str:
               _plain("logfile_backups", "10", "rotated files kept; 0 keeps none"),
               _same("loglevel", "info", "critical, error, warn, info, debug, trace or blather"),
               _same("pidfile", "%(here)s/supervisor.pid", "written at start, removed at exit"),
-              _plain("nodaemon", "true", "stay in the foreground (supervise --daemon detaches)"),
+              _plain("nodaemon", "true", "the foreground; only supervise --daemon detaches"),
               _same("childlogdir", "%(here)s", "where AUTO program logs go (default /tmp)"),
               _same("umask", "022", "file mode mask of the supervisor and its programs", live=False)]
     group = _same("group", "webapps", "put it in a group, named with the other members", live=False)
