@@ -374,3 +374,19 @@ def test_user_and_umask(tmp_path):
         assert int(uid) == pwd.getpwnam("nobody").pw_uid
         assert mask == "0o27"
     run(scenario, settings)
+
+
+def test_tail_and_signal_as_both_control_protocols_use_them(tmp_path):
+    async def scenario(supervisor: Supervisor) -> None:
+        process = supervisor.processes["quiet:quiet"]
+        process.stdout.write(b"0123456789")
+        assert supervisor.tail(process, "stdout", 0, 4) == ("6789", 10, True)  # the last 4, older left out
+        assert supervisor.tail(process, "stdout", 7, None) == ("789", 10, False)  # what came after byte 7
+        assert supervisor.tail(process, "stdout", 10, 4) == ("", 10, False)  # nothing new
+        with pytest.raises(ValueError):
+            supervisor.tail(process, "stdin", 0, None)
+        with pytest.raises(ValueError):
+            supervisor.signal([process], "NOSUCH")
+        assert supervisor.signal([process], "SIGHUP") == {"quiet:quiet": False}  # not running
+
+    run(scenario, program(tmp_path, "quiet", "pass", autostart=False))
