@@ -10,10 +10,10 @@ import pytest
 from wsgistack.http import dates
 from wsgistack.http.dates import http_date
 from wsgistack.http.errors import HTTPError, error_body, status_line_text
-from wsgistack.http.response import (
+from wsgistack.http.framing import Framing
+from wsgistack.http.heads import (
     CONTINUE,
     SERVER_NAME,
-    Framing,
     ResponseError,
     build_head,
     check_headers,
@@ -54,7 +54,7 @@ def value(fields, name):
 def build(status="200 OK", headers=None, method="GET", version="1.1", keep_alive=True):
     headers = [("Date", DATE)] + list(headers or []) if headers is None or not any(
         n.lower() == "date" for n, _ in headers) else list(headers)
-    return build_head(status, headers, method, version, keep_alive)
+    return build_head(status, headers, method, version, keep_alive)[:3]
 
 
 # -- framing -------------------------------------------------------------------------------------------
@@ -262,14 +262,14 @@ def test_app_cannot_turn_keep_alive_on():
 
 
 def test_date_and_server_added():
-    head, _, _ = build_head("200 OK", [("Content-Length", "0")], "GET", "1.1", True)
+    head, _, _, _ = build_head("200 OK", [("Content-Length", "0")], "GET", "1.1", True)
     _, fields = head_lines(head)
     assert IMF_FIXDATE.match(value(fields, "Date"))
     assert value(fields, "Server") == SERVER_NAME == "wsgistack"
 
 
 def test_app_date_and_server_kept_not_duplicated():
-    head, _, _ = build_head("200 OK", [("date", DATE), ("SERVER", "mine"), ("Content-Length", "0")],
+    head, _, _, _ = build_head("200 OK", [("date", DATE), ("SERVER", "mine"), ("Content-Length", "0")],
                             "GET", "1.1", True)
     _, fields = head_lines(head)
     assert [v for n, v in fields if n.lower() == "date"] == [DATE]

@@ -12,12 +12,13 @@ from wsgiref.validate import WSGIWarning, validator
 
 import pytest
 
+from wsgistack.http.errors import ClientGone
+from wsgistack.http.heads import build_head
 from wsgistack.http.parser import RequestHead, RequestParser
-from wsgistack.http.response import build_head
 from wsgistack.wsgi.environ import ConnectionInfo, build_environ
 from wsgistack.wsgi.file_wrapper import FileWrapper
 from wsgistack.wsgi.input import InputStream
-from wsgistack.wsgi.runner import ClientError, ClientGone, run_app
+from wsgistack.wsgi.runner import ClientError, run_app
 
 
 class RecordingSink:

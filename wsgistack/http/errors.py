@@ -25,3 +25,10 @@ def status_line_text(status: int) -> str:
 def error_body(status: int, reason: str) -> bytes:
     """A short plain-text body that says what went wrong, never more (no tracebacks to clients)."""
     return f"{status_line_text(status)}\n{reason}\n".encode("latin-1", "replace")
+
+
+class ClientGone(OSError):
+    """Writing a response failed: the client closed the connection or stopped taking bytes (server and proxy).
+
+    An OSError, as the socket errors it stands for: the server's connections end on any OSError alike.
+    """

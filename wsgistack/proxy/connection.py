@@ -15,15 +15,13 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes
 
-from wsgistack.http.dates import http_date
-from wsgistack.http.errors import HTTPError, error_body, status_line_text
+from wsgistack.http.errors import ClientGone, HTTPError
+from wsgistack.http.heads import CONTINUE, UpstreamHeadTooLarge, error_reply, error_response
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
-from wsgistack.http.response import CONTINUE, SERVER_NAME, error_response
 from wsgistack.http.target import encode_path, normalize_path, split_target
 from wsgistack.proxy import static_reply
 from wsgistack.proxy.buffering import RequestBody
-from wsgistack.proxy.forward import ClientGone, Exchange
-from wsgistack.proxy.headers import UpstreamHeadTooLarge
+from wsgistack.proxy.forward import Exchange
 from wsgistack.proxy.limits import LimitConn, key_of
 
 if TYPE_CHECKING:
@@ -222,8 +220,9 @@ class ClientConnection(asyncio.Protocol):
         """
         self.busy = True
         started = time.time()
-        self.transport.write(error_response(status, reason))  # type: ignore[union-attr]
-        self._log(status, len(error_body(status, reason)), started, 0.0, {})
+        data, length = error_reply(status, reason)
+        self.transport.write(data)  # type: ignore[union-attr]
+        self._log(status, length, started, 0.0, {})
         if self.body is not None:
             self.body.close()
         self.lingering = True
@@ -398,17 +397,9 @@ class ClientConnection(asyncio.Protocol):
     def send_error(self, status: int, reason: str, head: RequestHead, keep_alive: bool,
                    extra: list[tuple[str, str]] | None = None) -> tuple[int, int, bool]:
         """Write a short error response; returns (status, body bytes, keep-alive)."""
-        body = error_body(status, reason)
-        lines = [f"HTTP/1.1 {status_line_text(status)}\r\n", "Content-Type: text/plain; charset=utf-8\r\n",
-                 f"Content-Length: {len(body)}\r\n", f"Date: {http_date()}\r\n", f"Server: {SERVER_NAME}\r\n"]
-        lines += [f"{name}: {value}\r\n" for name, value in extra or ()]
-        if not keep_alive:
-            lines.append("Connection: close\r\n")
-        elif head.version == "1.0":
-            lines.append("Connection: keep-alive\r\n")
-        data = ("".join(lines) + "\r\n").encode("latin-1")
-        self.write(data if head.method == "HEAD" else data + body)
-        return status, 0 if head.method == "HEAD" else len(body), keep_alive
+        data, length = error_reply(status, reason, head.method, keep_alive, head.version, extra or ())
+        self.write(data)
+        return status, 0 if head.method == "HEAD" else length, keep_alive
 
     def _finish(self, keep_alive: bool) -> None:
         self.task = None

@@ -32,12 +32,14 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from wsgistack.http.errors import ClientGone
+from wsgistack.http.framing import Framing
+from wsgistack.http.heads import forwarded_request_head, proxied_response_head, without_hop_by_hop
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead
-from wsgistack.http.response import Framing
 from wsgistack.http.response_parser import ResponseHead
 from wsgistack.proxy.buffering import Spool
 from wsgistack.proxy.compression import GzipStream, gzip_headers, should_compress
-from wsgistack.proxy.headers import client_response_head, request_id, response_headers, upstream_request_head
+from wsgistack.proxy.headers import request_id
 from wsgistack.proxy.health import watch_return
 from wsgistack.proxy.pool import UpstreamConnection, UpstreamError
 
@@ -55,10 +57,6 @@ _RETRY_EVERY = 0.25
 _MAX_CUTS = 2  # connections cut before any answer after which an idempotent request is no longer held
 
 
-class ClientGone(Exception):
-    """The client closed the connection, or took nothing for longer than send_timeout."""
-
-
 class Exchange:
     """One request's way to an upstream (with retries) and its response's way back to the client."""
 
@@ -74,7 +72,7 @@ class Exchange:
         self.rid = request_id(head.header("x-request-id"))  # an id from the client is kept: it ties logs together
         has_body = body.size > 0 or head.content_length is not None or head.chunked
         state = client.state
-        self.request_head = upstream_request_head(
+        self.request_head = forwarded_request_head(
             head.method, head.target, head.headers, client_ip=client.client_ip, scheme=client.scheme,
             server_port=client.server_port, trusted=state.trust.trusts(client.client_ip), request_id=self.rid,
             body_length=body.size if has_body else None, default_host=upstream.name)
@@ -309,12 +307,12 @@ class Exchange:
         state = client.state
         headers = response.headers
         if state.gzip.enabled and head.header("accept-encoding"):
-            headers = response_headers(headers)
+            headers = without_hop_by_hop(headers)
             if should_compress(state.gzip, head.method, response.status, head.headers, headers):
                 headers = gzip_headers(headers)
                 self.gzip = GzipStream(state.gzip.level)
         try:
-            data, self.framing, self.keep_alive, accel = client_response_head(
+            data, self.framing, self.keep_alive, accel = proxied_response_head(
                 response.status, response.reason, headers, head.method, head.version, self.keep_alive, self.rid)
         except ValueError:
             self._bad_response("invalid Content-Length")

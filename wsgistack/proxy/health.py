@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 
+from wsgistack.http.heads import request_head
 from wsgistack.http.parser import EndOfMessage, ParseError
 from wsgistack.http.response_parser import ResponseHead
 from wsgistack.proxy.pool import UpstreamError
@@ -72,8 +73,8 @@ class HealthChecker:
         check = upstream.settings.health_check
         assert check is not None
         host = server.name if server.settings.address.kind == "tcp" else "localhost"
-        request = (f"GET {check.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: wsgistack-health-check\r\n"
-                   f"Connection: close\r\n\r\n").encode("latin-1")
+        request = request_head("GET", check.path, [("Host", host), ("User-Agent", "wsgistack-health-check"),
+                                                   ("Connection", "close")])
         connection = None
         try:
             async with asyncio.timeout(check.timeout):

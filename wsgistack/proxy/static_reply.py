@@ -12,10 +12,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from wsgistack.http.dates import http_date
 from wsgistack.http.errors import status_line_text
+from wsgistack.http.heads import reply_head
 from wsgistack.http.parser import RequestHead
-from wsgistack.http.response import SERVER_NAME
 from wsgistack.proxy.compression import gzip_headers, should_compress
 
 if TYPE_CHECKING:
@@ -55,14 +54,7 @@ def start(client: ClientConnection, route: Route, head: RequestHead, keep_alive:
         reply_path = None
     else:
         reply_path = reply.path
-    lines = [f"HTTP/1.1 {status_line_text(reply.status)}\r\n"]
-    lines += [f"{name}: {value}\r\n" for name, value in headers]
-    lines += [f"Date: {http_date()}\r\n", f"Server: {SERVER_NAME}\r\n"]
-    if not keep_alive:
-        lines.append("Connection: close\r\n")
-    elif head.version == "1.0":
-        lines.append("Connection: keep-alive\r\n")
-    data = ("".join(lines) + "\r\n").encode("latin-1")
+    data = reply_head(status_line_text(reply.status), headers, keep_alive, head.version)
     if head.method == "HEAD":
         client.write(data)
         return Answer(reply.status, 0, keep_alive)

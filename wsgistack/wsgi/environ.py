@@ -11,6 +11,7 @@ from urllib.parse import unquote_to_bytes
 from wsgistack.http.errors import HTTPError
 from wsgistack.http.parser import RequestHead
 from wsgistack.http.target import split_target
+from wsgistack.http.trust import ProxyTrust
 from wsgistack.wsgi.file_wrapper import FileWrapper
 
 _SPECIAL = {"CONTENT_TYPE", "CONTENT_LENGTH"}
@@ -26,35 +27,6 @@ class ConnectionInfo:
     remote_port: str
     url_scheme: str = "http"
     unix: bool = False
-
-
-class ProxyTrust:
-    """Which peers may tell us the real client and scheme (X-Forwarded-For/-Proto, Forwarded)."""
-
-    def __init__(self, allowed: tuple[str, ...]):
-        self.everyone = "*" in allowed
-        self.networks = []
-        for item in allowed:
-            if item != "*":
-                self.networks.append(ipaddress.ip_network(item, strict=False))
-        self._known: dict[str, bool] = {}  # parsing an address per request showed up in profiles
-
-    def trusts(self, info: ConnectionInfo) -> bool:
-        """True for unix-socket peers (only local users reach those) and listed addresses."""
-        if self.everyone or info.unix:
-            return True
-        known = self._known.get(info.remote_addr)
-        if known is None:
-            try:
-                address = ipaddress.ip_address(info.remote_addr)
-            except ValueError:
-                known = False
-            else:
-                known = any(address in network for network in self.networks)
-            if len(self._known) > 4096:
-                self._known.clear()
-            self._known[info.remote_addr] = known
-        return known
 
 
 def _split_target(target: str, method: str) -> tuple[str, str]:
@@ -187,7 +159,7 @@ def build_environ(
             environ[key] = value
     if head.chunked:
         environ.pop("CONTENT_LENGTH", None)  # the body is chunked; wsgi.input_terminated says read to EOF
-    if trust is not None and trust.trusts(info):
+    if trust is not None and trust.trusts(info.remote_addr, info.unix):
         _forwarded(environ)
     host = environ.get("HTTP_HOST")
     if host:

@@ -10,7 +10,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from wsgistack.http.response import ResponseError, check_headers, check_status
+from wsgistack.http.errors import ClientGone
+from wsgistack.http.heads import ResponseError, check_headers, check_status
 from wsgistack.wsgi.file_wrapper import FileWrapper
 
 log = logging.getLogger("wsgistack.server")
@@ -41,10 +42,6 @@ class ClientError(OSError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
-
-
-class ClientGone(OSError):
-    """Writing the response failed: the client closed the connection or stopped reading."""
 
 
 class AppResult:

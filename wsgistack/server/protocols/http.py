@@ -15,13 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from wsgistack.http.errors import error_body
+from wsgistack.http.errors import ClientGone
+from wsgistack.http.framing import Framing
+from wsgistack.http.heads import CONTINUE, build_head, error_reply
 from wsgistack.http.parser import BodyData, EndOfMessage, Limits, ParseError, RequestHead, RequestParser
-from wsgistack.http.response import CONTINUE, Framing, build_head, error_response
+from wsgistack.http.trust import ProxyTrust
 from wsgistack.observe.accesslog import AccessLog, AccessRecord
-from wsgistack.wsgi.environ import ConnectionInfo, ProxyTrust, build_environ
+from wsgistack.wsgi.environ import ConnectionInfo, build_environ
 from wsgistack.wsgi.input import InputStream
-from wsgistack.wsgi.runner import ClientError, ClientGone, run_app
+from wsgistack.wsgi.runner import ClientError, run_app
 
 log = logging.getLogger("wsgistack.server")
 
@@ -49,10 +51,9 @@ class ServeContext:
 
 def refusal(ctx: ServeContext, info: ConnectionInfo, error: ParseError) -> bytes:
     """The response to a request we refuse before the app sees it, logged in the access log too."""
-    response = error_response(error.status, error.reason)
+    response, body_bytes = error_reply(error.status, error.reason)
     if ctx.access_log.enabled:
         environ = {"REMOTE_ADDR": info.remote_addr, "REQUEST_METHOD": "-", "RAW_URI": "-", "SERVER_PROTOCOL": "-"}
-        body_bytes = len(error_body(error.status, error.reason))
         ctx.access_log.write(AccessRecord(environ, error.status, body_bytes, time.time(), 0.0))
     return response
 
@@ -279,9 +280,8 @@ class _SocketSink:
         # asked now, after on_request: the request that reaches --max-requests, or one answered after a
         # TERM/HUP, says `Connection: close`, so the client sends no more on a retiring worker
         self.keep_alive = self.keep_alive and self.conn.ctx.keep_alive()
-        head_bytes, self.framing, self.keep_alive = build_head(
+        head_bytes, self.framing, self.keep_alive, self.status = build_head(
             status, headers, self.head.method, self.head.version, self.keep_alive)
-        self.status = int(status[:3])
         self._send(head_bytes)
 
     def send_body(self, data: bytes) -> None:
@@ -313,9 +313,9 @@ class _SocketSink:
 
     def send_error(self, status: int, reason: str) -> None:
         self.keep_alive = False
-        self.error_bytes = len(error_body(status, reason))
         self.status = status
-        self._send(error_response(status, reason, head_only=self.head.method == "HEAD"))
+        data, self.error_bytes = error_reply(status, reason, self.head.method)
+        self._send(data)
 
     def end(self) -> None:
         """Write the end of the body (the chunked terminator)."""

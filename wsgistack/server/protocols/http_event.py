@@ -18,15 +18,16 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from wsgistack.http.errors import error_body
+from wsgistack.http.errors import ClientGone
+from wsgistack.http.framing import Framing
+from wsgistack.http.heads import CONTINUE, build_head, error_reply
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
-from wsgistack.http.response import CONTINUE, Framing, build_head, error_response
 from wsgistack.observe.accesslog import AccessRecord
 from wsgistack.server.protocols.http import ServeContext, connection_info, refusal
 from wsgistack.server.sockets import unread_bytes
 from wsgistack.wsgi.environ import build_environ
 from wsgistack.wsgi.input import InputStream
-from wsgistack.wsgi.runner import ClientGone, run_app
+from wsgistack.wsgi.runner import run_app
 
 log = logging.getLogger("wsgistack.server")
 
@@ -328,9 +329,8 @@ class _LoopSink:
         # asked now, not at dispatch: the request that reaches --max-requests, or one answered after a
         # TERM/HUP, says `Connection: close`, so the client does not send another on a retiring worker
         keep_alive = self.keep_alive and self.proto.ctx.keep_alive()
-        head_bytes, self.framing, self.keep_alive = build_head(
+        head_bytes, self.framing, self.keep_alive, self.status = build_head(
             status, headers, self.head.method, self.head.version, keep_alive)
-        self.status = int(status[:3])
         self.pending.append(head_bytes)  # goes out with the first piece of body (one write, not two)
 
     def send_body(self, data: bytes) -> None:
@@ -352,9 +352,9 @@ class _LoopSink:
 
     def send_error(self, status: int, reason: str) -> None:
         self.keep_alive = False
-        self.error_bytes = len(error_body(status, reason))
         self.status = status
-        self.pending = [error_response(status, reason, head_only=self.head.method == "HEAD")]
+        data, self.error_bytes = error_reply(status, reason, self.head.method)
+        self.pending = [data]
 
     def end(self) -> None:
         if self.framing is not None:

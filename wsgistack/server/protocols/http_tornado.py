@@ -1,7 +1,7 @@
 """One HTTP/1.1 connection on Tornado's IOStream, for the tornado worker.
 
 Tornado's IOLoop and IOStream do the I/O; the request is framed by wsgistack's own parser (the one every
-other class uses) and the response by `build_head`, so a malformed or hostile request gets exactly the
+other class uses) and the response by `heads.build_head`, so a malformed or hostile request gets exactly the
 answer the other classes give, and nothing behind it is ever acted on. Tornado's HTTP1Connection is not
 used: its parser is lenient where ours is strict (bare LF, Transfer-Encoding in HTTP/1.0, Upgrade).
 
@@ -21,15 +21,16 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from wsgistack.http.errors import error_body
+from wsgistack.http.errors import ClientGone
+from wsgistack.http.framing import Framing
+from wsgistack.http.heads import CONTINUE, build_head, error_reply
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
-from wsgistack.http.response import CONTINUE, Framing, build_head, error_response
 from wsgistack.observe.accesslog import AccessRecord
 from wsgistack.server.protocols.http import ServeContext, connection_info, refusal
 from wsgistack.server.sockets import unread_bytes
 from wsgistack.wsgi.environ import build_environ
 from wsgistack.wsgi.input import InputStream
-from wsgistack.wsgi.runner import ClientGone, run_app
+from wsgistack.wsgi.runner import run_app
 
 log = logging.getLogger("wsgistack.server")
 
@@ -349,9 +350,8 @@ class _StreamSink:
         # asked now, not at dispatch: the request that reaches --max-requests, or one answered after a
         # TERM/HUP, says `Connection: close`, so the client sends no more on a retiring worker
         keep_alive = self.keep_alive and self.conn.ctx.keep_alive()
-        head_bytes, self.framing, self.keep_alive = build_head(
+        head_bytes, self.framing, self.keep_alive, self.status = build_head(
             status, headers, self.head.method, self.head.version, keep_alive)
-        self.status = int(status[:3])
         self.pending.append(head_bytes)  # goes out with the first piece of body (one write, not two)
 
     def send_body(self, data: bytes) -> None:
@@ -373,9 +373,9 @@ class _StreamSink:
 
     def send_error(self, status: int, reason: str) -> None:
         self.keep_alive = False
-        self.error_bytes = len(error_body(status, reason))
         self.status = status
-        self.pending = [error_response(status, reason, head_only=self.head.method == "HEAD")]
+        data, self.error_bytes = error_reply(status, reason, self.head.method)
+        self.pending = [data]
 
     def end(self) -> None:
         if self.framing is not None:
