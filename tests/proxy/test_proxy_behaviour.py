@@ -367,7 +367,9 @@ def test_a_failed_server_gets_no_request_for_fail_timeout(start_proxy, start_ups
     failed = time.monotonic()
     assert proxy.access_lines() == [f"{dead}, {upstream_address(a)} 200"]
     count = 1
-    while time.monotonic() < failed + 1.6:
+    # up to 1 s: a request still in flight when the 2 s are over would rightly try the dead server again, and
+    # under load one may take several hundred milliseconds
+    while time.monotonic() < failed + 1.0:
         assert proxy.get("/").text == "a"
         count += 1
         time.sleep(0.05)

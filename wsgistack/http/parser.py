@@ -313,7 +313,7 @@ class RequestParser:
         if method == "CONNECT":
             self._reject(405, "CONNECT is not supported")
         target = self._url.decode("latin-1")
-        if not target.startswith("/"):
+        if target[:1] != "/":
             form = self._check(split_target, target, method)
             if form.authority is not None:
                 # RFC 9112 §3.2.2: the absolute-form's authority replaces Host, for the app and for routing

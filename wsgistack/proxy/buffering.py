@@ -88,7 +88,8 @@ class Spool:
         if self._file is not None:
             self._file.close()
             self._file = None
-        self._pieces.clear()
+        if self._pieces:
+            self._pieces.clear()
         self._in_memory = self.pending = 0
 
 

@@ -108,17 +108,16 @@ class Exchange:
 
     # -- attempts ---------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Send the request to the first server the balancer picks."""
-        self._attempt()
-
     def _attempt(self) -> None:
+        """Send the request to the server the balancer picks (the first attempt, or the next after a failure)."""
         server = self.upstream.pick(self.client.client_ip, self.head.headers, self.tried)
         if server is None:
             if not self._hold():
                 self._give_up()
             return
         self._try(server)
+
+    start = _attempt  # the first attempt is an attempt like the others (a name, not a call more per request)
 
     def _give_up(self) -> None:
         if self.last_error is not None and self.last_error.timeout:
