@@ -1,4 +1,4 @@
-"""The X-Request-ID the proxy gives every request, and the trust rule it forwards X-Forwarded-* by.
+"""The X-Request-ID the proxy gives every request.
 
 The fields themselves are written by `http/heads.py`: `forwarded_request_head` towards the upstream (hop-by-hop
 fields dropped, X-Forwarded-For/-Proto/-Host/-Port set, the upstream's limits kept) and
@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import random
 import re
-
-from wsgistack.http.trust import ProxyTrust
-
-Trust = ProxyTrust  # routing.py's name for the one trust rule (http/trust.py), shared with the server
 
 _random = random.Random()
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

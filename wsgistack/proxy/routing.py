@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from wsgistack.http.parser import Limits
 from wsgistack.proxy.compression import GzipSettings
-from wsgistack.proxy.headers import Trust
+from wsgistack.http.trust import ProxyTrust
 from wsgistack.proxy.limits import LimitConn, LimitReq
 from wsgistack.proxy.settings import ProxySettings, RouteSettings
 from wsgistack.proxy.static import StaticFiles
@@ -47,7 +47,7 @@ class ProxyState:
 
     def __init__(self, settings: ProxySettings, previous: ProxyState | None = None):
         self.settings = settings
-        self.trust = Trust(settings.trusted_proxies)
+        self.trust = ProxyTrust(settings.trusted_proxies)
         self.gzip: GzipSettings = settings.gzip
         old_servers = [server for upstream in (previous.upstreams.values() if previous else ())
                        for server in upstream.servers]

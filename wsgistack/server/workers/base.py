@@ -26,7 +26,7 @@ from wsgistack.server.heartbeat import Heartbeat
 from wsgistack.server.protocols.http import ServeContext
 from wsgistack.server.reloader import Reloader
 from wsgistack.server.sockets import Listener
-from wsgistack.wsgi.environ import ProxyTrust
+from wsgistack.http.trust import ProxyTrust
 from wsgistack.wsgi.loader import AppLoadError, load_app
 
 log = logging.getLogger("wsgistack.server")
