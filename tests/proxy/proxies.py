@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import APPS, Server, wait_for
+from servers import APPS, Server
+from polling import wait_for
 from processes import LogFiles
 
 

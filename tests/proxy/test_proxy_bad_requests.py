@@ -11,7 +11,7 @@ import socket
 import time
 
 import pytest
-from conftest import wait_for
+from polling import wait_for
 from proxies import send_until_closed, start_proxy, start_upstream, upstream_address
 
 

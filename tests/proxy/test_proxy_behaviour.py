@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import wait_for
+from polling import wait_for
 from proxies import start_proxy, start_upstream, upstream_address
 
 HEX32 = re.compile(r"[0-9a-f]{32}")

@@ -19,7 +19,7 @@ import time
 from typing import Self
 
 import requests
-from conftest import wait_for
+from polling import wait_for
 from proxies import start_proxy, start_upstream, upstream_address  # noqa: F401 (fixtures)
 
 SECRET = b"TOP-SECRET-do-not-serve-7f3a"

@@ -19,7 +19,7 @@ from contextlib import ExitStack
 
 import httptools
 import pytest
-from conftest import wait_for
+from polling import wait_for
 from proxies import start_proxy, start_upstream, upstream_address  # noqa: F401
 
 

@@ -12,7 +12,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from conftest import APPS, wait_for
+from servers import APPS
+from polling import wait_for
 from proxies import start_proxy, upstream_address  # noqa: F401 (fixtures)
 
 from wsgistack.proxy.buffering import RequestBody, Spool

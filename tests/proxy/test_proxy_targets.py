@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import APPS, Server, wait_for
+from servers import APPS, Server
+from polling import wait_for
 from proxies import Proxy, send_until_closed
 
 ROUTES = """

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import APPS, wait_for
+from servers import APPS
+from polling import wait_for
 from proxies import start_proxy, start_upstream, upstream_address  # noqa: F401 (fixtures)
 
 from wsgistack.config.addresses import Address

@@ -45,7 +45,7 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from conftest import APPS, Server
+from servers import APPS, Server
 from nginx import Nginx, require_nginx
 from proxies import Proxy, upstream_address
 

@@ -6,7 +6,7 @@ import os
 import signal
 import textwrap
 
-from conftest import wait_for
+from polling import wait_for
 from processes import children_of, pid_alive
 from proxies import start_proxy, start_upstream, upstream_address
 

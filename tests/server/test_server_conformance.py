@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import APPS, Server
+from servers import APPS, Server
 from rawhttp import Reader, closed_by_peer
 
 CLASSES = ["event", "thread", "gevent", "sync"]

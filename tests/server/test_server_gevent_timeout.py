@@ -9,7 +9,7 @@ import threading
 import time
 
 import requests
-from conftest import wait_for
+from polling import wait_for
 
 TIMEOUT = 2
 

@@ -16,7 +16,8 @@ import sys
 
 import pytest
 import requests
-from conftest import APPS, WORKER_CLASSES, Server, wait_for
+from servers import APPS, WORKER_CLASSES, Server
+from polling import wait_for
 from rawhttp import Reader, closed_by_peer, get, request
 
 BIG = 10 * 1024 * 1024

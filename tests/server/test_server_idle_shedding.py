@@ -4,7 +4,7 @@ clients in the tornado and gevent classes; connections in a request are never sh
 from __future__ import annotations
 
 import pytest
-from conftest import wait_for
+from polling import wait_for
 from rawhttp import Reader, closed_by_peer, get
 
 

@@ -10,7 +10,9 @@ import time
 
 import pytest
 import requests
-from conftest import APPS, WORKER_CLASSES, children_of, pid_alive, wait_for
+from servers import APPS, WORKER_CLASSES
+from processes import children_of, pid_alive
+from polling import wait_for
 
 
 @pytest.fixture(params=WORKER_CLASSES)

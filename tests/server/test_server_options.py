@@ -11,7 +11,9 @@ import sys
 
 import pytest
 import requests
-from conftest import APPS, children_of, wait_for
+from servers import APPS
+from processes import children_of
+from polling import wait_for
 from rawhttp import request
 
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from conftest import WORKER_CLASSES, Server
+from servers import WORKER_CLASSES, Server
 
 H = "Host: t\r\n"
 

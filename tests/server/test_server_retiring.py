@@ -13,7 +13,7 @@ import re
 import time
 
 import pytest
-from conftest import Server
+from servers import Server
 from rawhttp import Reader, closed_by_peer, get
 
 from wsgistack.server.heartbeat import Heartbeat

@@ -8,7 +8,7 @@ import time
 
 import pytest
 import requests
-from conftest import wait_for
+from polling import wait_for
 from rawhttp import Reader, get
 
 SLOW_HEADS = 100

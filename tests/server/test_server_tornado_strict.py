@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-from conftest import Server
+from servers import Server
 from rawhttp import Reader, closed_by_peer, get
 
 

@@ -1,105 +1,16 @@
-"""Shared fixtures of the supervisor tests: a supervisord.conf as supervisord's docs write them, running."""
+"""Fixtures of the supervisor tests: a supervisord.conf as supervisord's docs write them, running.
+
+Helpers are in supervisors.py (tests import them from there, never from `conftest`, which names two files).
+"""
 
 from __future__ import annotations
 
 import signal
 import subprocess
-import sys
-import textwrap
-import time
-from pathlib import Path
 
 import pytest
-from processes import pid_alive  # noqa: F401 (re-exported to the tests)
-
-PY = sys.executable
-
-
-def ctl(conf: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "wsgistack", "ctl", "-c", str(conf), *args], capture_output=True,
-                          text=True, timeout=30)
-
-
-def status(conf: Path) -> dict[str, dict]:
-    """Every process's status record, asked over the control socket directly (milliseconds, where a `ctl`
-    subprocess takes a Python start-up: too slow for the tests that time a restart)."""
-    from wsgistack.supervisor.ctl import request, socket_path
-
-    answer = request(socket_path(str(conf), None), "status")
-    assert answer["ok"], answer
-    return {f"{r['group']}:{r['name']}": r for r in answer["result"]}
-
-
-def wait_for(condition, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-    return value
-
-
-def write_conf(tmp_path: Path, startsecs: str = "0.5") -> Path:
-    """A supervisord.conf as supervisord's docs write them, with small Python programs beside it."""
-    scripts = tmp_path / "scripts"
-    scripts.mkdir()
-    (scripts / "long.py").write_text("import time\nwhile True: time.sleep(1)\n")
-    (scripts / "fail.py").write_text("raise SystemExit(1)\n")
-    (scripts / "late_fail.py").write_text("import time\ntime.sleep(2)\nraise SystemExit(1)\n")
-    (scripts / "chatty.py").write_text("import time\nfor i in range(2000): print('chatter line %05d' % i)\n"
-                                       "import sys; sys.stdout.flush()\nwhile True: time.sleep(1)\n")
-    (scripts / "env.py").write_text("import os, time\nprint(os.environ['GREETING'], os.environ['REGION'], "
-                                    "flush=True)\nwhile True: time.sleep(1)\n")
-    conf = tmp_path / "supervisord.conf"
-    conf.write_text(textwrap.dedent(f"""\
-        [unix_http_server]
-        file=%(here)s/supervisor.sock
-
-        [supervisord]
-        logfile=%(here)s/supervisord.log
-        pidfile=%(here)s/supervisord.pid
-        childlogdir=%(here)s/logs
-        nodaemon=true
-
-        [rpcinterface:supervisor]
-        supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-        [supervisorctl]
-        serverurl=unix://%(here)s/supervisor.sock
-
-        [program:long]
-        command={PY} %(here)s/scripts/long.py
-        startsecs={startsecs}
-
-        [program:fail]
-        command={PY} %(here)s/scripts/fail.py
-        startsecs={startsecs}
-        startretries=2
-
-        [program:late]
-        command={PY} %(here)s/scripts/late_fail.py
-        startsecs={startsecs}
-        autorestart=unexpected
-
-        [program:pool]
-        command={PY} %(here)s/scripts/long.py
-        process_name=%(program_name)s_%(process_num)02d
-        numprocs=3
-        startsecs={startsecs}
-
-        [program:chatty]
-        command={PY} %(here)s/scripts/chatty.py
-        startsecs={startsecs}
-        stdout_logfile=%(here)s/logs/chatty.log
-        stdout_logfile_maxbytes=10KB
-        stdout_logfile_backups=2
-
-        [program:env]
-        command={PY} %(here)s/scripts/env.py
-        startsecs={startsecs}
-        environment=GREETING="hello, world",REGION=eu
-        """))
-    return conf
+from polling import wait_for
+from supervisors import PY, accepting, write_conf
 
 
 @pytest.fixture
@@ -109,7 +20,7 @@ def supervised(tmp_path):
     proc = subprocess.Popen([PY, "-m", "wsgistack", "supervise", "-c", str(conf)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: (tmp_path / "supervisor.sock").exists(), what="the control socket")
+        wait_for(lambda: accepting(tmp_path / "supervisor.sock"), message="the control socket")
         yield conf, proc
     finally:
         if proc.poll() is None:

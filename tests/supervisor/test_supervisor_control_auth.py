@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PY, wait_for
+from supervisors import PY
+from polling import wait_for
 
 USER, PASSWORD = "admin", "s3cret"
 
@@ -23,7 +24,7 @@ def _start(conf: Path, ready) -> subprocess.Popen:
     proc = subprocess.Popen([PY, "-m", "wsgistack", "supervise", "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        wait_for(ready, what="the supervisor listening")
+        wait_for(ready, message="the supervisor listening")
     except BaseException:
         _stop(proc)
         raise

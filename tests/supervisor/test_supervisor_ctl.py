@@ -9,21 +9,22 @@ import stat
 import subprocess
 import time
 
-from conftest import PY, ctl, pid_alive, status, wait_for
+from supervisors import PY, ctl, pid_alive, status
+from polling import wait_for
 
 
 def test_status_states_numprocs_logs_environment(supervised, tmp_path):
     conf, _ = supervised
     records = wait_for(lambda: (s := status(conf)) and s["long:long"]["statename"] == "RUNNING"
                        and s["fail:fail"]["statename"] == "FATAL" and s["late:late"]["restarts"] >= 1 and s,
-                       timeout=20, what="RUNNING, FATAL and a restart")
+                       timeout=20, message="RUNNING, FATAL and a restart")
     assert {name for name in records if name.startswith("pool:")} == {"pool:pool_00", "pool:pool_01", "pool:pool_02"}
     assert all(records[f"pool:pool_0{i}"]["statename"] == "RUNNING" for i in range(3))
-    wait_for(lambda: (tmp_path / "logs" / "chatty.log.2").exists(), what="rotated logs")
+    wait_for(lambda: (tmp_path / "logs" / "chatty.log.2").exists(), message="rotated logs")
     assert sorted(p.name for p in (tmp_path / "logs").glob("chatty.log*")) == \
         ["chatty.log", "chatty.log.1", "chatty.log.2"]
     wait_for(lambda: (tmp_path / "logs" / "chatty.log").read_text().endswith("chatter line 01999\n"),
-             what="the whole output written")
+             message="the whole output written")
     for name in ("chatty.log.2", "chatty.log.1", "chatty.log"):  # every rotated file holds whole lines
         lines = (tmp_path / "logs" / name).read_text().split("\n")
         assert lines[-1] == "" and all(line.startswith("chatter line ") and len(line) == 18 for line in lines[:-1])
@@ -38,30 +39,30 @@ def test_status_states_numprocs_logs_environment(supervised, tmp_path):
 
 def test_killed_program_is_running_again_within_a_second(supervised):
     conf, _ = supervised
-    old = wait_for(lambda: (r := status(conf)["long:long"])["statename"] == "RUNNING" and r["pid"], what="RUNNING")
+    old = wait_for(lambda: (r := status(conf)["long:long"])["statename"] == "RUNNING" and r["pid"], message="RUNNING")
     os.kill(old, signal.SIGKILL)
     killed = time.monotonic()
     wait_for(lambda: (r := status(conf)["long:long"])["pid"] not in (0, old) and r["statename"] == "RUNNING",
-             timeout=1.0, what="a new pid RUNNING within 1 s (startsecs is 0.5)")
+             timeout=1.0, message="a new pid RUNNING within 1 s (startsecs is 0.5)")
     assert time.monotonic() - killed < 1.0
 
 
 def test_stop_start_restart_and_errors(supervised):
     conf, _ = supervised
     first = wait_for(lambda: (r := status(conf)["long:long"])["statename"] == "RUNNING" and r["pid"],
-                     what="RUNNING")
+                     message="RUNNING")
     assert ctl(conf, "stop", "long").returncode == 0
-    wait_for(lambda: status(conf)["long:long"]["statename"] == "STOPPED", what="STOPPED")
+    wait_for(lambda: status(conf)["long:long"]["statename"] == "STOPPED", message="STOPPED")
     assert not pid_alive(first)
     assert ctl(conf, "start", "long").returncode == 0
     second = wait_for(lambda: (r := status(conf)["long:long"])["statename"] == "RUNNING" and r["pid"],
-                      what="RUNNING again")
+                      message="RUNNING again")
     assert ctl(conf, "restart", "long").returncode == 0
     wait_for(lambda: (r := status(conf)["long:long"])["statename"] == "RUNNING" and r["pid"] != second,
-             what="restarted")
+             message="restarted")
     assert ctl(conf, "stop", "pool:*").returncode == 0
     wait_for(lambda: all(r["statename"] == "STOPPED" for n, r in status(conf).items() if n.startswith("pool:")),
-             what="the group stopped")
+             message="the group stopped")
     missing = ctl(conf, "start", "nosuch")
     assert missing.returncode == 1 and missing.stderr.strip() == "wsgistack ctl: no such process: nosuch"
 
@@ -71,7 +72,7 @@ def test_control_socket_is_private_and_shutdown_leaves_no_child(supervised, tmp_
     mode = stat.S_IMODE(os.stat(tmp_path / "supervisor.sock").st_mode)
     assert mode & 0o077 == 0, oct(mode)
     pids = wait_for(lambda: [r["pid"] for r in status(conf).values() if r["statename"] == "RUNNING"] or None,
-                    what="running children")
+                    message="running children")
     assert ctl(conf, "shutdown").returncode == 0
     assert proc.wait(20) == 0
     assert not any(pid_alive(pid) for pid in pids)
@@ -81,10 +82,10 @@ def test_control_socket_is_private_and_shutdown_leaves_no_child(supervised, tmp_
 def test_sigkill_of_the_supervisor_leaves_no_child(supervised):
     conf, proc = supervised
     pids = wait_for(lambda: [r["pid"] for r in status(conf).values() if r["statename"] == "RUNNING"] or None,
-                    what="running children")
+                    message="running children")
     proc.kill()
     proc.wait(10)
-    wait_for(lambda: not any(pid_alive(pid) for pid in pids), timeout=2.0, what="every child gone within 2 s")
+    wait_for(lambda: not any(pid_alive(pid) for pid in pids), timeout=2.0, message="every child gone within 2 s")
 
 
 def _edit_conf(conf, tmp_path):
@@ -99,7 +100,7 @@ def _edit_conf(conf, tmp_path):
 def test_reread_and_update_touch_only_what_changed(supervised, tmp_path):
     conf, _ = supervised
     before = wait_for(lambda: (s := status(conf)) and s["long:long"]["statename"] == "RUNNING" and
-                      all(s[f"pool:pool_0{i}"]["statename"] == "RUNNING" for i in range(3)) and s, what="RUNNING")
+                      all(s[f"pool:pool_0{i}"]["statename"] == "RUNNING" for i in range(3)) and s, message="RUNNING")
     _edit_conf(conf, tmp_path)
     reread = ctl(conf, "reread")
     assert reread.returncode == 0
@@ -108,7 +109,7 @@ def test_reread_and_update_touch_only_what_changed(supervised, tmp_path):
     assert update.returncode == 0, update.stderr
     assert sorted(update.stdout.splitlines()) == ["extra: added", "late: stopped and removed"]
     after = wait_for(lambda: (s := status(conf)) and s.get("extra:extra", {}).get("statename") == "RUNNING" and s,
-                     what="extra RUNNING")
+                     message="extra RUNNING")
     assert "late:late" not in after
     for name in ("long:long", "pool:pool_00", "pool:pool_01", "pool:pool_02", "env:env", "chatty:chatty"):
         assert after[name]["pid"] == before[name]["pid"], f"{name} was restarted"
@@ -117,19 +118,19 @@ def test_reread_and_update_touch_only_what_changed(supervised, tmp_path):
 
 def test_sighup_applies_the_config_and_usr2_reopens_logs(supervised, tmp_path):
     conf, proc = supervised
-    before = wait_for(lambda: (s := status(conf)) and s["long:long"]["statename"] == "RUNNING" and s, what="RUNNING")
+    before = wait_for(lambda: (s := status(conf)) and s["long:long"]["statename"] == "RUNNING" and s, message="RUNNING")
     _edit_conf(conf, tmp_path)
     proc.send_signal(signal.SIGHUP)
     after = wait_for(lambda: (s := status(conf)) and s.get("extra:extra", {}).get("statename") == "RUNNING" and s,
-                     what="extra RUNNING after SIGHUP")
+                     message="extra RUNNING after SIGHUP")
     assert "late:late" not in after and after["long:long"]["pid"] == before["long:long"]["pid"]
     log = tmp_path / "logs" / "chatty.log"
-    wait_for(log.exists, what="the chatty log")
+    wait_for(log.exists, message="the chatty log")
     log.rename(tmp_path / "logs" / "chatty.old")
     proc.send_signal(signal.SIGUSR2)
-    wait_for(lambda: "log files reopened" in (tmp_path / "supervisord.log").read_text(), what="the reopen")
+    wait_for(lambda: "log files reopened" in (tmp_path / "supervisord.log").read_text(), message="the reopen")
     assert ctl(conf, "restart", "chatty").returncode == 0
-    wait_for(lambda: log.exists() and "chatter line 01999" in log.read_text(), what="output in the new file")
+    wait_for(lambda: log.exists() and "chatter line 01999" in log.read_text(), message="output in the new file")
 
 
 def test_daemon_mode(tmp_path):
@@ -140,12 +141,12 @@ def test_daemon_mode(tmp_path):
     started = subprocess.run([PY, "-m", "wsgistack", "supervise", "--daemon", "-c", str(conf)], timeout=30)
     assert started.returncode == 0  # the foreground process returns; the daemon lives on
     pid = int(wait_for(lambda: (tmp_path / "s.pid").exists() and (tmp_path / "s.pid").read_text().strip(),
-                       what="the pid file"))
+                       message="the pid file"))
     try:
         wait_for(lambda: (tmp_path / "s.sock").exists() and status(conf)["long:long"]["statename"] == "RUNNING",
-                 what="RUNNING under the daemon")
+                 message="RUNNING under the daemon")
         assert ctl(conf, "shutdown").returncode == 0
-        wait_for(lambda: not pid_alive(pid), what="the daemon gone")
+        wait_for(lambda: not pid_alive(pid), message="the daemon gone")
         assert not (tmp_path / "s.pid").exists()
     finally:
         if pid_alive(pid):
@@ -165,12 +166,12 @@ def test_tail_follow_signal_and_pid(tmp_path):
     follower = None
     try:
         record = wait_for(lambda: (tmp_path / "s.sock").exists() and
-                          (r := status(conf)["ticker:ticker"])["statename"] == "RUNNING" and r, what="RUNNING")
+                          (r := status(conf)["ticker:ticker"])["statename"] == "RUNNING" and r, message="RUNNING")
         pids = ctl(conf, "pid", "ticker", "--json")
         assert json.loads(pids.stdout) == {"ticker:ticker": record["pid"]}
         assert int(ctl(conf, "pid").stdout) == proc.pid
         assert ctl(conf, "signal", "HUP", "ticker").returncode == 0
-        wait_for(lambda: "got HUP" in ctl(conf, "tail", "ticker").stdout, what="the HUP handled")
+        wait_for(lambda: "got HUP" in ctl(conf, "tail", "ticker").stdout, message="the HUP handled")
         follower = subprocess.Popen([PY, "-m", "wsgistack", "ctl", "-c", str(conf), "tail", "-f", "ticker"],
                                     stdout=subprocess.PIPE, text=True)
         seen = [follower.stdout.readline() for _ in range(40)]

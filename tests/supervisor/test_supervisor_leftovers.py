@@ -9,7 +9,8 @@ import subprocess
 import textwrap
 
 import pytest
-from conftest import PY, ctl, status, wait_for
+from supervisors import PY, ctl, status
+from polling import wait_for
 from processes import pid_alive
 
 DAEMON = """\
@@ -52,7 +53,7 @@ def with_leftovers(tmp_path):
     try:
         for name in ("background", "daemon"):
             pidfile = tmp_path / f"{name}.pid"
-            pids.append(int(wait_for(lambda: pidfile.exists() and pidfile.read_text(), what=f"{name}'s child")))
+            pids.append(int(wait_for(lambda: pidfile.exists() and pidfile.read_text(), message=f"{name}'s child")))
         assert all(pid_alive(pid) for pid in pids)
         yield conf, proc, pids
     finally:
@@ -68,16 +69,16 @@ def test_sigkill_of_the_supervisor_leaves_no_grandchild(with_leftovers):
     conf, proc, pids = with_leftovers
     proc.kill()
     proc.wait(10)
-    wait_for(lambda: not any(pid_alive(pid) for pid in pids), timeout=5, what="the `&` child and the daemon gone")
+    wait_for(lambda: not any(pid_alive(pid) for pid in pids), timeout=5, message="the `&` child and the daemon gone")
     log = conf.parent / "s.log"
     wait_for(lambda: f"the supervisor (pid {proc.pid}) died; killed " in log.read_text(),
-             what="the watchdog's account")
+             message="the watchdog's account")
 
 
 def test_stop_and_shutdown_leave_no_grandchild(with_leftovers):
     conf, proc, (background, daemon) = with_leftovers
     assert ctl(conf, "stop", "background").returncode == 0
-    wait_for(lambda: status(conf)["background:background"]["statename"] == "STOPPED", what="STOPPED")
+    wait_for(lambda: status(conf)["background:background"]["statename"] == "STOPPED", message="STOPPED")
     assert not pid_alive(background) and pid_alive(daemon)  # the stop takes along its own program's only
     assert ctl(conf, "shutdown").returncode == 0
     assert proc.wait(20) == 0

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import status, wait_for
+from supervisors import status
+from polling import wait_for
 from processes import pid_alive
 
 pytest.importorskip("supervisor")
@@ -29,7 +30,7 @@ def lines_by_name(text: str) -> dict[str, str]:
 def test_supervisorctl_status_matches_ours(supervised):
     conf, _ = supervised
     wait_for(lambda: (s := status(conf))["long:long"]["statename"] == "RUNNING" and
-             s["fail:fail"]["statename"] == "FATAL", timeout=20, what="RUNNING and FATAL")
+             s["fail:fail"]["statename"] == "FATAL", timeout=20, message="RUNNING and FATAL")
     theirs = lines_by_name(supervisorctl(conf, "status").stdout)
     ours = status(conf)
     for key, record in ours.items():
@@ -41,7 +42,7 @@ def test_supervisorctl_status_matches_ours(supervised):
 
 def test_supervisorctl_stop_start_restart_tail(supervised):
     conf, _ = supervised
-    first = wait_for(lambda: (r := status(conf)["long:long"])["statename"] == "RUNNING" and r["pid"], what="RUNNING")
+    first = wait_for(lambda: (r := status(conf)["long:long"])["statename"] == "RUNNING" and r["pid"], message="RUNNING")
     out = supervisorctl(conf, "stop", "long")
     assert out.stdout.strip() == "long: stopped", out
     assert status(conf)["long:long"]["statename"] == "STOPPED"
@@ -51,7 +52,7 @@ def test_supervisorctl_stop_start_restart_tail(supervised):
     out = supervisorctl(conf, "restart", "long")
     assert out.stdout.splitlines() == ["long: stopped", "long: started"], out
     assert status(conf)["long:long"]["pid"] != first
-    wait_for(lambda: status(conf)["env:env"]["statename"] == "RUNNING", what="env RUNNING")
+    wait_for(lambda: status(conf)["env:env"]["statename"] == "RUNNING", message="env RUNNING")
     out = supervisorctl(conf, "tail", "env")
     assert out.stdout.strip() == "hello, world eu", out
     out = supervisorctl(conf, "stop", "pool:*")
@@ -62,11 +63,11 @@ def test_supervisorctl_stop_start_restart_tail(supervised):
 def test_supervisorctl_shutdown(supervised):
     conf, proc = supervised
     pids = wait_for(lambda: [r["pid"] for r in status(conf).values() if r["statename"] == "RUNNING"] or None,
-                    what="running children")
+                    message="running children")
     out = supervisorctl(conf, "shutdown")
     assert "Shut down" in out.stdout, out
     assert proc.wait(20) == 0
-    wait_for(lambda: not any(pid_alive(pid) for pid in pids), timeout=5, what="no child left")
+    wait_for(lambda: not any(pid_alive(pid) for pid in pids), timeout=5, message="no child left")
 
 
 
@@ -74,7 +75,7 @@ def test_supervisorctl_reread_and_update(supervised, tmp_path):
     from test_supervisor_ctl import _edit_conf
 
     conf, _ = supervised
-    before = wait_for(lambda: (s := status(conf)) and s["long:long"]["statename"] == "RUNNING" and s, what="RUNNING")
+    before = wait_for(lambda: (s := status(conf)) and s["long:long"]["statename"] == "RUNNING" and s, message="RUNNING")
     _edit_conf(conf, tmp_path)
     out = supervisorctl(conf, "reread")
     assert sorted(out.stdout.splitlines()) == ["extra: available", "late: disappeared"], out
@@ -82,14 +83,14 @@ def test_supervisorctl_reread_and_update(supervised, tmp_path):
     assert out.returncode == 0, out
     assert "extra: added process group" in out.stdout and "late: removed process group" in out.stdout, out
     after = wait_for(lambda: (s := status(conf)) and s.get("extra:extra", {}).get("statename") == "RUNNING" and s,
-                     what="extra RUNNING")
+                     message="extra RUNNING")
     assert "late:late" not in after
     assert after["long:long"]["pid"] == before["long:long"]["pid"]
 
 
 def test_same_conf_same_states_as_real_supervisord(tmp_path):
     """The same supervisord.conf under real supervisord and under wsgistack reaches the same states."""
-    from conftest import PY, write_conf
+    from supervisors import PY, write_conf
 
     def states_under(command: list[str], folder: Path) -> dict[str, str]:
         folder.mkdir()
@@ -106,7 +107,7 @@ def test_same_conf_same_states_as_real_supervisord(tmp_path):
                 stable = {name: state for name, state in shown.items() if name != "late"}
                 return stable if stable.get("fail") == "FATAL" and stable.get("long") == "RUNNING" and \
                     all(state in ("RUNNING", "FATAL") for state in stable.values()) else None
-            return wait_for(settled, timeout=40, what="settled states")
+            return wait_for(settled, timeout=40, message="settled states")
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
@@ -128,7 +129,7 @@ def test_same_conf_same_states_as_real_supervisord(tmp_path):
 def test_supervisorctl_over_inet_http_server_with_credentials(tmp_path):
     import socket as socketlib
 
-    from conftest import PY
+    from supervisors import PY
 
     probe = socketlib.socket()
     probe.bind(("127.0.0.1", 0))
@@ -143,7 +144,7 @@ def test_supervisorctl_over_inet_http_server_with_credentials(tmp_path):
                             stderr=subprocess.DEVNULL)
     try:
         out = wait_for(lambda: (r := supervisorctl(conf, "status")).stdout.startswith("long") and r,
-                       what="status over TCP")
+                       message="status over TCP")
         assert out.stdout.split()[1] == "RUNNING"
         wrong = subprocess.run([str(Path(sys.executable).parent / "supervisorctl"), "-s",
                                 f"http://127.0.0.1:{port}", "-u", "admin", "-p", "wrong", "status"],
@@ -159,7 +160,7 @@ def test_supervisorctl_over_inet_http_server_with_credentials(tmp_path):
 
 
 def test_inet_http_server_without_credentials_is_refused(tmp_path):
-    from conftest import PY
+    from supervisors import PY
 
     conf = tmp_path / "supervisord.conf"
     conf.write_text("[inet_http_server]\nport=127.0.0.1:9\n[supervisord]\n"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import requests
-from conftest import wait_for
+from polling import wait_for
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.http.parser import RequestHead, RequestParser
