@@ -1,8 +1,8 @@
-"""`wsgistack proxy`'s "Done when" list, black box: real upstreams, a real proxy, real sockets on 127.0.0.1.
+"""`wsgistack proxy` end to end, black box: real upstreams, a real proxy, real sockets on 127.0.0.1.
 
-One test (or two) per item of the list: balancing, failover, uploads, static files, traversal, limit_req,
-the access log, X-Forwarded-For, slowloris, all upstreams down, reloads under load, gzip. Every wait polls
-with a deadline; every load loop is bounded in count and in time.
+The features a deployment leans on, one test (or two) each: balancing, failover, uploads, static files,
+traversal, limit_req, the access log, X-Forwarded-For, slowloris, all upstreams down, reloads under load,
+gzip. Every wait polls with a deadline; every load loop is bounded in count and in time.
 """
 
 from __future__ import annotations
