@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from wsgistack import __version__
 from wsgistack.config.errors import ConfigError
-from wsgistack.config.loader import add_option_arguments, add_serve_arguments, check_tables, load_serve_settings
+from wsgistack.config.loader import add_option_arguments, add_serve_arguments, load_serve_settings
 from wsgistack.config.settings import ServeSettings
+from wsgistack.config.toml_file import find_config_file, read_toml_file
 
 if TYPE_CHECKING:
     from wsgistack.supervisor.settings import ProgramSettings
@@ -116,16 +117,10 @@ def _add_proxy_parser(commands: Any, parser: argparse.ArgumentParser) -> None:
 
 
 def _proxy(args: dict[str, Any]) -> int:
-    import os
-    from pathlib import Path
-
     from wsgistack.proxy.config import load_proxy_settings, proxy_settings_as_toml
 
-    path = args.get("config") or os.environ.get("WSGISTACK_CONFIG")
-    if path is None and Path("wsgistack.toml").is_file():
-        path = "wsgistack.toml"
-    if path is not None and not Path(path).is_file():
-        raise ConfigError(f"config file {path}: no such file")
+    found = find_config_file(args.get("config"), os.environ)
+    path = None if found is None else str(found)
     settings = load_proxy_settings(path, args)
     if args.get("check_config"):
         routes = len(settings.routes)
@@ -140,19 +135,13 @@ def _proxy(args: dict[str, Any]) -> int:
 
 
 def _supervise(args: dict[str, Any]) -> int:
-    from pathlib import Path
-
     from wsgistack.supervisor.daemon import supervise
     from wsgistack.supervisor.load import load_config
 
-    path = args.get("config")
+    path = find_config_file(args.get("config"), os.environ, defaults=("wsgistack.toml", "supervisord.conf"))
     if path is None:
-        path = next((name for name in ("wsgistack.toml", "supervisord.conf") if Path(name).is_file()), None)
-        if path is None:
-            raise ConfigError("no config: wsgistack supervise -c supervisord.conf (or ./wsgistack.toml)")
-    if not Path(path).is_file():
-        raise ConfigError(f"config file {path}: no such file")
-    return supervise(load_config(path), daemon=args.get("daemon", False))
+        raise ConfigError("no config: wsgistack supervise -c supervisord.conf (or ./wsgistack.toml)")
+    return supervise(load_config(str(path)), daemon=args.get("daemon", False))
 
 
 def _ctl(args: dict[str, Any]) -> int:
@@ -178,18 +167,14 @@ def _config(args: dict[str, Any]) -> int:
 
 def _check_config(path: str) -> tuple[ProgramSettings, ...]:
     """Load `path` as `serve` and `supervise` would: its processes, or a ConfigError."""
-    from pathlib import Path
-
-    if not Path(path).is_file():
-        raise ConfigError(f"config file {path}: no such file")
+    find_config_file(path, {})  # refuses a missing file as every command does
     if not path.endswith(".toml"):
         from wsgistack.supervisor.ini import load_ini
 
         return load_ini(path).programs
-    from wsgistack.supervisor.toml_config import load_toml, read_document
+    from wsgistack.supervisor.toml_config import load_toml
 
-    text, document = read_document(path)
-    check_tables(path, text, document)
+    document = read_toml_file(path).document
     if "serve" in document:
         # the file alone is checked: no WSGISTACK_* variables, and the app may be left to the command line
         table = document["serve"]

@@ -13,8 +13,6 @@ import grp
 import importlib.util
 import os
 import pwd
-import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,9 +21,9 @@ from wsgistack.config.addresses import parse_address
 from wsgistack.config.errors import ConfigError
 from wsgistack.config.gunicorn import read_gunicorn_config
 from wsgistack.config.settings import WORKER_EXTRAS, ServeSettings
+from wsgistack.config.toml_file import find_config_file, read_toml_file
 
 ENV_PREFIX = "WSGISTACK_"
-DEFAULT_CONFIG_FILE = "wsgistack.toml"
 
 
 def env_name(field_name: str, section: str = "") -> str:
@@ -57,79 +55,10 @@ def add_option_arguments(parser: argparse.ArgumentParser, options: Iterable[data
         parser.add_argument(*meta["flags"], **kwargs)
 
 
-def find_config_file(cli: Mapping[str, Any], environ: Mapping[str, str], cwd: Path) -> Path | None:
-    """The config file to read: --config, then $WSGISTACK_CONFIG, then ./wsgistack.toml if it exists."""
-    named = cli.get("config") or environ.get(ENV_PREFIX + "CONFIG")
-    if named:
-        path = Path(named)
-        path = path if path.is_absolute() else cwd / path
-        if not path.is_file():
-            raise ConfigError(f"config file {named}: no such file")
-        return path
-    default = cwd / DEFAULT_CONFIG_FILE
-    return default if default.is_file() else None
-
-
-def read_toml_table(path: Path, table: str) -> tuple[dict[str, Any], str]:
-    """The named table of a TOML file, and the file's text (to point at lines in errors)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    check_tables(path, text, document)
-    section = document.get(table, {})
-    if not isinstance(section, dict):
-        raise ConfigError(f"{path}: '{table}' must be a table ([{table}])")
-    return section, text
-
-
-# the tables of wsgistack.toml; anything else at the top is a typo that would otherwise be ignored
-TABLES = ("serve", "proxy", "supervisor", "programs")
-
-
-def check_tables(path: Path | str, text: str, document: Mapping[str, Any]) -> None:
-    """Refuse a top-level table or key of wsgistack.toml that no part of wsgistack reads."""
-    for name in document:
-        if name not in TABLES:
-            line = _line_of_table(text, name)
-            guess = difflib.get_close_matches(name, TABLES, n=1)
-            hint = f"; did you mean [{guess[0]}]?" if guess else ""
-            raise ConfigError(f"{path}{f':{line}' if line else ''}: [{name}]: unknown table (known: [serve], "
-                              f"[proxy], [supervisor], [programs.NAME]){hint}")
-
-
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """'; did you mean 'x'?' for the nearest known name, or ''."""
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _line_of_table(text: str, name: str) -> int | None:
-    """The line of `[name]`, `[name.x]`, `[[name]]` or a top-level `name = ...`."""
-    pattern = re.compile(rf"^[ \t]*(\[\[?[ \t]*[\"']?{re.escape(name)}[\"']?[ \t]*[.\]]|[\"']?{re.escape(name)}[\"']?[ \t]*=)")
-    for number, line in enumerate(text.splitlines(), start=1):
-        if pattern.match(line):
-            return number
-    return None
-
-
-def _line_of(text: str, table: str, key: str) -> int | None:
-    """The line of `key = ...` inside `[table]` (TOML errors carry no positions for valid documents)."""
-    header = re.compile(rf"^[ \t]*\[[ \t]*{re.escape(table)}[ \t]*\][ \t]*(#.*)?$")
-    assignment = re.compile(rf"^[ \t]*[\"']?{re.escape(key)}[\"']?[ \t]*=")
-    inside = False
-    for number, line in enumerate(text.splitlines(), start=1):
-        if re.match(r"^[ \t]*\[", line):
-            inside = bool(header.match(line))
-        elif inside and assignment.match(line):
-            return number
-    return None
 
 
 def parse_option(fld: dataclasses.Field, raw: Any, where: str) -> Any:
@@ -154,15 +83,18 @@ def load_serve_settings(
     fields = {fld.name: fld for fld in ServeSettings.options()}
     chosen: dict[str, Any] = {}
 
-    path = find_config_file(cli, environ, cwd)
+    path = find_config_file(cli.get("config"), environ, cwd)
     if path is not None and path.suffix == ".py":
         for name, raw in read_gunicorn_config(path).items():
             chosen[name] = parse_option(fields[name], raw, f"{path}: gunicorn setting for {name}")
     elif path is not None:
-        table, text = read_toml_table(path, "serve")
+        toml_file = read_toml_file(path)
+        table = toml_file.document.get("serve", {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: 'serve' must be a table ([serve])")
         for key, raw in table.items():
             name = key.replace("-", "_")
-            line = _line_of(text, "serve", key)
+            line = toml_file.key_line("serve", key)
             where = f"{path}:{line}: serve.{key}" if line else f"{path}: serve.{key}"
             if name not in fields:
                 raise ConfigError(f"{where}: unknown setting{did_you_mean(name, fields)}")

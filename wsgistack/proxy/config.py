@@ -13,14 +13,14 @@ import dataclasses
 import difflib
 import os
 import re
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from wsgistack.config import values
 from wsgistack.config.errors import ConfigError
-from wsgistack.config.loader import check_tables, options_from_cli, options_from_environ
+from wsgistack.config.loader import options_from_cli, options_from_environ
+from wsgistack.config.toml_file import Table, TomlFile, read_toml_file
 from wsgistack.proxy.compression import GzipSettings
 from wsgistack.proxy.limits import LimitConnSettings, LimitReqSettings
 from wsgistack.proxy.settings import (
@@ -46,29 +46,14 @@ _ROUTE_KEYS = ("path", "host", "upstream", "static", "cache_control", "limit_req
 
 
 class _Where:
-    """Finds the line of a key in the file's text, for messages (tomllib keeps no positions)."""
+    """'file:line: ' for a key of the file's tables, for messages; 'command line: ' for the shorthand flags."""
 
-    def __init__(self, path: str, text: str):
-        self.path = path
-        self.lines: dict[tuple[str, int, str], int] = {}
-        header = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
-        assignment = re.compile(r"^\s*[\"']?([A-Za-z0-9_-]+)[\"']?\s*=")
-        table, count, seen = "", 0, {}  # type: ignore[var-annotated]
-        for number, line in enumerate(text.splitlines(), start=1):
-            match = header.match(line)
-            if match:
-                table = re.sub(r"\s*\.\s*", ".", match.group(2)).replace('"', "")
-                count = seen[table] = seen.get(table, -1) + 1 if match.group(1) == "[[" else 0
-                self.lines.setdefault((table, count, ""), number)
-                continue
-            match = assignment.match(line)
-            if match:
-                self.lines.setdefault((table, count, match.group(1)), number)
+    def __init__(self, toml_file: TomlFile | None = None):
+        self.file = toml_file
 
-    def __call__(self, table: str, key: str = "", index: int = 0) -> str:
+    def __call__(self, table: Table, key: str = "", index: int = 0) -> str:
         """'file:line: ' for a key of a table (or of the index-th [[table]])."""
-        line = self.lines.get((table, index, key)) or self.lines.get((table, index, ""))
-        return f"{self.path}:{line}: " if line else f"{self.path}: "
+        return f"{self.file.where(table, key, index)}: " if self.file is not None else "command line: "
 
 
 def load_proxy_settings(config_file: str | None, cli: Mapping[str, Any],
@@ -77,21 +62,11 @@ def load_proxy_settings(config_file: str | None, cli: Mapping[str, Any],
     by default the process's), then the command line (its flags, and the --upstream/--static shorthand)."""
     environ = os.environ if environ is None else environ
     table: dict[str, Any] = {}
-    where = _Where("command line", "")
+    where = _Where()
     if config_file is not None:
-        path = Path(config_file)
-        try:
-            text = path.read_text(encoding="utf-8")
-            document = tomllib.loads(text)
-        except OSError as exc:
-            raise ConfigError(f"{config_file}: cannot read: {exc.strerror}") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{config_file}: not UTF-8 text (byte {exc.start})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{config_file}: not valid TOML: {exc}") from None
-        check_tables(config_file, text, document)
-        table = document.get("proxy", {})
-        where = _Where(config_file, text)
+        toml_file = read_toml_file(config_file)
+        table = toml_file.document.get("proxy", {})
+        where = _Where(toml_file)
         if not isinstance(table, dict):
             raise ConfigError(f"{where('', 'proxy')}proxy: must be a table ([proxy])")
     chosen = _from_table(table, where)
@@ -111,14 +86,15 @@ def _cli_routes(cli: Mapping[str, Any]) -> bool:
     return bool(cli.get("upstream") or cli.get("static"))
 
 
-def _field(where: _Where, table: str, key: str, index: int = 0) -> Callable[[Callable[[Any], Any], Any], Any]:
+def _field(where: _Where, table: Table, key: str, index: int = 0) -> Callable[[Callable[[Any], Any], Any], Any]:
     """A parser call that turns ValueError into a ConfigError naming file, line and key."""
-    if not table:
+    name = ".".join(table) if isinstance(table, tuple) else table
+    if not name:
         label = key  # a command-line flag
-    elif "routes" in table:
-        label = f"{table}[{index}].{key}"
+    elif name == "proxy.routes":
+        label = f"{name}[{index}].{key}"
     else:
-        label = f"{table}.{key}"
+        label = f"{name}.{key}"
 
     def parse(parser: Callable[[Any], Any], raw: Any) -> Any:
         try:
@@ -131,7 +107,7 @@ def _field(where: _Where, table: str, key: str, index: int = 0) -> Callable[[Cal
     return parse
 
 
-def _unknown(where: _Where, table: str, keys: Sequence[str], known: Sequence[str], label: str,
+def _unknown(where: _Where, table: Table, keys: Sequence[str], known: Sequence[str], label: str,
              index: int = 0) -> None:
     for key in keys:
         if key not in known:
@@ -162,12 +138,13 @@ def _from_table(table: dict[str, Any], where: _Where) -> dict[str, Any]:
 
 
 def _upstream(name: str, raw: Any, where: _Where) -> UpstreamSettings:
-    table = f"proxy.upstreams.{name}"
+    label = f"proxy.upstreams.{name}"
+    table = ("proxy", "upstreams", name)  # parts, so a name with a dot still finds its line
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where(table)}{table}: must be a table")
-    _unknown(where, table, list(raw), _UPSTREAM_KEYS, table)
+        raise ConfigError(f"{where(table)}{label}: must be a table")
+    _unknown(where, table, list(raw), _UPSTREAM_KEYS, label)
     if "servers" not in raw:
-        raise ConfigError(f"{where(table)}{table}.servers: missing (a list like [\"127.0.0.1:9001\"])")
+        raise ConfigError(f"{where(table)}{label}.servers: missing (a list like [\"127.0.0.1:9001\"])")
     kwargs: dict[str, Any] = {"name": name}
     parse = _field(where, table, "servers")
     kwargs["servers"] = parse(_servers, raw["servers"])
@@ -314,7 +291,7 @@ def _inline(from_table: Callable[[dict], Any]) -> Callable[[Any], Any]:
 
 def _apply_shorthand(chosen: dict[str, Any], cli: Mapping[str, Any]) -> None:
     """--upstream/--static replace the file's upstreams and routes."""
-    where = _Where("command line", "")
+    where = _Where()
     upstream_flags = cli.get("upstream") or []
     static_flags = cli.get("static") or []
     if not upstream_flags and not static_flags:

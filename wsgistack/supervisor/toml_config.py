@@ -10,27 +10,23 @@ it in a group (which starts at the priority of its most urgent member).
 from __future__ import annotations
 
 import os
-import re
-import tomllib
 from collections.abc import Mapping
-from typing import Any
 
 from wsgistack.config.errors import ConfigError
-from wsgistack.config.loader import check_tables
+from wsgistack.config.toml_file import read_toml_file
 from wsgistack.supervisor import options as o
 from wsgistack.supervisor.assemble import Group, base_names, read_credentials, read_daemon, read_programs
 from wsgistack.supervisor.options import Section
 from wsgistack.supervisor.settings import ControlSettings, SupervisorConfig
 
 CONTROL_OPTIONS = frozenset({"socket", "socket_mode", "socket_owner", "http", "username", "password"})
-_KEY = r"""(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))"""  # a bare or quoted TOML key
 
 
 def load_toml(path: str, environ: Mapping[str, str] | None = None) -> SupervisorConfig:
     """Read the [supervisor] and [programs.NAME] tables of a wsgistack.toml into a SupervisorConfig."""
     environ = os.environ if environ is None else environ
-    text, document = read_document(path)
-    check_tables(path, text, document)
+    toml_file = read_toml_file(path)
+    document = toml_file.document
     daemon_table = document.get("supervisor")
     if daemon_table is not None and not isinstance(daemon_table, dict):
         raise ConfigError(f"{path}: 'supervisor' must be a table ([supervisor])")
@@ -40,14 +36,14 @@ def load_toml(path: str, environ: Mapping[str, str] | None = None) -> Supervisor
 
     daemon_section = None
     if daemon_table is not None:
-        daemon_section = Section("supervisor", path, dict(daemon_table), table_lines(text, ("supervisor",)))
+        daemon_section = Section("supervisor", path, dict(daemon_table), toml_file.lines_of("supervisor"))
     daemon = read_daemon(daemon_section, environ, CONTROL_OPTIONS)
 
     programs: list[tuple[str, Section]] = []
     members: dict[str, list[str]] = {}
     first_member: dict[str, Section] = {}
     for name, table in program_tables.items():
-        section = Section(f"programs.{name}", path, {}, table_lines(text, ("programs", name)))
+        section = Section(f"programs.{name}", path, {}, toml_file.lines_of(("programs", name)))
         if not isinstance(table, dict):
             raise section.error(None, "must be a table ([programs.NAME]) of the program's options")
         try:
@@ -70,21 +66,6 @@ def load_toml(path: str, environ: Mapping[str, str] | None = None) -> Supervisor
                             programs=processes, groups=group_members)
 
 
-def read_document(path: str) -> tuple[str, dict[str, Any]]:
-    """The file's text (to find lines for errors) and its parsed TOML."""
-    try:
-        with open(path, "rb") as file:
-            text = file.read().decode("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    try:
-        return text, tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-
-
 def read_control(section: Section | None, environ: Mapping[str, str]) -> ControlSettings:
     """ControlSettings from [supervisor]'s socket, socket_mode, socket_owner, http, username and password."""
     if section is None:
@@ -98,33 +79,3 @@ def read_control(section: Section | None, environ: Mapping[str, str]) -> Control
         unix_owner=section.get("socket_owner", o.owner, None, names),
         inet_host=host, inet_port=port, username=username, password=password,
     )
-
-
-def table_lines(text: str, table: tuple[str, ...]) -> dict[str, int]:
-    """key -> line of `key = ...` inside [table] (the header under ""); a sub-table [table.key] counts as key.
-
-    tomllib gives no positions for a valid document, so the lines are found in the text.
-    """
-    dotted = r"\s*\.\s*".join(_key_pattern(part) for part in table)
-    header = re.compile(rf"^\s*\[\s*{dotted}\s*(?:\.\s*{_KEY}\s*)?\]\s*(?:#.*)?$")
-    assignment = re.compile(rf"^\s*{_KEY}\s*=")
-    lines: dict[str, int] = {}
-    inside = False
-    for number, line in enumerate(text.splitlines(), start=1):
-        if re.match(r"^\s*\[", line):
-            match = header.match(line)
-            inside = bool(match) and not any(match.groups())
-            if match and any(match.groups()):
-                lines.setdefault(next(group for group in match.groups() if group is not None), number)
-            elif match:
-                lines.setdefault("", number)
-        elif inside:
-            match = assignment.match(line)
-            if match:
-                lines.setdefault(next(group for group in match.groups() if group is not None), number)
-    return lines
-
-
-def _key_pattern(key: str) -> str:
-    escaped = re.escape(key)
-    return rf"""(?:"{escaped}"|'{escaped}'|{escaped})"""

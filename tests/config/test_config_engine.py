@@ -1,0 +1,168 @@
+"""One config engine for every section of wsgistack.toml: one reader, one line finder, one file discovery, one
+set of value parsers, one spelling of keys, one name per idea, and relative paths resolved one way.
+
+In-process tests for the shared reader and line finder; real `python -m wsgistack` subprocesses for what users
+see (one error line, `--check-config` output).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from test_cli_errors import one_error_line, run
+
+from wsgistack.config.errors import ConfigError
+from wsgistack.config.toml_file import find_config_file, key_lines, read_toml_file
+
+DOCUMENT = """\
+# a comment
+[serve]
+app = "app:app"
+"max-requests" = 10
+
+[proxy]
+workers = 2
+gzip.level = 5
+
+[proxy.upstreams."the.api"]
+servers = ["127.0.0.1:9001"]
+
+[[proxy.routes]]
+path = "/static/"
+static = "static"
+
+[[proxy.routes]]
+path = "/"
+upstream = "the.api"
+
+[programs.web]
+command = "web"
+
+[programs.web.environment]
+A = "1"
+"""
+
+
+# -- the reader --------------------------------------------------------------------------------------------
+
+
+def write(folder: Path, text: str | bytes, name: str = "wsgistack.toml") -> Path:
+    path = folder / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return path
+
+
+def test_the_reader_keeps_path_text_and_document(tmp_path):
+    path = write(tmp_path, DOCUMENT)
+    toml_file = read_toml_file(path)
+    assert toml_file.path == str(path)
+    assert toml_file.text == DOCUMENT
+    assert toml_file.document == tomllib.loads(DOCUMENT)
+    assert toml_file.folder == tmp_path.resolve()
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"[serve]\napp = \"\xff\"\n", r": not UTF-8 text \(byte 15\)$"),
+    (b"[serve\n", r": not valid TOML: "),
+    (b"[server]\napp = \"a\"\n", r":1: \[server\]: unknown table .*; did you mean \[serve\]\?$"),
+    (b"# top\n\nnonsense = 3\n[serve]\n", r":3: \[nonsense\]: unknown table"),
+])
+def test_the_reader_refuses_in_one_line(tmp_path, content, message):
+    path = write(tmp_path, content)
+    with pytest.raises(ConfigError, match=r"^" + str(path).replace(".", r"\.") + message) as info:
+        read_toml_file(path)
+    assert "\n" not in str(info.value)
+
+
+def test_the_reader_refuses_an_unreadable_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"nowhere\.toml: cannot read: No such file"):
+        read_toml_file(tmp_path / "nowhere.toml")
+
+
+# -- the line finder ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("table", "key", "index", "line"), [
+    ("serve", "", 0, 2),  # the header
+    ("serve", "app", 0, 3),
+    ("serve", "max-requests", 0, 4),  # a quoted key
+    ("proxy", "workers", 0, 7),
+    ("proxy", "gzip", 0, 8),  # a dotted key counts as its first part
+    (("proxy", "upstreams", "the.api"), "servers", 0, 11),  # a quoted table name holding a dot
+    ("proxy", "upstreams", 0, 10),  # a sub-table counts as a key of its parent
+    ("proxy.routes", "static", 0, 15),
+    ("proxy.routes", "upstream", 1, 19),  # the second [[proxy.routes]] entry
+    ("proxy.routes", "nosuch", 1, 17),  # a missing key: the entry's header
+    ("programs.web", "environment", 0, 24),
+    ("", "programs", 0, 21),
+    ("", "serve", 0, 2),
+])
+def test_the_line_finder(tmp_path, table, key, index, line):
+    toml_file = read_toml_file(write(tmp_path, DOCUMENT))
+    assert toml_file.line(table, key, index) == line
+    assert toml_file.where(table, key, index) == f"{toml_file.path}:{line}"
+
+
+def test_the_line_finder_without_a_line_names_the_file(tmp_path):
+    toml_file = read_toml_file(write(tmp_path, DOCUMENT))
+    assert toml_file.line("supervisor", "pidfile") is None
+    assert toml_file.where("supervisor", "pidfile") == toml_file.path
+    assert toml_file.key_line("proxy.routes", "nosuch", 1) is None
+
+
+def test_the_first_line_of_a_key_wins():
+    lines = key_lines("[a]\nx = 1\n[b]\nx = 2\n[a.c]\n")
+    assert (lines[(("a",), 0, "x")], lines[(("b",), 0, "x")], lines[(("a",), 0, "c")]) == (2, 4, 5)
+
+
+def test_lines_of_a_table(tmp_path):
+    toml_file = read_toml_file(write(tmp_path, DOCUMENT))
+    assert toml_file.lines_of("programs.web") == {"": 21, "command": 22, "environment": 24}
+
+
+# -- the discovery -----------------------------------------------------------------------------------------
+
+
+def test_discovery_order(tmp_path):
+    assert find_config_file(None, {}, tmp_path) is None
+    write(tmp_path, "", "supervisord.conf")
+    assert find_config_file(None, {}, tmp_path, defaults=("wsgistack.toml", "supervisord.conf")) == \
+        tmp_path / "supervisord.conf"
+    write(tmp_path, "")
+    assert find_config_file(None, {}, tmp_path, defaults=("wsgistack.toml", "supervisord.conf")) == \
+        tmp_path / "wsgistack.toml"
+    write(tmp_path, "", "other.toml")
+    assert find_config_file(None, {"WSGISTACK_CONFIG": "other.toml"}, tmp_path) == tmp_path / "other.toml"
+    write(tmp_path, "", "named.toml")
+    assert find_config_file("named.toml", {"WSGISTACK_CONFIG": "other.toml"}, tmp_path) == tmp_path / "named.toml"
+
+
+def test_discovery_refuses_a_named_file_that_is_missing(tmp_path):
+    write(tmp_path, "")
+    with pytest.raises(ConfigError, match=r"^config file gone\.toml: no such file$"):
+        find_config_file(None, {"WSGISTACK_CONFIG": "gone.toml"}, tmp_path)
+
+
+def test_discovery_keeps_a_relative_name_as_typed_without_a_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "")
+    assert find_config_file(None, {}) == Path("wsgistack.toml")
+
+
+@pytest.mark.parametrize("command", [("serve", "app:app", "--check-config"), ("proxy", "--check-config"),
+                                     ("supervise",)])
+def test_every_command_refuses_a_missing_config_file_alike(tmp_path, command):
+    line = one_error_line(run(tmp_path, *command, env={"WSGISTACK_CONFIG": "gone.toml"}))
+    assert line == f"wsgistack {command[0]}: error: config file gone.toml: no such file"
+
+
+@pytest.mark.parametrize("command", [("serve", "app:app", "--check-config"), ("proxy", "--check-config"),
+                                     ("supervise",), ("config", "check", "wsgistack.toml")])
+def test_every_command_refuses_a_misspelt_table_alike(tmp_path, command):
+    write(tmp_path, '[proxy]\nworkers = 1\n\n[program.web]\ncommand = "web"\n')
+    line = one_error_line(run(tmp_path, *command))
+    assert line.startswith(f"wsgistack {command[0]}: error: "), line
+    assert line.endswith("wsgistack.toml:4: [program]: unknown table (known: [serve], [proxy], [supervisor], "
+                         "[programs.NAME]); did you mean [programs]?"), line
