@@ -22,6 +22,7 @@ from wsgistack import __version__
 from wsgistack.config.errors import ConfigError
 from wsgistack.config.settings import ServeSettings
 from wsgistack.observe.errorlog import reopen_error_log, setup_error_log
+from wsgistack.process import describe_exit_verb, exit_code, exit_signal, reap_children
 from wsgistack.server.heartbeat import Heartbeat
 from wsgistack.server.sockets import Listener, bind_all
 from wsgistack.server.workers import worker_class
@@ -141,13 +142,10 @@ class Arbiter:
     def _wait_for_workers(self, deadline: float) -> None:
         """Reap the workers of a halted master, killing those that outlive the deadline."""
         while self.workers:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid:
+            for pid, _ in reap_children():
                 self.workers.pop(pid, None)
-                continue
+            if not self.workers:
+                return
             if time.monotonic() > deadline:
                 self._signal_workers(signal.SIGKILL)
                 deadline = float("inf")
@@ -408,15 +406,7 @@ class Arbiter:
         return any(w.booted for w in self.workers.values() if w.generation == self.generation)
 
     def _reap_workers(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            except InterruptedError:
-                continue
-            if pid == 0:
-                return
+        for pid, status in reap_children():
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
@@ -428,21 +418,16 @@ class Arbiter:
             if not worker.booted:
                 self.next_spawn = time.monotonic() + RESPAWN_BACKOFF  # no tight loop of failing boots
             if not worker.booted and not self.ready and not self.settings.reload and not self.stopping:
-                raise HaltServer(f"worker {pid} failed to boot ({self._describe(status)})", EXIT_BOOT_ERROR)
-
-    @staticmethod
-    def _describe(status: int) -> str:
-        if os.WIFSIGNALED(status):
-            return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-        return f"exited with code {os.WEXITSTATUS(status)}"
+                raise HaltServer(f"worker {pid} failed to boot ({describe_exit_verb(status)})", EXIT_BOOT_ERROR)
 
     def _log_exit(self, worker: WorkerProcess, status: int) -> None:
-        cause = self._describe(status)
+        cause = describe_exit_verb(status)
         expected = worker.stopping_since is not None
-        if os.WIFSIGNALED(status):
-            expected = expected and os.WTERMSIG(status) != signal.SIGKILL
+        signum = exit_signal(status)
+        if signum is not None:
+            expected = expected and signum != signal.SIGKILL
         else:
-            expected = expected or os.WEXITSTATUS(status) == 0
+            expected = expected or exit_code(status) == 0
         if expected:
             log.info("worker %s %s", worker.pid, cause)
         else:

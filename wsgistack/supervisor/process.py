@@ -8,7 +8,6 @@ goes through `_become`, which checks the transition table and logs it once with 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 import signal
@@ -16,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
+from wsgistack.process import describe_exit, die_with_parent, exit_code
 from wsgistack.supervisor import leftovers
 from wsgistack.supervisor.logs import LogWriter
 from wsgistack.supervisor.readiness import CommandRunner, attempt
@@ -25,27 +25,6 @@ from wsgistack.supervisor.states import ProcessState, check_transition
 log = logging.getLogger("wsgistack.supervisor")
 
 S = ProcessState
-PR_SET_PDEATHSIG = 1
-
-
-try:
-    # resolved once here, so the child between fork and exec only makes one C call: no import, no lock
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):
-    _prctl = None  # not Linux: process groups and the stop path still apply
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGKILL if the supervisor dies, so no program outlives it."""
-    if _prctl is not None:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def describe_exit(status: int) -> str:
-    """'exit status 1' or 'terminated by SIGKILL' for a waitpid status."""
-    if os.WIFSIGNALED(status):
-        return f"terminated by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exit status {os.WEXITSTATUS(status)}"
 
 
 class Process:
@@ -132,7 +111,7 @@ class Process:
                 list(settings.command), cwd=settings.directory, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT if settings.redirect_stderr else subprocess.PIPE,
                 start_new_session=True, user=settings.user, umask=-1 if settings.umask is None else settings.umask,
-                preexec_fn=_die_with_parent, close_fds=True,  # noqa: PLW1509 (one C call, see _prctl)
+                preexec_fn=die_with_parent, close_fds=True,  # noqa: PLW1509 (one C call: SIGKILL when we die)
             )
         except (OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
             self.spawn_error = f"cannot run {settings.command[0]!r}: {getattr(exc, 'strerror', None) or exc}"
@@ -226,7 +205,8 @@ class Process:
             reason, self._not_ready = self._not_ready, ""
             self._failed_start(reason or f"exited too quickly ({cause})")
             return
-        expected = os.WIFEXITED(status) and os.WEXITSTATUS(status) in self.settings.exitcodes
+        code = exit_code(status)
+        expected = code is not None and code in self.settings.exitcodes
         self._become(S.EXITED, f"{cause}, {'expected' if expected else 'not expected'}")
         policy = self.settings.autorestart
         if policy == "true" or (policy == "unexpected" and not expected):

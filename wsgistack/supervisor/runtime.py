@@ -13,6 +13,7 @@ import signal
 import time
 from typing import NamedTuple
 
+from wsgistack.process import reap_children
 from wsgistack.supervisor import leftovers
 from wsgistack.supervisor.load import load_config
 from wsgistack.supervisor.options import signal_number
@@ -110,13 +111,7 @@ class Supervisor:
 
     def reap(self) -> None:
         """Collect every exited child; hand ours to their Process, log the others (orphans)."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reap_children():
             process = self.by_pid.pop(pid, None)
             watcher = self.watchers.pop(pid, None)
             if process is not None:
