@@ -321,6 +321,6 @@ def run_proxy(settings: ProxySettings, cli: dict | None = None) -> int:
     server.bind()
     if settings.workers == 1:
         return serve_forever(server)
-    from wsgistack.proxy.workers import ProxyMaster
+    from wsgistack.proxy.master import ProxyMaster
 
     return ProxyMaster(server, settings.workers).run()

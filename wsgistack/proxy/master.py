@@ -8,23 +8,17 @@ worker, as they would be in nginx without a shared-memory zone; with one worker 
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
 import time
 
+from wsgistack.process import describe_exit, die_with_parent, reap_children
 from wsgistack.proxy.server import STOP_GRACE, ProxyServer, serve_forever
 
 log = logging.getLogger("wsgistack.proxy")
 _SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD)
-PR_SET_PDEATHSIG = 1
 RESPAWN_PAUSE = 1.0  # a worker that dies at once is not restarted in a tight loop
-
-try:
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):
-    _prctl = None
 
 
 class ProxyMaster:
@@ -65,8 +59,7 @@ class ProxyMaster:
         if pid == 0:
             code = 1
             try:
-                if _prctl is not None:
-                    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # no worker outlives a killed master
+                die_with_parent(signal.SIGTERM)  # no worker outlives a killed master
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
                 code = serve_forever(self.server)  # unblocks the others once it handles them
             finally:
@@ -76,17 +69,11 @@ class ProxyMaster:
 
     def reap(self) -> None:
         """Collect dead workers; replace them unless stopping."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reap_children():
             started = self.workers.pop(pid, None)
             if started is None or self.stopping:
                 continue
-            log.error("worker %d died (%s); starting another", pid, _describe(status))
+            log.error("worker %d died (%s); starting another", pid, describe_exit(status))
             if time.monotonic() - started < RESPAWN_PAUSE:
                 time.sleep(RESPAWN_PAUSE)  # it died at once: do not spin
             self.spawn()
@@ -117,9 +104,3 @@ class ProxyMaster:
         while self.workers:
             pid, _ = os.waitpid(-1, 0)
             self.workers.pop(pid, None)
-
-
-def _describe(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exit status {os.WEXITSTATUS(status)}"
