@@ -25,6 +25,7 @@ import ssl
 import time
 
 from wsgistack.config.errors import ConfigError
+from wsgistack.event_loop import new_event_loop
 from wsgistack.observe.errorlog import reopen_error_log, setup_error_log
 from wsgistack.proxy.accesslog import open_access_log
 from wsgistack.proxy.config import load_proxy_settings
@@ -33,7 +34,6 @@ from wsgistack.proxy.health import HealthChecker
 from wsgistack.proxy.routing import ProxyState
 from wsgistack.proxy.settings import ListenSettings, ProxySettings
 from wsgistack.server.sockets import Listener, bind
-from wsgistack.server.workers.event import new_event_loop
 
 log = logging.getLogger("wsgistack.proxy")
 BACKLOG = 2048

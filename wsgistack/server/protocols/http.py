@@ -11,16 +11,14 @@ import os
 import select
 import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from wsgistack.http.errors import ClientGone
 from wsgistack.http.framing import Framing
 from wsgistack.http.heads import CONTINUE, build_head, error_reply
-from wsgistack.http.parser import BodyData, EndOfMessage, Limits, ParseError, RequestHead, RequestParser
-from wsgistack.http.trust import ProxyTrust
-from wsgistack.observe.accesslog import AccessLog, AccessRecord
+from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
+from wsgistack.observe.accesslog import AccessRecord
+from wsgistack.server.context import ServeContext
 from wsgistack.wsgi.environ import ConnectionInfo, build_environ
 from wsgistack.wsgi.input import InputStream
 from wsgistack.wsgi.runner import ClientError, run_app
@@ -30,23 +28,6 @@ log = logging.getLogger("wsgistack.server")
 RECV_SIZE = 65536
 BEAT_SLICE = 1.0
 DRAIN_LIMIT = 1 << 20  # unread body we read and discard to keep a connection; past it, closing is cheaper
-
-
-@dataclass
-class ServeContext:
-    """What every connection of one worker shares: the app, the limits, the logs, the worker's state."""
-
-    app: Callable[..., Any]
-    limits: Limits
-    client_timeout: float
-    access_log: AccessLog
-    trust: ProxyTrust
-    errors: Any
-    multithread: bool
-    keep_alive: Callable[[], bool]  # may the next response keep the connection? (false while stopping)
-    on_request: Callable[[], None]  # counts requests (max-requests)
-    beat: Callable[[], None]  # says "alive" while waiting on a client (the sync worker's heartbeat)
-    keep_alive_timeout: float = 5.0
 
 
 def refusal(ctx: ServeContext, info: ConnectionInfo, error: ParseError) -> bytes:

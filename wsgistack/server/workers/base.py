@@ -22,8 +22,8 @@ from wsgistack.config.settings import ServeSettings
 from wsgistack.http.parser import Limits
 from wsgistack.observe.accesslog import AccessLog
 from wsgistack.observe.errorlog import ErrorStream, error_log_fd, reopen_error_log
+from wsgistack.server.context import ServeContext
 from wsgistack.server.heartbeat import Heartbeat
-from wsgistack.server.protocols.http import ServeContext
 from wsgistack.server.reloader import Reloader
 from wsgistack.server.sockets import Listener
 from wsgistack.http.trust import ProxyTrust
@@ -33,6 +33,7 @@ log = logging.getLogger("wsgistack.server")
 
 EXIT_BOOT_ERROR = 3
 EXIT_APP_LOAD_ERROR = 4
+STOP_GRACE_IDLE = 1.0  # on a graceful stop, idle keep-alive connections get this long for a last request
 
 # blocked by the master across fork() and unblocked by the worker once its own handlers are in place: a TERM
 # sent to a worker that is still booting then waits for the worker instead of reaching the master's handler
@@ -210,6 +211,13 @@ class Worker:
     def parent_alive(self) -> bool:
         """False once the master is gone: the worker then stops instead of living on as an orphan."""
         return os.getppid() == self.ppid
+
+    def check_parent(self) -> bool:
+        """A main loop's look at its master: once it is gone, stop as on TERM (said once); `self.alive`."""
+        if self.alive and not self.parent_alive():
+            log.warning("worker %s: the master is gone; stopping", os.getpid())
+            self.alive = False
+        return self.alive
 
     def count_request(self) -> None:
         """Called at each request; asks for a graceful restart once --max-requests is reached."""

@@ -8,31 +8,14 @@ the worker killed (with its stacks logged) exactly as in the other worker classe
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import time
 
+from wsgistack.event_loop import new_event_loop  # uvloop with it: the master imports it before forking
 from wsgistack.server.app_threads import AppThreads
 from wsgistack.server.protocols.http_event import ConnectionRegistry, EventHTTPProtocol
-from wsgistack.server.workers.base import Worker
+from wsgistack.server.workers.base import STOP_GRACE_IDLE, Worker
 
-log = logging.getLogger("wsgistack.server")
-
-STOP_GRACE_IDLE = 1.0  # on a graceful stop, idle keep-alive connections get this long for a last request
 STOP_POLL = 0.05  # how often a stopping worker looks whether its last connection is done
-
-
-try:
-    import uvloop  # imported with this module (the master imports it once before forking workers)
-except ImportError:
-    uvloop = None
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop when it is installed, asyncio's own otherwise."""
-    if uvloop is None:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 class EventWorker(Worker):
@@ -81,9 +64,7 @@ class EventWorker(Worker):
     def _tick(self) -> None:
         """Once per beat interval: heartbeat, deadlines, and the graceful stop."""
         now = time.monotonic()
-        if self.alive and not self.parent_alive():
-            log.warning("worker %s: the master is gone; stopping", os.getpid())
-            self.alive = False
+        self.check_parent()
         if not self.alive and self.stopping_since is None:
             self._begin_stop(now)
         registry = self.registry

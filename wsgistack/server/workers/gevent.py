@@ -17,11 +17,9 @@ import socket
 from wsgistack.server.protocols.http import HTTPConnection
 from wsgistack.server.request_deadline import RequestTimedOut, with_deadline
 from wsgistack.server.sockets import unread_bytes
-from wsgistack.server.workers.base import Worker
+from wsgistack.server.workers.base import STOP_GRACE_IDLE, Worker
 
 log = logging.getLogger("wsgistack.server")
-
-STOP_GRACE_IDLE = 1.0
 
 
 class GeventWorker(Worker):
@@ -70,8 +68,7 @@ class GeventWorker(Worker):
         # master notices after --timeout. A greenlet that sleeps or waits on a patched socket is not stuck.
         while self.alive:
             self.heartbeat.beat()
-            if not self.parent_alive():
-                log.warning("worker %s: the master is gone; stopping", os.getpid())
+            if not self.check_parent():
                 break
             self.stop_requested.wait(interval)
         for server in servers:

@@ -30,7 +30,7 @@ class SyncWorker(Worker):
         interval = self.beat_interval(self.settings)
         while self.alive:
             self.heartbeat.beat()
-            if not self.parent_alive():
+            if not self.check_parent():
                 return
             for key, _ in selector.select(interval):
                 if key.fileobj == self.wakeup_r:

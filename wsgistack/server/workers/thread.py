@@ -6,7 +6,6 @@ is stuck past --timeout.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import selectors
 import threading
@@ -15,11 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from wsgistack.server.protocols.http import HTTPConnection
 from wsgistack.server.sockets import defer_accept, unread_bytes
-from wsgistack.server.workers.base import Worker
+from wsgistack.server.workers.base import STOP_GRACE_IDLE, Worker
 
 log = logging.getLogger("wsgistack.server")
-
-STOP_GRACE_IDLE = 1.0  # on a graceful stop, idle connections get this long for a last request
 
 
 class ThreadWorker(Worker):
@@ -52,10 +49,7 @@ class ThreadWorker(Worker):
         stopping_since = None
         try:
             while True:
-                if self.alive and not self.parent_alive():
-                    log.warning("worker %s: the master is gone; stopping", os.getpid())
-                    self.alive = False
-                if not self.alive:
+                if not self.check_parent():
                     if stopping_since is None:
                         stopping_since = time.monotonic()
                         self._set_accepting(False)

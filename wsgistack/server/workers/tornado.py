@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from typing import Any
 
+from wsgistack.event_loop import new_event_loop
 from wsgistack.server.app_threads import AppThreads
-from wsgistack.server.protocols.http import ServeContext
+from wsgistack.server.context import ServeContext
 from wsgistack.server.protocols.http_tornado import RECV_SIZE, TornadoConnections, TornadoHTTPConnection
-from wsgistack.server.workers.base import Worker
-from wsgistack.server.workers.event import new_event_loop
+from wsgistack.server.workers.base import STOP_GRACE_IDLE, Worker
 
 log = logging.getLogger("wsgistack.server")
-
-STOP_GRACE_IDLE = 1.0  # on a graceful stop, idle keep-alive connections get this long for a last request
 
 
 class TornadoWorker(Worker):
@@ -69,9 +66,7 @@ class TornadoWorker(Worker):
     def _tick(self) -> None:
         """Once per beat interval: heartbeat, deadlines, and the graceful stop."""
         now = time.monotonic()
-        if self.alive and not self.parent_alive():
-            log.warning("worker %s: the master is gone; stopping", os.getpid())
-            self.alive = False
+        self.check_parent()
         if not self.alive and self.stopping_since is None:
             self._begin_stop(now)
         timeout = self.settings.timeout
