@@ -68,8 +68,9 @@ class ServeSettings:
         "HTTP server) or sync (one request at a time, no keep-alive; meant to sit behind a proxy).",
         flags=("-k", "--worker-class"), metavar="CLASS",
     )
-    threads: int = option(4, values.whole(1), "Threads per worker for the thread worker.", flags=("--threads",),
-                          metavar="N")
+    threads: int = option(
+        4, values.whole(1), "App threads per worker for the thread, event and tornado workers (with event, 1 "
+        "runs the app inline on the loop); sync and gevent do not use it.", flags=("--threads",), metavar="N")
     worker_connections: int = option(
         1000, values.whole(1),
         "Most connections one worker holds open (thread, event, gevent, tornado); at the cap a new client "
