@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from test_cli_errors import one_error_line, run
 
+from wsgistack.config import values
 from wsgistack.config.errors import ConfigError
 from wsgistack.config.toml_file import find_config_file, key_lines, read_toml_file
+from wsgistack.supervisor import options as supervisor_options
 
 DOCUMENT = """\
 # a comment
@@ -166,3 +168,40 @@ def test_every_command_refuses_a_misspelt_table_alike(tmp_path, command):
     assert line.startswith(f"wsgistack {command[0]}: error: "), line
     assert line.endswith("wsgistack.toml:4: [program]: unknown table (known: [serve], [proxy], [supervisor], "
                          "[programs.NAME]); did you mean [programs]?"), line
+
+
+# -- one set of value parsers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("10MB", 10 << 20), ("50KB", 50 << 10), ("1GB", 1 << 30),
+                                               ("10m", 10 << 20), ("512k", 512 << 10), ("0", 0), (1024, 1024)])
+def test_one_size_parser_takes_supervisord_and_nginx_spellings(raw, expected):
+    assert values.size(raw) == expected
+    assert supervisor_options.size is values.size
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("false", False), ("yes", True), ("no", False),
+                                               ("on", True), ("off", False), ("1", True), ("0", False)])
+def test_one_boolean_parser_takes_supervisord_spellings(raw, expected):
+    assert values.boolean(raw) is expected
+    assert supervisor_options.boolean is values.boolean
+
+
+def test_one_octal_parser_for_masks_and_modes():
+    assert values.umask("022") == supervisor_options.mask("022") == values.octal(0o777)("0o22") == 0o022
+    assert supervisor_options.octal("4750") == 0o4750  # a socket's chmod may carry more than a mask's bits
+    for parse in (values.umask, supervisor_options.mask, supervisor_options.octal):
+        with pytest.raises(ValueError, match=r"^'9' is not an octal number like 022$"):
+            parse("9")
+    with pytest.raises(ValueError, match=r"^'1000' is not between 000 and 777 \(octal\)$"):
+        supervisor_options.mask("1000")
+
+
+def test_serve_and_supervisor_refuse_a_bad_umask_with_the_same_words(tmp_path):
+    write(tmp_path, '[serve]\numask = "9"\n')
+    write(tmp_path, '[programs.web]\ncommand = "web"\numask = "9"\n', "programs.toml")
+    serve = one_error_line(run(tmp_path, "serve", "app:app", "--check-config"))
+    supervise = one_error_line(run(tmp_path, "config", "check", "programs.toml"))
+    assert serve.endswith("wsgistack.toml:2: serve.umask: '9' is not an octal number like 022"), serve
+    assert supervise.endswith("programs.toml:3: [programs.web] umask: '9' is not an octal number like 022"), \
+        supervise

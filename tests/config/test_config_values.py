@@ -256,7 +256,7 @@ def test_umask_accepts(raw, expected):
 
 @pytest.mark.parametrize("raw", ["8", "088", "abc", "0x12", "0o", "0o8", "1.5", 1.5, True, False, [18]])
 def test_umask_rejects_non_octal(raw):
-    with pytest.raises(ValueError, match="not an octal mask"):
+    with pytest.raises(ValueError, match="not an octal number"):
         values.umask(raw)
 
 

@@ -112,21 +112,37 @@ def name_or_id(value: Any) -> str | None:
     return optional_text(value)
 
 
+def octal(maximum: int = 0o7777):
+    """A file mode or mask in octal, 0 to `maximum`: text like '022', '0700' or '0o22', or a number (TOML 0o022).
+
+    The one octal parser: serve's --umask, supervisord's umask, chmod and socket_mode all read it this way.
+    """
+
+    def parse(value: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str):
+            try:
+                number = int(value.strip().lower().removeprefix("0o"), 8)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an octal number like 022") from None
+        else:
+            raise ValueError(f"{value!r} is not an octal number like 022")
+        if not 0 <= number <= maximum:
+            raise ValueError(f"{value!r} is not between 000 and {maximum:03o} (octal)")
+        return number
+
+    return parse
+
+
+_mask = octal(0o777)
+
+
 def umask(value: Any) -> int | None:
-    """A file mode mask: octal text like '022' or '0o22', or a number."""
+    """A file mode mask, 000 to 777 (see `octal`); empty or None: not set."""
     if value is None or value == "":
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    else:
-        raw = str(value).strip().lower()
-        try:
-            number = int(raw.removeprefix("0o"), 8)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an octal mask like 022") from None
-    if not 0 <= number <= 0o777:
-        raise ValueError(f"{value!r} is not a mask between 000 and 777")
-    return number
+    return _mask(value)
 
 
 def choice(*allowed: str):

@@ -23,7 +23,7 @@ from wsgistack.supervisor.settings import (
 
 DAEMON_OPTIONS = {
     "logfile": o.path, "logfile_maxbytes": o.size, "logfile_backups": o.count, "loglevel": o.loglevel,
-    "pidfile": o.path, "nodaemon": o.boolean, "childlogdir": o.path, "directory": o.path, "umask": o.octal,
+    "pidfile": o.path, "nodaemon": o.boolean, "childlogdir": o.path, "directory": o.path, "umask": o.mask,
     "identifier": o.text,
 }
 # known to supervisord, not implemented: "harmless" ones are logged at debug level, the others as warnings
@@ -34,7 +34,7 @@ DAEMON_IGNORED = {
 PROGRAM_OPTIONS = {
     "priority": o.integer, "autostart": o.boolean, "autorestart": o.autorestart, "startsecs": o.seconds,
     "startretries": o.count, "exitcodes": o.exitcodes, "stopsignal": o.signal_number,
-    "stopwaitsecs": o.seconds, "user": o.user, "umask": o.octal, "directory": o.path,
+    "stopwaitsecs": o.seconds, "user": o.user, "umask": o.mask, "directory": o.path,
     "redirect_stderr": o.boolean, "backoff_max": o.seconds, "max_restarts": o.count,
     "restart_window": o.seconds,
 }

@@ -32,6 +32,8 @@ seconds = values.seconds
 size = values.size
 count = values.whole(0)
 at_least_one = values.whole(1)
+octal = values.octal(0o7777)  # chmod, socket_mode: a file mode, setuid and sticky bits included
+mask = values.octal(0o777)  # umask
 
 # supervisord's level names -> Python logging's (which has no trace or blather: those are its debug)
 LOG_LEVELS = {
@@ -161,22 +163,6 @@ def integer(value: Any) -> int:
         return int(value)
     except ValueError:
         raise ValueError(f"{value!r} is not a whole number") from None
-
-
-def octal(value: Any) -> int:
-    """A mode or umask: octal text like 022, 0700 or 0o700 (a TOML integer is taken as it is)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str):
-        try:
-            number = int(value.strip().lower().removeprefix("0o"), 8)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an octal number like 022") from None
-    else:
-        raise TypeError(f"{value!r} is not an octal number like 022")
-    if not 0 <= number <= 0o7777:
-        raise ValueError(f"{value!r} is not a file mode (000 to 7777 in octal)")
-    return number
 
 
 def user(value: Any) -> str:
