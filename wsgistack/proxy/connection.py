@@ -5,6 +5,10 @@ before the request is complete (see buffering.py). Then the limits are applied a
 answers: an `Exchange` (forward.py) driven by the upstream's callbacks, a static reply written at once, or
 a task when something must wait (a limit_req delay, a large file sent with backpressure). Reading from the
 client is paused meanwhile, so pipelined requests wait their turn in the kernel, not in our memory.
+
+The connection knows the server that accepted it only as a `ConnectionHost` (and the static replies through
+it), and the Exchange knows the connection only as its `ClientSide`: no module of the proxy imports the one
+that calls it.
 """
 
 from __future__ import annotations
@@ -12,21 +16,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from wsgistack.http.errors import ClientGone, HTTPError
 from wsgistack.http.heads import CONTINUE, UpstreamHeadTooLarge, error_reply, error_response
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
 from wsgistack.http.target import encode_path, normalize_path, split_target
-from wsgistack.proxy import static_reply
 from wsgistack.proxy.buffering import RequestBody
 from wsgistack.proxy.forward import Exchange
 from wsgistack.proxy.limits import LimitConn, key_of
 
 if TYPE_CHECKING:
+    from wsgistack.proxy.accesslog import BatchedAccessLog
     from wsgistack.proxy.routing import ProxyState, Route
-    from wsgistack.proxy.server import ProxyServer
 
 log = logging.getLogger("wsgistack.proxy")
 
@@ -34,10 +37,45 @@ log = logging.getLogger("wsgistack.proxy")
 LINGER = 2.0  # seconds a refused request's remaining bytes are read and dropped before the close
 
 
+class StaticAnswer(Protocol):
+    """What a static reply wrote so far (static_reply.Answer)."""
+
+    status: int
+    sent: int
+    keep_alive: bool
+    rest: Any  # a big file still to send by `finish`, or None
+
+
+class StaticReplies(Protocol):
+    """Static files' replies (static_reply.py, which names ClientConnection: the server hands it over)."""
+
+    def start(self, client: Any, route: Route, head: RequestHead, keep_alive: bool) -> StaticAnswer:
+        """Write the reply, or its head and a first part; `rest` says what `finish` must still send."""
+
+    async def finish(self, client: Any, answer: Any) -> StaticAnswer:
+        """Send the rest of a big file with backpressure."""
+
+
+class ConnectionHost(Protocol):
+    """What a client connection needs of the server that accepted it (ProxyServer in server.py)."""
+
+    state: ProxyState  # the current config; a request keeps the one it started with
+    stopping: bool
+    access_log: BatchedAccessLog
+    idle: dict[Any, None]  # connections waiting for a request, oldest first
+    static: StaticReplies
+
+    def admit(self, connection: Any) -> str | None:
+        """Count a new connection in; why it is refused, or None."""
+
+    def forget(self, connection: Any) -> None:
+        """The connection is closed: it counts no more."""
+
+
 class ClientConnection(asyncio.Protocol):
     """The proxy's side of one client connection."""
 
-    def __init__(self, server: ProxyServer, scheme: str, server_port: str):
+    def __init__(self, server: ConnectionHost, scheme: str, server_port: str):
         self.server = server
         self.scheme = scheme
         self.server_port = server_port
@@ -323,7 +361,7 @@ class ClientConnection(asyncio.Protocol):
                     return
                 delay = verdict.delay
             if route.static is not None and delay == 0:
-                answer = static_reply.start(self, route, head, keep_alive)
+                answer = self.server.static.start(self, route, head, keep_alive)
                 if answer.rest is None:
                     self.request_done(answer.status, answer.sent, answer.keep_alive)
                 else:
@@ -347,7 +385,7 @@ class ClientConnection(asyncio.Protocol):
             self.request_done(500, 0, False)
 
     async def _respond_later(self, route: Route, head: RequestHead, keep_alive: bool, delay: float,
-                             answer: static_reply.Answer | None = None) -> None:
+                             answer: StaticAnswer | None = None) -> None:
         """What waits: a limit_req delay, or a big static file (written with backpressure)."""
         status, sent = 500, 0
         try:
@@ -360,10 +398,10 @@ class ClientConnection(asyncio.Protocol):
                 self._start_exchange(route, head, keep_alive)
                 return
             if answer is None:
-                answer = static_reply.start(self, route, head, keep_alive)
+                answer = self.server.static.start(self, route, head, keep_alive)
             status, sent, keep_alive = answer.status, answer.sent, answer.keep_alive
             if answer.rest is not None:
-                answer = await static_reply.finish(self, answer)
+                answer = await self.server.static.finish(self, answer)
                 status, sent, keep_alive = answer.status, answer.sent, answer.keep_alive
         except ClientGone:
             status, keep_alive = (499 if sent == 0 else status), False

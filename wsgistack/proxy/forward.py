@@ -28,9 +28,10 @@ or a response with `X-Accel-Buffering: no`, is relayed with backpressure instead
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wsgistack.http.errors import ClientGone
 from wsgistack.http.framing import Framing
@@ -45,8 +46,7 @@ from wsgistack.proxy.pool import UpstreamConnection, UpstreamError
 
 if TYPE_CHECKING:
     from wsgistack.proxy.buffering import RequestBody
-    from wsgistack.proxy.connection import ClientConnection
-    from wsgistack.proxy.routing import Route
+    from wsgistack.proxy.routing import ProxyState, Route
     from wsgistack.proxy.upstream import UpstreamServer
 
 log = logging.getLogger("wsgistack.proxy")
@@ -57,10 +57,86 @@ _RETRY_EVERY = 0.25
 _MAX_CUTS = 2  # connections cut before any answer after which an idempotent request is no longer held
 
 
+class Phase(enum.IntEnum):
+    """Where an exchange is; TRANSITIONS says which phase may follow which.
+
+    An IntEnum: its members hash as ints (Enum's __hash__ is a Python call), so a table lookup stays cheap.
+    """
+
+    NEW = 0  # made; no server picked yet
+    CONNECTING = 1  # a new connection to the picked server is opening (deadline: connect_timeout)
+    HELD = 2  # every server refused or is down: a connect retry is scheduled (within connect_retry_timeout)
+    AWAITING = 3  # the request went out (or is going out) on a connection; no response head yet (read_timeout)
+    RELAYING = 4  # the response head came: the response goes on to the client (read_timeout, send_timeout)
+    DRAINING = 5  # the upstream's part is over (its connection pooled); a spool still feeds the client
+    DONE = 6  # the client connection was told (exchange_done); nothing more happens
+
+
+# Module names for the members: `Phase.AWAITING` is an attribute lookup on the enum's class, ~0.5 µs on 3.11
+NEW, CONNECTING, HELD, AWAITING, RELAYING, DRAINING, DONE = Phase
+
+_NEXT_ATTEMPT = frozenset({CONNECTING, AWAITING, HELD, DONE})  # what picking a server (or none) leads to
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    NEW: _NEXT_ATTEMPT,  # DONE: no server at all (502)
+    CONNECTING: _NEXT_ATTEMPT,  # connected (AWAITING); failed: the next server, a hold, or the error answer
+    HELD: _NEXT_ATTEMPT,
+    AWAITING: _NEXT_ATTEMPT | {RELAYING},  # failed before any response byte: the next attempt, as above
+    RELAYING: frozenset({DRAINING, DONE}),  # after the head the response is the client's: no other attempt
+    DRAINING: frozenset({DONE}),
+    DONE: frozenset(),
+}
+
+# Off in production: a check per phase change is a Python call on the path of every request (~1% of the
+# proxy's instructions, measured with bench/instructions.sh). The in-process tests turn it on.
+CHECK_PHASES = False
+
+
+class PhaseError(Exception):
+    """A phase change the table does not allow: a bug in the proxy, never a user's or an upstream's error."""
+
+
+def check_phase(exchange: Exchange, new: Phase) -> None:
+    """Raise PhaseError unless the exchange may go from its phase to `new`; log the change (debug mode)."""
+    if new not in TRANSITIONS[exchange.phase]:
+        raise PhaseError(f"{exchange.phase.name} -> {new.name} is not a valid transition")
+    log.debug("exchange %s %s: %s -> %s", exchange.head.method, exchange.head.target, exchange.phase.name,
+              new.name)
+
+
+class ClientSide(Protocol):
+    """What an exchange needs of the client connection it answers (ClientConnection in connection.py)."""
+
+    client_ip: str
+    scheme: str
+    server_port: str
+    state: ProxyState  # the config the request saw when its head arrived
+    loop: asyncio.AbstractEventLoop
+    begun: float  # monotonic time the request was complete: held connects count from it
+    closed: bool
+
+    @property
+    def paused(self) -> bool:
+        """True while the client's socket buffer is full."""
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the client (ClientGone when it has left)."""
+
+    def abort(self) -> None:
+        """Drop the client's connection (a response cannot be finished)."""
+
+    def send_error(self, status: int, reason: str, head: RequestHead,
+                   keep_alive: bool) -> tuple[int, int, bool]:
+        """Write one of the proxy's own error responses; (status, body bytes, keep-alive)."""
+
+    def exchange_done(self, exchange: Exchange, status: int, sent: int, keep_alive: bool,
+                      fields: dict[str, Any]) -> None:
+        """The exchange is over (answered, or it cannot be): log it and go on with the connection."""
+
+
 class Exchange:
     """One request's way to an upstream (with retries) and its response's way back to the client."""
 
-    def __init__(self, client: ClientConnection, route: Route, head: RequestHead, body: RequestBody,
+    def __init__(self, client: ClientSide, route: Route, head: RequestHead, body: RequestBody,
                  keep_alive: bool):
         upstream = route.upstream
         assert upstream is not None
@@ -76,32 +152,31 @@ class Exchange:
             head.method, head.target, head.headers, client_ip=client.client_ip, scheme=client.scheme,
             server_port=client.server_port, trusted=state.trust.trusts(client.client_ip), request_id=self.rid,
             body_length=body.size if has_body else None, default_host=upstream.name)
+        self.phase = NEW
         self.tried: set[UpstreamServer] = set()
         self.addresses: list[str] = []
         self.statuses: list[str] = []
         self.times: list[str] = []
-        self.last_error: UpstreamError | None = None
-        self.server: UpstreamServer | None = None
+        self.server: UpstreamServer | None = None  # the attempt's server and connection, while it lasts
         self.connection: UpstreamConnection | None = None
         self.began = 0.0
         self.response: ResponseHead | None = None
         self.framing: Framing | None = None
-        self.gzip: GzipStream | None = None
         self.out: list[bytes] = []
         self.deadline = 0.0  # connect, then read timeout on the upstream; send timeout while the client is full
-        self.connecting: asyncio.Task[None] | None = None
-        self.sending: asyncio.Task[None] | None = None
-        self.done = False
-        self.started = client.begun  # when the request was complete (monotonic): held connects count from it
         buffering = route.settings.buffering
         self.buffering = state.settings.buffering if buffering is None else buffering
 
-    # What failures and slow clients need starts as these class defaults: most requests never set them,
-    # and each attribute set in __init__ is paid by every request.
-    last_sent = False  # whether the last failed attempt had sent (some of) the request
+    # What failures, new connections, large bodies and slow clients need starts as these class defaults:
+    # most requests never set them, and each attribute set in __init__ is paid by every request. (With
+    # ClientConnection's, an Exchange's attributes stay under the 30 that CPython 3.11 shares between
+    # instance dicts: count them when adding one.)
+    last_error: UpstreamError | None = None  # the last failed attempt's error (and whether it had sent)
     cuts = 0  # attempts cut after the request went out, before any answer
     retry_wait = _FIRST_RETRY
     retrying: asyncio.TimerHandle | None = None  # a held request's next connect retry
+    task: asyncio.Task[None] | None = None  # opening a connection (CONNECTING), or sending a large body
+    gzip: GzipStream | None = None
     spool: Spool | None = None  # what the client could not take yet (buffering)
     send_deadline = 0.0  # while the spool waits: send_timeout since the client last took bytes
     upstream_paused = False  # reading paused for the client (no buffering, or the spool is full)
@@ -129,21 +204,25 @@ class Exchange:
     def _hold(self) -> bool:
         """Every server is down or refused the connect: wait a little and try again, within the deadline."""
         error = self.last_error
-        if error is not None and (error.timeout or self.last_sent and self.cuts >= _MAX_CUTS):
+        if error is not None and (error.timeout or error.sent and self.cuts >= _MAX_CUTS):
             # a server hung (connect or read timeout: nginx's 504), or an idempotent request was cut before
             # any answer several times (a request that kills its worker must not be replayed for seconds)
             return False
-        left = self.upstream.settings.connect_retry_timeout - (time.monotonic() - self.started)
-        if left <= 0 or self.client.closed:
+        client = self.client
+        left = self.upstream.settings.connect_retry_timeout - (time.monotonic() - client.begun)
+        if left <= 0 or client.closed:
             return False
+        if CHECK_PHASES:
+            check_phase(self, HELD)
+        self.phase = HELD
         self.deadline = 0.0  # nothing is in flight: only the hold's own end applies
-        self.retrying = self.client.loop.call_later(min(self.retry_wait, left), self._retry)
+        self.retrying = client.loop.call_later(min(self.retry_wait, left), self._retry)
         self.retry_wait = min(self.retry_wait * 2, _RETRY_EVERY)
         return True
 
     def _retry(self) -> None:
         self.retrying = None
-        if self.done:
+        if self.phase is DONE:
             return
         self.tried.clear()
         upstream, ip, headers = self.upstream, self.client.client_ip, self.head.headers
@@ -159,39 +238,44 @@ class Exchange:
         self.addresses.append(server.name)
         self.began = time.monotonic()
         self.server = server
-        server.active += 1
-        connection = server.pool.take_idle()
+        connection = server.begin_request()
         if connection is not None:
             self._send(connection)
         else:
+            if CHECK_PHASES:
+                check_phase(self, CONNECTING)
+            self.phase = CONNECTING
             # the ticker enforces connect_timeout through the deadline: no timer of its own per connect
             self.deadline = time.monotonic() + (server.pool.connect_timeout or 1e9)
-            self.connecting = self.client.loop.create_task(self._connect(server))
+            self.task = self.client.loop.create_task(self._connect(server))
 
     async def _connect(self, server: UpstreamServer) -> None:
         try:
             connection = await server.pool.open()
         except UpstreamError as exc:
-            self.connecting = None
-            if not self.done:  # the client may have gone meanwhile: then nothing is owed to anyone
-                self._attempt_failed(exc, sent=False)
+            self.task = None
+            if self.phase is not DONE:  # the client may have gone meanwhile: then nothing is owed to anyone
+                self._attempt_failed(exc)
             return
         except asyncio.CancelledError:  # check_deadline: connect_timeout passed
-            self.connecting = None
-            if not self.done:
-                self._attempt_failed(UpstreamError("connect timed out", timeout=True), sent=False)
+            self.task = None
+            if self.phase is not DONE:
+                self._attempt_failed(UpstreamError("connect timed out", timeout=True))
             return
-        self.connecting = None
+        self.task = None
         server.record_connected()
-        if self.done or self.client.closed:
+        if self.phase is DONE or self.client.closed:
             connection.close()
             self._client_gone()
             return
         self._send(connection)
 
     def _send(self, connection: UpstreamConnection) -> None:
+        if CHECK_PHASES:
+            check_phase(self, AWAITING)
+        self.phase = AWAITING
         self.connection = connection
-        connection.exchange = self
+        connection.listener = self
         connection.begin(self.head.method)
         body = self.body
         self.deadline = time.monotonic() + self.upstream.settings.read_timeout
@@ -199,12 +283,12 @@ class Exchange:
             connection.write(self.request_head + body.memory() if body.size else self.request_head)
         else:
             connection.write(self.request_head)
-            self.sending = self.client.loop.create_task(self._send_body(connection))  # held: tasks are weak
+            self.task = self.client.loop.create_task(self._send_body(connection))  # held: tasks are weak
 
     async def _send_body(self, connection: UpstreamConnection) -> None:
         try:
             for piece in self.body.chunks():
-                if connection.closed or connection.exchange is not self:
+                if connection.closed or connection.listener is not self:
                     return
                 connection.write(piece)
                 await connection.drain()
@@ -212,39 +296,44 @@ class Exchange:
         except UpstreamError:
             pass  # the connection closed: on_upstream sees it and decides
 
-    def _attempt_failed(self, error: UpstreamError, sent: bool, reused: bool = False) -> None:
+    def _attempt_failed(self, error: UpstreamError, reused: bool = False) -> None:
         """This server failed before any response byte: count it, then retry or answer the client."""
         server = self.server
         assert server is not None
-        server.active -= 1
         if reused and not error.timeout and self.head.method in IDEMPOTENT:
             # a kept-alive connection the server closed as the request went out (a restart, its idle
             # timeout): not the server's failure. Its idle siblings are as old: a fresh connection is next.
             server.pool.close()
             self.tried.discard(server)
-        elif server.record_failure(error.reason) and not sent:
+        elif server.record_failure(error.reason) and not error.sent:
             watch_return(server)  # refused connects: the first one that succeeds again ends the down time
-        self.statuses.append("504" if error.timeout else "502")
-        self.times.append(f"{time.monotonic() - self.began:.3f}")
+        self._end_attempt("504" if error.timeout else "502")
         self.last_error = error
-        self.last_sent = sent
-        if sent and not reused:
+        if error.sent and not reused:
             self.cuts += 1
-        if self.connection is not None:
-            self.connection.exchange = None
-            self.connection.close()
-            self.connection = None
-        self.server = None
-        if sent and self.head.method not in IDEMPOTENT:
+        if error.sent and self.head.method not in IDEMPOTENT:
             self._answer_error(504 if error.timeout else 502, "The upstream server failed")
         else:
             self._attempt()
+
+    def _end_attempt(self, status: str, ok: bool = False) -> None:
+        """The one way an attempt ends: the server counts one request less, the access log gets the
+        attempt's status and time, and its connection goes back to the pool (`ok`) or is closed."""
+        server, connection = self.server, self.connection
+        if server is None:
+            return  # no attempt in flight (held, or ended already)
+        self.server = self.connection = None
+        if connection is not None:
+            connection.listener = None
+        server.end_request(connection, ok)
+        self.statuses.append(status)
+        self.times.append(f"{time.monotonic() - self.began:.3f}")
 
     # -- the response -----------------------------------------------------------------------------------
 
     def on_upstream(self) -> None:
         """The upstream connection has news (bytes, end, close): pass on what is parsed."""
-        if self.done:
+        if self.phase is DONE:
             return
         try:
             self._relay()
@@ -257,9 +346,9 @@ class Exchange:
     def _relay(self) -> None:
         connection = self.connection
         if connection is None:
-            return  # the response is complete and waits in the spool for the client
+            return  # DRAINING: the response is complete and waits in the spool for the client
         client = self.client
-        while not self.done:
+        while self.phase is not DONE:
             if client.paused and (not self.buffering or (self.spool is not None and self.spool.full)):
                 connection.pause_reading()
                 self.upstream_paused = True
@@ -273,11 +362,11 @@ class Exchange:
                     self._flush()
                     self.deadline = time.monotonic() + self.upstream.settings.read_timeout
                     return
-            if self.response is None:
+            if self.phase is AWAITING:
                 if isinstance(event, ResponseHead):
                     self._on_head(event)
                 elif connection.parser is not None and connection.parser.received == 0:
-                    self._attempt_failed(UpstreamError(getattr(event, "reason", "no response")), sent=True,
+                    self._attempt_failed(UpstreamError(getattr(event, "reason", "no response"), sent=True),
                                          reused=connection.requests > 1)
                     return
                 else:
@@ -293,7 +382,11 @@ class Exchange:
                 self.out.append(self.framing.finish())  # type: ignore[union-attr]
                 self._flush()
                 if self.spool is not None and self.spool.pending:
-                    self._release(ok=True)  # the app is done: its worker is free, the spool feeds the client
+                    # the app is done: its worker is free, the spool feeds the client
+                    if CHECK_PHASES:
+                        check_phase(self, DRAINING)
+                    self.phase = DRAINING
+                    self._end_attempt(str(self.response.status), ok=True)  # type: ignore[union-attr]
                     self.deadline = 0.0
                     return
                 self._finish(ok=True)
@@ -316,6 +409,9 @@ class Exchange:
         except ValueError:
             self._bad_response("invalid Content-Length")
             return
+        if CHECK_PHASES:
+            check_phase(self, RELAYING)
+        self.phase = RELAYING
         if accel in ("yes", "no"):  # X-Accel-Buffering: the app's say, for this response only
             self.buffering = accel == "yes"
         self.out.append(data)
@@ -338,7 +434,7 @@ class Exchange:
 
     def resume(self) -> None:
         """The client took what was written: feed it from the spool, and read the upstream again."""
-        if self.done:
+        if self.phase is DONE:
             return
         try:
             spool = self.spool
@@ -348,11 +444,11 @@ class Exchange:
                     client.write(spool.take())
                 if spool.pending:
                     self.send_deadline = time.monotonic() + client.state.settings.send_timeout
-                    if self.connection is None or spool.full:
+                    if self.phase is DRAINING or spool.full:
                         return
                 else:
                     self.send_deadline = 0.0
-                    if self.connection is None:  # the upstream finished earlier: the response is complete
+                    if self.phase is DRAINING:  # the upstream finished earlier: the response is complete
                         self._finish(ok=True)
                         return
         except ClientGone:
@@ -365,7 +461,8 @@ class Exchange:
 
     def check_deadline(self, now: float) -> None:
         """Called by the server's ticker: the upstream took too long, or the client took nothing."""
-        if self.done:
+        phase = self.phase
+        if phase is DONE:
             return
         if self.send_deadline and now >= self.send_deadline and self.client.paused:
             self.client.abort()  # the spool waited send_timeout for a client that took nothing
@@ -373,45 +470,31 @@ class Exchange:
             return
         if not self.deadline or now < self.deadline:
             return
-        if self.connecting is not None:
-            self.connecting.cancel()
+        if phase is CONNECTING:
+            self.task.cancel()  # type: ignore[union-attr]  # _connect counts it as the attempt's failure
         elif self.upstream_paused and self.client.paused:
             self.client.abort()
             self._client_gone()
-        elif self.response is None:
-            self._attempt_failed(UpstreamError("upstream timed out", timeout=True), sent=True)
+        elif phase is AWAITING:
+            self._attempt_failed(UpstreamError("upstream timed out", timeout=True, sent=True))
         else:
             self._break_off("upstream timed out")
 
-    # -- endings ----------------------------------------------------------------------------------------
-
-    def _release(self, ok: bool) -> None:
-        """Hand the upstream connection back (or close it): the upstream's part is over."""
-        server, connection = self.server, self.connection
-        self.server = self.connection = None
-        if server is not None:
-            server.active -= 1
-            if ok:
-                server.record_success()
-            self.statuses.append(str(self.response.status) if self.response is not None else "502")
-            self.times.append(f"{time.monotonic() - self.began:.3f}")
-        if connection is not None:
-            connection.exchange = None
-            if ok and server is not None:
-                server.pool.release(connection)
-            else:
-                connection.close()
+    # -- endings: each tells the client connection once (exchange_done), in phase DONE -------------------
 
     def _finish(self, ok: bool) -> None:
-        """Release the upstream and tell the client connection the request is done."""
-        self.done = True
-        self._release(ok)
+        """End the attempt (its connection pooled when `ok`) and tell the client connection."""
+        if CHECK_PHASES:
+            check_phase(self, DONE)
+        self.phase = DONE
+        response = self.response
+        self._end_attempt(str(response.status) if response is not None else "502", ok)
         if self.spool is not None:
             self.spool.close()
         framing = self.framing
         sent = framing.sent if framing is not None else 0
         keep_alive = self.keep_alive and ok and (framing is None or framing.complete)
-        status = self.response.status if self.response is not None else 502
+        status = response.status if response is not None else 502
         self.client.exchange_done(self, status, sent, keep_alive, self._fields())
 
     def _break_off(self, reason: str) -> None:
@@ -428,14 +511,7 @@ class Exchange:
     def _bad_response(self, reason: str) -> None:
         if self.server is not None:
             self.server.record_failure(reason)
-            self.server.active -= 1
-            self.statuses.append("502")
-            self.times.append(f"{time.monotonic() - self.began:.3f}")
-            self.server = None
-        if self.connection is not None:
-            self.connection.exchange = None
-            self.connection.close()
-            self.connection = None
+        self._end_attempt("502")
         self.response = None
         self._answer_error(502, "The upstream server sent an invalid response")
 
@@ -444,29 +520,27 @@ class Exchange:
         self._client_gone()
 
     def _client_gone(self) -> None:
-        if self.done:
+        if self.phase is DONE:
             return
+        if CHECK_PHASES:
+            check_phase(self, DONE)
+        self.phase = DONE
         if self.retrying is not None:
             self.retrying.cancel()
             self.retrying = None
         if self.spool is not None:
             self.spool.close()
-        if self.server is not None:
-            self.server.active -= 1
-            self.statuses.append(str(self.response.status) if self.response is not None else "-")
-            self.times.append(f"{time.monotonic() - self.began:.3f}")
-            self.server = None
-        if self.connection is not None:
-            self.connection.exchange = None
-            self.connection.close()  # the rest of the response is unwanted: it cannot be reused
-            self.connection = None
-        self.done = True
-        status = self.response.status if self.response is not None else 499  # nginx's "client closed"
+        response = self.response
+        # the rest of the response is unwanted: its connection cannot be reused (closed, not pooled)
+        self._end_attempt(str(response.status) if response is not None else "-")
+        status = response.status if response is not None else 499  # nginx's "client closed"
         sent = self.framing.sent if self.framing is not None else 0
         self.client.exchange_done(self, status, sent, False, self._fields())
 
     def _answer_error(self, status: int, reason: str) -> None:
-        self.done = True
+        if CHECK_PHASES:
+            check_phase(self, DONE)
+        self.phase = DONE
         try:
             status, sent, keep_alive = self.client.send_error(status, reason, self.head, self.keep_alive)
         except ClientGone:

@@ -3,6 +3,8 @@
 An `UpstreamConnection` is an asyncio protocol that feeds the upstream's bytes to the sans-IO
 `ResponseParser` of the exchange in progress and hands out its events; the exchange pauses reading when
 the client cannot keep up and the response is not buffered (or its buffer is full: see forward.py).
+The connection knows the exchange only as a `ResponseListener`, so this module imports nothing of the
+proxy: forward.py uses it, never the other way round.
 """
 
 from __future__ import annotations
@@ -10,23 +12,29 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from wsgistack.config.addresses import Address
 from wsgistack.http.parser import ParseError
 from wsgistack.http.response_parser import ResponseHead, ResponseParser
 
-if TYPE_CHECKING:
-    from wsgistack.proxy.forward import Exchange
-
 
 class UpstreamError(Exception):
-    """The exchange with an upstream failed; `timeout` tells a 504 from a 502."""
+    """The exchange with an upstream failed; `timeout` tells a 504 from a 502, `sent` whether the request
+    had gone out (then only an idempotent one may be sent again)."""
 
-    def __init__(self, reason: str, timeout: bool = False):
+    def __init__(self, reason: str, timeout: bool = False, sent: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.timeout = timeout
+        self.sent = sent
+
+
+class ResponseListener(Protocol):
+    """What an upstream connection tells the exchange it serves (Exchange in forward.py)."""
+
+    def on_upstream(self) -> None:
+        """Bytes arrived, the response ended or the connection closed: see pop_event() and `closed`."""
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -39,7 +47,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.requests = 0
         self.keep_alive = False  # what the last response head said
-        self.exchange: Exchange | None = None  # the request this connection serves now, told of every byte
+        self.listener: ResponseListener | None = None  # the exchange served now, told of every byte
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._lost: Exception | None = None
@@ -57,8 +65,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()  # type: ignore[union-attr]
             return
         self.parser.feed(data)
-        if self.exchange is not None:
-            self.exchange.on_upstream()
+        if self.listener is not None:
+            self.listener.on_upstream()
         else:
             self._wake()
 
@@ -66,8 +74,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self.parser is not None:
             self.parser.feed_eof()
         self.closed = True
-        if self.exchange is not None:
-            self.exchange.on_upstream()
+        if self.listener is not None:
+            self.listener.on_upstream()
         else:
             self._wake()
         return False
@@ -77,8 +85,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._lost = exc
         if self.parser is not None and not self.parser.complete and not self.parser.failed:
             self.parser.feed_eof()
-        if self.exchange is not None:
-            self.exchange.on_upstream()
+        if self.listener is not None:
+            self.listener.on_upstream()
         else:
             self._wake()
         if self._drain is not None and not self._drain.done():

@@ -27,6 +27,7 @@ import time
 from wsgistack.config.errors import ConfigError
 from wsgistack.event_loop import new_event_loop
 from wsgistack.observe.errorlog import reopen_error_log, setup_error_log
+from wsgistack.proxy import static_reply
 from wsgistack.proxy.accesslog import open_access_log
 from wsgistack.proxy.config import load_proxy_settings
 from wsgistack.proxy.connection import ClientConnection
@@ -48,6 +49,10 @@ FD_RESERVE = 64
 
 class ProxyServer:
     """The running proxy: its state (swapped on reload), connections, access log and listeners."""
+
+    # handed to client connections as their `ConnectionHost`: connection.py cannot import static_reply,
+    # which names ClientConnection (an import cycle)
+    static = static_reply
 
     def __init__(self, settings: ProxySettings, cli: dict | None = None):
         self.settings = settings

@@ -16,7 +16,7 @@ import time
 import zlib
 from collections.abc import Sequence
 
-from wsgistack.proxy.pool import ConnectionPool
+from wsgistack.proxy.pool import ConnectionPool, UpstreamConnection
 from wsgistack.proxy.settings import ServerSettings, UpstreamSettings
 
 log = logging.getLogger("wsgistack.proxy")
@@ -35,7 +35,7 @@ class UpstreamServer:
         self.fail_timeout = group.fail_timeout if settings.fail_timeout is None else settings.fail_timeout
         self.pool = ConnectionPool(settings.address, group.keepalive, group.keepalive_timeout,
                                    group.connect_timeout)
-        self.active = 0  # requests in flight (least_conn)
+        self.active = 0  # requests in flight (least_conn): changed only by begin_request and end_request
         self.current_weight = 0  # smooth weighted round robin
         self.fails = 0
         self.first_fail = 0.0
@@ -43,6 +43,23 @@ class UpstreamServer:
         self.unhealthy = False  # set by active health checks
         self.watch: object = None  # the timer or task looking for the server's return while down (health.py)
         self._key_hash = zlib.crc32(self.name.encode())
+
+    def begin_request(self) -> UpstreamConnection | None:
+        """A request's attempt starts here: count it in flight; an idle pooled connection for it, or None."""
+        self.active += 1
+        return self.pool.take_idle()
+
+    def end_request(self, connection: UpstreamConnection | None, ok: bool) -> None:
+        """The attempt is over: one in flight less. `ok`: a good exchange (the failure count cleared, as
+        record_success does, inline: this is every request's path) and its connection back to the pool;
+        otherwise the connection is closed. Failures are counted by the caller (record_failure)."""
+        self.active -= 1
+        if ok:
+            self.fails = 0
+            if connection is not None:
+                self.pool.release(connection)
+        elif connection is not None:
+            connection.close()
 
     def available(self, now: float) -> bool:
         """True when neither passive nor active health has taken the server out."""
