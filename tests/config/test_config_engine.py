@@ -17,6 +17,7 @@ from wsgistack.config import values
 from wsgistack.config.errors import ConfigError
 from wsgistack.config.toml_file import find_config_file, key_lines, read_toml_file
 from wsgistack.supervisor import options as supervisor_options
+from wsgistack.supervisor.toml_config import load_toml
 
 DOCUMENT = """\
 # a comment
@@ -205,3 +206,58 @@ def test_serve_and_supervisor_refuse_a_bad_umask_with_the_same_words(tmp_path):
     assert serve.endswith("wsgistack.toml:2: serve.umask: '9' is not an octal number like 022"), serve
     assert supervise.endswith("programs.toml:3: [programs.web] umask: '9' is not an octal number like 022"), \
         supervise
+
+
+# -- one spelling of keys ----------------------------------------------------------------------------------
+
+
+def proxy_check(folder: Path, *args: str, env: dict[str, str] | None = None) -> dict:
+    """The [proxy] table printed by `wsgistack proxy ARGS --check-config`, parsed."""
+    result = run(folder, "proxy", *args, "--check-config", env=env)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    return tomllib.loads(result.stdout)["proxy"]
+
+
+def test_proxy_keys_may_be_spelt_with_dashes_everywhere(tmp_path):
+    write(tmp_path, '[proxy]\nsend-timeout = "10s"\naccess-log-rotate = { keep = 3 }\n\n'
+                    '[proxy.upstreams.app]\nservers = ["127.0.0.1:9001"]\nconnect-timeout = "1s"\n'
+                    'health-check = { path = "/up", interval = "3s" }\n\n'
+                    '[[proxy.routes]]\nupstream = "app"\nclient-max-body-size = "5m"\n'
+                    'limit-req = { rate = "5r/s", burst = 2 }\n')
+    table = proxy_check(tmp_path)
+    assert (table["send_timeout"], table["access_log_rotate"]["keep"]) == (10.0, 3)
+    assert table["upstreams"]["app"]["connect_timeout"] == 1.0
+    assert table["upstreams"]["app"]["health_check"]["interval"] == 3.0
+    assert table["routes"][0]["client_max_body_size"] == 5 << 20
+    assert table["routes"][0]["limit_req"]["burst"] == 2
+
+
+@pytest.mark.parametrize(("content", "error"), [
+    ('[serve]\nmax_requests = 1\nmax-requests = 2\n', "wsgistack.toml:3: serve.max-requests: "),
+    ('[proxy]\nsend_timeout = 1\nsend-timeout = 2\n', "wsgistack.toml:3: proxy.send-timeout: "),
+    ('[proxy.upstreams.app]\nservers = ["127.0.0.1:9001"]\nread-timeout = 1\nread_timeout = 2\n',
+     "wsgistack.toml:4: proxy.upstreams.app.read_timeout: "),
+    (('[[proxy.routes]]\nupstream = "a"\n\n[[proxy.routes]]\nupstream = "a"\nclient_max_body_size = 1\n'
+      'client-max-body-size = 2\n'), "wsgistack.toml:7: proxy.routes[1].client-max-body-size: "),
+    ('[supervisor]\nsocket_mode = "0700"\nsocket-mode = "0700"\n', "wsgistack.toml:3: [supervisor] socket-mode: "),
+    ('[programs.web]\ncommand = "web"\nstart-secs = 1\nstart_secs = 2\n',
+     "wsgistack.toml:4: [programs.web] start_secs: "),
+])
+def test_a_key_spelt_both_ways_is_one_error_in_every_section(tmp_path, content, error):
+    write(tmp_path, content)
+    line = one_error_line(run(tmp_path, "config", "check", "wsgistack.toml"))
+    assert line.endswith(f"{error}set twice (as dashes and as underscores)"), line
+
+
+def test_supervisor_keys_may_be_spelt_with_dashes_and_environment_names_stay_as_written(tmp_path):
+    path = write(tmp_path, '[supervisor]\nsocket-mode = "0770"\n\n[programs.web]\ncommand = "web"\n'
+                           'stop-wait-secs = 3\nstopwaitsecs = 3\nauto-restart = "unexpected"\n'
+                           'environment = { "MY-NAME" = "x", my_other = "y" }\n')
+    with pytest.raises(ConfigError, match="stop_wait_secs: unknown option"):
+        load_toml(str(path))  # dashes are underscores, never removed: supervisord's name has none
+    path.write_text(path.read_text().replace("stop-wait-secs = 3\n", "").replace("auto-restart", "autorestart"))
+    config = load_toml(str(path))
+    (web,) = config.programs
+    assert config.control.unix_mode == 0o770
+    assert (web.stopwaitsecs, web.autorestart) == (3.0, "unexpected")
+    assert ("MY-NAME", "x") in web.environment and ("my_other", "y") in web.environment

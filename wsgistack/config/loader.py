@@ -21,7 +21,7 @@ from wsgistack.config.addresses import parse_address
 from wsgistack.config.errors import ConfigError
 from wsgistack.config.gunicorn import read_gunicorn_config
 from wsgistack.config.settings import WORKER_EXTRAS, ServeSettings
-from wsgistack.config.toml_file import find_config_file, read_toml_file
+from wsgistack.config.toml_file import SET_TWICE, find_config_file, read_toml_file, underscored
 
 ENV_PREFIX = "WSGISTACK_"
 
@@ -92,15 +92,16 @@ def load_serve_settings(
         table = toml_file.document.get("serve", {})
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: 'serve' must be a table ([serve])")
-        for key, raw in table.items():
-            name = key.replace("-", "_")
+        def where(key: str) -> str:
             line = toml_file.key_line("serve", key)
-            where = f"{path}:{line}: serve.{key}" if line else f"{path}: serve.{key}"
-            if name not in fields:
-                raise ConfigError(f"{where}: unknown setting{did_you_mean(name, fields)}")
-            if name in chosen:
-                raise ConfigError(f"{where}: set twice (as dashes and as underscores)")
-            chosen[name] = parse_option(fields[name], raw, where)
+            return f"{path}:{line}: serve.{key}" if line else f"{path}: serve.{key}"
+
+        for key in table:
+            if key.replace("-", "_") not in fields:
+                raise ConfigError(f"{where(key)}: unknown setting{did_you_mean(key.replace('-', '_'), fields)}")
+        spelt = {key.replace("-", "_"): key for key in table}  # for messages: the key as written
+        for name, raw in underscored(table, lambda key: ConfigError(f"{where(key)}: {SET_TWICE}")).items():
+            chosen[name] = parse_option(fields[name], raw, where(spelt[name]))
 
     chosen.update(options_from_environ(fields.values(), environ))
 

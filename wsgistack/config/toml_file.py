@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(?:#.*)?$")
 _ASSIGNMENT = re.compile(rf"^\s*{_KEY}\s*[.=]")
 
 Table = str | tuple[str, ...]  # "proxy.routes" or ("proxy", "upstreams", "the api")
+SET_TWICE = "set twice (as dashes and as underscores)"
 
 
 def find_config_file(named: str | None, environ: Mapping[str, str], cwd: Path | None = None,
@@ -109,6 +110,20 @@ def read_toml_file(path: str | Path) -> TomlFile:
     return toml_file
 
 
+def underscored(table: Mapping[str, Any], clash: Callable[[str], Exception]) -> dict[str, Any]:
+    """The table with its keys spelled with '_' (`max-requests` is `max_requests`), in every section alike.
+
+    A key written both ways is an error: `clash(key)` builds it for the second spelling met.
+    """
+    result: dict[str, Any] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name in result:
+            raise clash(key)
+        result[name] = value
+    return result
+
+
 def check_tables(toml_file: TomlFile) -> None:
     """Refuse a top-level table or key of wsgistack.toml that no part of wsgistack reads."""
     for name in toml_file.document:
@@ -123,6 +138,7 @@ def check_tables(toml_file: TomlFile) -> None:
 def key_lines(text: str) -> dict[tuple[tuple[str, ...], int, str], int]:
     """The first line of every table header and key assignment of a TOML text (see TomlFile.line)."""
     lines: dict[tuple[tuple[str, ...], int, str], int] = {}
+    aliases: dict[tuple[tuple[str, ...], int, str], int] = {}
     table: tuple[str, ...] = ()
     index = 0
     entries: dict[tuple[str, ...], int] = {}  # [[array]] -> entries seen so far
@@ -140,7 +156,11 @@ def key_lines(text: str) -> dict[tuple[tuple[str, ...], int, str], int]:
             continue
         assignment = _ASSIGNMENT.match(line)
         if assignment:
-            lines.setdefault((table, index, next(g for g in assignment.groups() if g is not None)), number)
+            key = next(g for g in assignment.groups() if g is not None)
+            lines.setdefault((table, index, key), number)
+            aliases.setdefault((table, index, key.replace("-", "_")), number)
+    for place, number in aliases.items():  # a key is found by its underscored name too, unless written so
+        lines.setdefault(place, number)
     return lines
 
 

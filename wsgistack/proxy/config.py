@@ -20,7 +20,7 @@ from typing import Any
 from wsgistack.config import values
 from wsgistack.config.errors import ConfigError
 from wsgistack.config.loader import options_from_cli, options_from_environ
-from wsgistack.config.toml_file import Table, TomlFile, read_toml_file
+from wsgistack.config.toml_file import SET_TWICE, Table, TomlFile, read_toml_file, underscored
 from wsgistack.proxy.compression import GzipSettings
 from wsgistack.proxy.limits import LimitConnSettings, LimitReqSettings
 from wsgistack.proxy.settings import (
@@ -116,14 +116,27 @@ def _unknown(where: _Where, table: Table, keys: Sequence[str], known: Sequence[s
             raise ConfigError(f"{where(table, key, index)}{label}.{key}: unknown setting{hint}")
 
 
+def _keys(raw: dict[str, Any], where: _Where, table: Table, label: str, index: int = 0) -> dict[str, Any]:
+    """The table's keys spelled with '_' (dashes accepted, as in [serve]); both spellings of one: an error."""
+    return underscored(raw, lambda key: ConfigError(f"{where(table, key, index)}{label}.{key}: {SET_TWICE}"))
+
+
+def _inline_keys(raw: Any) -> Any:
+    """An inline table's keys spelled with '_' (for parsers that add the where themselves)."""
+    if not isinstance(raw, dict):
+        return raw
+    return underscored(raw, lambda key: ValueError(f"{key}: {SET_TWICE}"))
+
+
 def _from_table(table: dict[str, Any], where: _Where) -> dict[str, Any]:
+    table = _keys(table, where, "proxy", "proxy")
     _unknown(where, "proxy", list(table), _PROXY_KEYS, "proxy")
     chosen: dict[str, Any] = {}
     for key, fld in _OPTIONS.items():
         if key in table:
             chosen[key] = _field(where, "proxy", key)(fld.metadata["parse"], table[key])
     if "gzip" in table:
-        chosen["gzip"] = _field(where, "proxy", "gzip")(GzipSettings.from_value, table["gzip"])
+        chosen["gzip"] = _field(where, "proxy", "gzip")(GzipSettings.from_value, _inline_keys(table["gzip"]))
     if "access_log_rotate" in table:
         chosen["access_log_rotate"] = _field(where, "proxy", "access_log_rotate")(_rotate, table["access_log_rotate"])
     upstreams = table.get("upstreams", {})
@@ -142,6 +155,7 @@ def _upstream(name: str, raw: Any, where: _Where) -> UpstreamSettings:
     table = ("proxy", "upstreams", name)  # parts, so a name with a dot still finds its line
     if not isinstance(raw, dict):
         raise ConfigError(f"{where(table)}{label}: must be a table")
+    raw = _keys(raw, where, table, label)
     _unknown(where, table, list(raw), _UPSTREAM_KEYS, label)
     if "servers" not in raw:
         raise ConfigError(f"{where(table)}{label}.servers: missing (a list like [\"127.0.0.1:9001\"])")
@@ -165,6 +179,7 @@ def _upstream(name: str, raw: Any, where: _Where) -> UpstreamSettings:
 def _route(index: int, raw: dict[str, Any], where: _Where) -> RouteSettings:
     table = "proxy.routes"
     label = f"proxy.routes[{index}]"
+    raw = _keys(raw, where, table, label, index)
     _unknown(where, table, list(raw), _ROUTE_KEYS, label, index)
     kwargs: dict[str, Any] = {"index": index}
     parse: Callable[[str, Callable[[Any], Any]], Any] = \
@@ -234,6 +249,7 @@ def _balance(raw: Any) -> tuple[str, str | None]:
 
 
 def _health_check(raw: Any) -> HealthCheckSettings:
+    raw = _inline_keys(raw)
     if not isinstance(raw, dict):
         raise ValueError("must be a table like { path = \"/healthz\", interval = \"2s\" }")
     known = ("path", "interval", "timeout", "fails", "passes")
@@ -255,6 +271,7 @@ def _health_check(raw: Any) -> HealthCheckSettings:
 
 
 def _rotate(raw: Any) -> RotateSettings:
+    raw = _inline_keys(raw)
     if not isinstance(raw, dict):
         raise ValueError("must be a table like { size = \"100m\", interval = \"1d\", keep = 5 }")
     for key in raw:
@@ -283,7 +300,7 @@ def _inline(from_table: Callable[[dict], Any]) -> Callable[[Any], Any]:
     def parse(raw: Any) -> Any:
         if not isinstance(raw, dict):
             raise ValueError("must be an inline table { ... }")
-        return from_table(raw)
+        return from_table(_inline_keys(raw))
     return parse
 
 

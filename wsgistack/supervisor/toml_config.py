@@ -4,7 +4,8 @@ The keys are supervisord's ([supervisord] and [program:x]) with the same values,
 (`%(program_name)s`, `%(process_num)02d`, `%(here)s`, `%(ENV_HOME)s`; `%%` for a literal %), plus:
 [supervisor] takes the control endpoints (socket, socket_mode, socket_owner, http = "host:port", username,
 password); a program's `command` may be an argv array, its `environment` a table, and `group = "NAME"` puts
-it in a group (which starts at the priority of its most urgent member).
+it in a group (which starts at the priority of its most urgent member). As everywhere in wsgistack.toml, a key
+may be spelt with dashes (`stdout-logfile`); supervisord.conf keeps supervisord's spelling.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from collections.abc import Mapping
 
 from wsgistack.config.errors import ConfigError
-from wsgistack.config.toml_file import read_toml_file
+from wsgistack.config.toml_file import SET_TWICE, read_toml_file, underscored
 from wsgistack.supervisor import options as o
 from wsgistack.supervisor.assemble import Group, base_names, read_credentials, read_daemon, read_programs
 from wsgistack.supervisor.options import Section
@@ -36,7 +37,8 @@ def load_toml(path: str, environ: Mapping[str, str] | None = None) -> Supervisor
 
     daemon_section = None
     if daemon_table is not None:
-        daemon_section = Section("supervisor", path, dict(daemon_table), toml_file.lines_of("supervisor"))
+        daemon_section = Section("supervisor", path, {}, toml_file.lines_of("supervisor"))
+        daemon_section.values = _keys(daemon_table, daemon_section)
     daemon = read_daemon(daemon_section, environ, CONTROL_OPTIONS)
 
     programs: list[tuple[str, Section]] = []
@@ -50,7 +52,7 @@ def load_toml(path: str, environ: Mapping[str, str] | None = None) -> Supervisor
             name = o.name(name)
         except ValueError as exc:
             raise section.error(None, f"bad program name: {exc}") from None
-        section.values = dict(table)
+        section.values = _keys(table, section)
         group = section.get("group", o.name)
         if group is not None:
             del section.values["group"]  # membership is the group's business, not an option of the program
@@ -64,6 +66,11 @@ def load_toml(path: str, environ: Mapping[str, str] | None = None) -> Supervisor
     return SupervisorConfig(source=path, supervisor=daemon.settings,
                             control=read_control(daemon_section, environ),
                             programs=processes, groups=group_members)
+
+
+def _keys(table: dict, section: Section) -> dict:
+    """The table's keys spelled with '_' (`stdout-logfile` is supervisord's `stdout_logfile`), as in [serve]."""
+    return underscored(table, lambda key: section.error(key, SET_TWICE))
 
 
 def read_control(section: Section | None, environ: Mapping[str, str]) -> ControlSettings:
