@@ -261,3 +261,61 @@ def test_supervisor_keys_may_be_spelt_with_dashes_and_environment_names_stay_as_
     assert config.control.unix_mode == 0o770
     assert (web.stopwaitsecs, web.autorestart) == (3.0, "unexpected")
     assert ("MY-NAME", "x") in web.environment and ("my_other", "y") in web.environment
+
+
+# -- one name per idea: forwarded_allow_ips -----------------------------------------------------------------
+
+ROUTE = '\n[proxy.upstreams.app]\nservers = ["127.0.0.1:9001"]\n\n[[proxy.routes]]\nupstream = "app"\n'
+DEPRECATED = "deprecated: {old} is now {new} (the name [serve] uses); the old name will go"
+
+
+@pytest.mark.parametrize(("args", "env"), [
+    (("--forwarded-allow-ips", "10.0.0.0/8,127.0.0.1"), {}),
+    ((), {"WSGISTACK_PROXY_FORWARDED_ALLOW_IPS": "10.0.0.0/8,127.0.0.1"}),
+])
+def test_proxy_forwarded_allow_ips_from_flag_and_variable(tmp_path, args, env):
+    assert proxy_check(tmp_path, "--upstream", "127.0.0.1:9001", *args, env=env)["forwarded_allow_ips"] == \
+        ["10.0.0.0/8", "127.0.0.1"]
+
+
+def test_proxy_forwarded_allow_ips_from_the_file(tmp_path):
+    write(tmp_path, '[proxy]\nforwarded_allow_ips = ["10.0.0.0/8"]\n' + ROUTE)
+    assert proxy_check(tmp_path)["forwarded_allow_ips"] == ["10.0.0.0/8"]
+
+
+@pytest.mark.parametrize(("file", "args", "env", "old", "new"), [
+    ('[proxy]\n\ntrusted_proxies = ["10.0.0.0/8"]\n', (), {}, "wsgistack.toml:3: proxy.trusted_proxies",
+     "forwarded_allow_ips"),
+    ("[proxy]\n", ("--trusted-proxies", "10.0.0.0/8"), {}, "--trusted-proxies", "--forwarded-allow-ips"),
+    ("[proxy]\n", (), {"WSGISTACK_PROXY_TRUSTED_PROXIES": "10.0.0.0/8"}, "WSGISTACK_PROXY_TRUSTED_PROXIES",
+     "WSGISTACK_PROXY_FORWARDED_ALLOW_IPS"),
+])
+def test_proxy_trusted_proxies_still_works_with_one_deprecation_line(tmp_path, file, args, env, old, new):
+    write(tmp_path, file + ROUTE)
+    result = run(tmp_path, "proxy", *args, "--check-config", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == DEPRECATED.format(old=old, new=new) + "\n"
+    assert tomllib.loads(result.stdout)["proxy"]["forwarded_allow_ips"] == ["10.0.0.0/8"]
+    assert "trusted_proxies" not in result.stdout  # what it prints is the new name
+
+
+@pytest.mark.parametrize(("file", "args", "env", "error"), [
+    ('[proxy]\nforwarded_allow_ips = ["1.2.3.4"]\ntrusted_proxies = ["10.0.0.0/8"]\n', (), {},
+     "wsgistack.toml:3: proxy.trusted_proxies: also set as forwarded_allow_ips (its new name); keep one"),
+    ("[proxy]\n", ("--trusted-proxies", "10.0.0.0/8", "--forwarded-allow-ips", "1.2.3.4"), {},
+     "--trusted-proxies: also set as --forwarded-allow-ips (its new name); keep one"),
+    ("[proxy]\n", (), {"WSGISTACK_PROXY_TRUSTED_PROXIES": "10.0.0.0/8",
+                       "WSGISTACK_PROXY_FORWARDED_ALLOW_IPS": "1.2.3.4"},
+     "WSGISTACK_PROXY_TRUSTED_PROXIES: also set as WSGISTACK_PROXY_FORWARDED_ALLOW_IPS (its new name); keep one"),
+    ('[proxy]\ntrusted_proxies = ["nowhere"]\n', (), {},
+     "wsgistack.toml:2: proxy.trusted_proxies: 'nowhere' is not an IP address or network like 10.0.0.0/8"),
+])
+def test_proxy_old_and_new_name_together_is_one_error(tmp_path, file, args, env, error):
+    write(tmp_path, file + ROUTE)
+    line = one_error_line(run(tmp_path, "proxy", *args, "--check-config", env=env))
+    assert line == f"wsgistack proxy: error: {error}"
+
+
+def test_proxy_help_shows_the_new_name_only(tmp_path):
+    result = run(tmp_path, "proxy", "--help")
+    assert "--forwarded-allow-ips" in result.stdout and "--trusted-proxies IPS" not in result.stdout

@@ -218,7 +218,7 @@ access_log_format = "$remote_addr $upstream_addr $status $request_id"
 access_log_rotate = { size = "10m", interval = "1d", keep = 7 }
 client_max_body_size = "10m"
 max_connections = 500
-trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]
+forwarded_allow_ips = ["10.0.0.0/8", "127.0.0.1"]
 gzip = true
 
 [proxy.upstreams.app]

@@ -43,7 +43,7 @@ SAMPLES = {
     "max_connections": ("500", 500),
     "max_connections_per_ip": ("0", 0),
     "client_max_header_size": ("16k", 16 << 10),
-    "trusted_proxies": ("10.0.0.0/8,127.0.0.1", ["10.0.0.0/8", "127.0.0.1"]),
+    "forwarded_allow_ips": ("10.0.0.0/8,127.0.0.1", ["10.0.0.0/8", "127.0.0.1"]),
     "client_header_timeout": ("1s", 1.0),
     "client_body_timeout": ("500ms", 0.5),
     "send_timeout": ("2m", 120.0),
@@ -178,7 +178,7 @@ listen = ["127.0.0.1:0", "[::1]:0"]
 access_log = "access.log"
 access_log_format = "$remote_addr $upstream_addr $status $request_id"
 access_log_rotate = { size = "10m", interval = "1d", keep = 7 }
-trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]
+forwarded_allow_ips = ["10.0.0.0/8", "127.0.0.1"]
 gzip = { level = 5, types = ["text/html"] }
 
 [proxy.upstreams.app]

@@ -53,6 +53,20 @@ def add_option_arguments(parser: argparse.ArgumentParser, options: Iterable[data
             if meta["repeatable"]:
                 kwargs["action"] = "append"
         parser.add_argument(*meta["flags"], **kwargs)
+        if meta.get("formerly"):
+            # the old name still works (with a deprecation line); the help shows the new one only
+            parser.add_argument(old_flag(meta["formerly"]), **{**kwargs, "dest": meta["formerly"],
+                                                               "help": argparse.SUPPRESS})
+
+
+def also_set(new: str) -> str:
+    """The error for an old name given beside its new one, in any source."""
+    return f"also set as {new} (its new name); keep one"
+
+
+def old_flag(name: str) -> str:
+    """The flag of a setting's old name: --trusted-proxies for trusted_proxies."""
+    return "--" + name.replace("_", "-")
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
@@ -118,25 +132,53 @@ def load_serve_settings(
     return settings
 
 
+# a deprecation line for each old name used: (where and the old name, the new name), printed once loading is done
+Renamed = list[tuple[str, str]]
+
+
 def options_from_environ(options: Iterable[dataclasses.Field], environ: Mapping[str, str],
-                         section: str = "") -> dict[str, Any]:
-    """The options set by WSGISTACK_[SECTION_]NAME variables (an empty variable counts as unset)."""
+                         section: str = "", renamed: Renamed | None = None) -> dict[str, Any]:
+    """The options set by WSGISTACK_[SECTION_]NAME variables (an empty variable counts as unset).
+
+    An option's old name (`formerly`) is read too, noted in `renamed`; both set at once is an error.
+    """
     chosen: dict[str, Any] = {}
     for fld in options:
         var = env_name(fld.name, section)
         if environ.get(var, "") != "":
             chosen[fld.name] = parse_option(fld, environ[var], var)
+        old = fld.metadata.get("formerly")
+        if old and environ.get(env_name(old, section), "") != "":
+            old_var = env_name(old, section)
+            if fld.name in chosen:
+                raise ConfigError(f"{old_var}: {also_set(var)}")
+            chosen[fld.name] = parse_option(fld, environ[old_var], old_var)
+            if renamed is not None:
+                renamed.append((old_var, var))
     return chosen
 
 
-def options_from_cli(options: Iterable[dataclasses.Field], cli: Mapping[str, Any]) -> dict[str, Any]:
-    """The options given on the command line (argparse leaves the others out); errors name the flag."""
+def options_from_cli(options: Iterable[dataclasses.Field], cli: Mapping[str, Any],
+                     renamed: Renamed | None = None) -> dict[str, Any]:
+    """The options given on the command line (argparse leaves the others out); errors name the flag.
+
+    An option's old flag (`formerly`) is read too, noted in `renamed`; both given at once is an error.
+    """
     fields = {fld.name: fld for fld in options}
+    old_names = {fld.metadata["formerly"]: fld for fld in fields.values() if fld.metadata.get("formerly")}
     chosen: dict[str, Any] = {}
     for name, raw in cli.items():  # in the order typed, so the first bad flag is the one reported
         if name in fields:
             flag = fields[name].metadata["flags"][-1] if fields[name].metadata["flags"] else name.upper()
             chosen[name] = parse_option(fields[name], raw, flag)
+        elif name in old_names:
+            fld = old_names[name]
+            new_flag = fld.metadata["flags"][-1]
+            if fld.name in cli:
+                raise ConfigError(f"{old_flag(name)}: {also_set(new_flag)}")
+            chosen[fld.name] = parse_option(fld, raw, old_flag(name))
+            if renamed is not None:
+                renamed.append((old_flag(name), new_flag))
     return chosen
 
 

@@ -29,8 +29,12 @@ def option(
     metavar: str | None = None,
     repeatable: bool = False,
     switch: bool = False,
+    formerly: str | None = None,
 ) -> Any:
-    """Declare one setting: its default, the parser of its text, its help and its command-line flags."""
+    """Declare one setting: its default, the parser of its text, its help and its command-line flags.
+
+    `formerly` is an old name still read (as a key, a flag and a variable) with a deprecation line naming this one.
+    """
     meta = {
         "parse": parse,
         "help": help,
@@ -38,6 +42,7 @@ def option(
         "metavar": metavar,
         "repeatable": repeatable,
         "switch": switch,
+        "formerly": formerly,
     }
     if isinstance(default, (list, dict)):
         raise TypeError("settings are frozen: use a tuple for list defaults")

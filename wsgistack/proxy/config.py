@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +20,7 @@ from typing import Any
 
 from wsgistack.config import values
 from wsgistack.config.errors import ConfigError
-from wsgistack.config.loader import options_from_cli, options_from_environ
+from wsgistack.config.loader import Renamed, also_set, options_from_cli, options_from_environ
 from wsgistack.config.toml_file import SET_TWICE, Table, TomlFile, read_toml_file, underscored
 from wsgistack.proxy.compression import GzipSettings
 from wsgistack.proxy.limits import LimitConnSettings, LimitReqSettings
@@ -36,9 +37,11 @@ from wsgistack.proxy.settings import (
 )
 
 ENV_SECTION = "proxy"  # WSGISTACK_PROXY_<NAME>
+log = logging.getLogger("wsgistack.proxy")
 # the plain values of [proxy]: from the file, WSGISTACK_PROXY_<NAME> and --<name>, as ProxySettings declares them
 _OPTIONS = {fld.name: fld for fld in ProxySettings.options()}
-_PROXY_KEYS = (*_OPTIONS, "upstreams", "routes", "gzip", "access_log_rotate")
+_OLD_NAMES = {fld.metadata["formerly"]: name for name, fld in _OPTIONS.items() if fld.metadata["formerly"]}
+_PROXY_KEYS = (*_OPTIONS, "upstreams", "routes", "gzip", "access_log_rotate", *_OLD_NAMES)
 _UPSTREAM_KEYS = ("servers", "balance", "max_fails", "fail_timeout", "health_check", "keepalive",
                   "keepalive_timeout", "connect_timeout", "read_timeout", "connect_retry_timeout")
 _ROUTE_KEYS = ("path", "host", "upstream", "static", "cache_control", "limit_req", "limit_conn",
@@ -69,15 +72,18 @@ def load_proxy_settings(config_file: str | None, cli: Mapping[str, Any],
         where = _Where(toml_file)
         if not isinstance(table, dict):
             raise ConfigError(f"{where('', 'proxy')}proxy: must be a table ([proxy])")
-    chosen = _from_table(table, where)
-    chosen.update(options_from_environ(_OPTIONS.values(), environ, ENV_SECTION))
-    chosen.update(options_from_cli(_OPTIONS.values(), cli))
+    renamed: Renamed = []
+    chosen = _from_table(table, where, renamed)
+    chosen.update(options_from_environ(_OPTIONS.values(), environ, ENV_SECTION, renamed))
+    chosen.update(options_from_cli(_OPTIONS.values(), cli, renamed))
     _apply_shorthand(chosen, cli)
     base = Path(config_file).resolve().parent if config_file and not _cli_routes(cli) else Path.cwd()
     chosen["routes"] = tuple(dataclasses.replace(route, static=str(base / route.static))
                              if route.static is not None else route for route in chosen["routes"])
     settings = ProxySettings(config_file=config_file, **chosen)
     _validate(settings, where)
+    for old, new in dict.fromkeys(renamed):  # after the checks: a refused config stays one line
+        log.warning("deprecated: %s is now %s (the name [serve] uses); the old name will go", old, new)
     return settings
 
 
@@ -128,13 +134,19 @@ def _inline_keys(raw: Any) -> Any:
     return underscored(raw, lambda key: ValueError(f"{key}: {SET_TWICE}"))
 
 
-def _from_table(table: dict[str, Any], where: _Where) -> dict[str, Any]:
+def _from_table(table: dict[str, Any], where: _Where, renamed: Renamed) -> dict[str, Any]:
     table = _keys(table, where, "proxy", "proxy")
     _unknown(where, "proxy", list(table), _PROXY_KEYS, "proxy")
     chosen: dict[str, Any] = {}
     for key, fld in _OPTIONS.items():
         if key in table:
             chosen[key] = _field(where, "proxy", key)(fld.metadata["parse"], table[key])
+    for old, key in _OLD_NAMES.items():
+        if old in table:
+            if key in table:
+                raise ConfigError(f"{where('proxy', old)}proxy.{old}: {also_set(key)}")
+            chosen[key] = _field(where, "proxy", old)(_OPTIONS[key].metadata["parse"], table[old])
+            renamed.append((f"{where('proxy', old)}proxy.{old}", key))
     if "gzip" in table:
         chosen["gzip"] = _field(where, "proxy", "gzip")(GzipSettings.from_value, _inline_keys(table["gzip"]))
     if "access_log_rotate" in table:

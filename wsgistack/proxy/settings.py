@@ -199,7 +199,7 @@ class ProxySettings:
         10000, values.whole(1), "most client connections per process; at the cap the oldest idle one is closed "
                                 "(default 10000)",
         flags=("--max-connections",), metavar="N")
-    # unix-socket and trusted_proxies peers are not counted
+    # unix-socket and forwarded_allow_ips peers are not counted
     max_connections_per_ip: int = option(
         512, values.whole(0), "most open connections per client address; 0 = no limit (default 512)",
         flags=("--max-connections-per-ip",), metavar="N")
@@ -207,10 +207,11 @@ class ProxySettings:
     client_max_header_size: int = option(
         32 << 10, values.size, "most bytes of a request head (more: 431; default 32k)",
         flags=("--client-max-header-size",), metavar="SIZE")
-    trusted_proxies: tuple[str, ...] = option(
+    # serve's name for the same idea; `trusted_proxies` (its old name here) still works, with a deprecation line
+    forwarded_allow_ips: tuple[str, ...] = option(
         (), values.ip_networks, "clients whose X-Forwarded-* headers are believed: IPs or networks, "
-                                "comma-separated (default: none)",
-        flags=("--trusted-proxies",), metavar="IPS", repeatable=True)
+                                "comma-separated (default: none; formerly --trusted-proxies)",
+        flags=("--forwarded-allow-ips",), metavar="IPS", repeatable=True, formerly="trusted_proxies")
     client_header_timeout: float = option(60.0, values.duration,
                                           "time a client gets to send a request head, e.g. 60s (default)",
                                           flags=("--client-header-timeout",), metavar="SECONDS")
@@ -225,6 +226,11 @@ class ProxySettings:
                                       flags=("--keepalive-timeout",), metavar="SECONDS")
     gzip: GzipSettings = GzipSettings()
     config_file: str | None = None  # where it was read from, for reloads
+
+    @property
+    def trusted_proxies(self) -> tuple[str, ...]:
+        """The old name of forwarded_allow_ips, for code that still reads it."""
+        return self.forwarded_allow_ips
 
     @classmethod
     def options(cls) -> list[dataclasses.Field]:
