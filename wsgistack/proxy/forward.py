@@ -86,8 +86,9 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     DONE: frozenset(),
 }
 
-# Off in production: a check per phase change is a Python call on the path of every request (~1% of the
-# proxy's instructions, measured with bench/instructions.sh). The in-process tests turn it on.
+# Off in production: a check (and debug line) per phase change is a few Python calls on the path of every
+# request, 7% more of the proxy's instructions per request by bench/instructions.sh. The in-process tests
+# (tests/proxy/test_proxy_core_inprocess.py) turn it on.
 CHECK_PHASES = False
 
 
