@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from test_cli_errors import one_error_line, run
+from test_cli_errors import check_config, one_error_line, run
 
 from wsgistack.config import values
 from wsgistack.config.errors import ConfigError
@@ -319,3 +319,73 @@ def test_proxy_old_and_new_name_together_is_one_error(tmp_path, file, args, env,
 def test_proxy_help_shows_the_new_name_only(tmp_path):
     result = run(tmp_path, "proxy", "--help")
     assert "--forwarded-allow-ips" in result.stdout and "--trusted-proxies IPS" not in result.stdout
+
+
+# -- relative paths: against the folder of the file they were read from; flags and variables: the cwd ---------
+
+
+@pytest.fixture
+def site(tmp_path) -> Path:
+    """site/ with a wsgistack.toml's neighbours (tls/, static/, app/), and elsewhere/ to start commands from."""
+    folder = tmp_path.resolve() / "site"
+    for name in ("tls", "static", "app", "logs", "run"):
+        (folder / name).mkdir(parents=True)
+    (folder / "tls" / "c.pem").write_text("certificate")
+    (folder / "tls" / "k.pem").write_text("key")
+    (tmp_path / "elsewhere").mkdir()
+    return folder
+
+
+def test_proxy_paths_in_the_file_are_relative_to_its_folder(site):
+    write(site, '[proxy]\nlisten = ["127.0.0.1:0 ssl"]\ncertfile = "tls/c.pem"\nkeyfile = "./tls/k.pem"\n'
+                'access_log = "logs/access.log"\nerror_log = "logs/proxy.log"\n' + ROUTE +
+                '\n[[proxy.routes]]\npath = "/static/"\nstatic = "static"\n')
+    # started elsewhere: the ssl listener's files are found (checked to exist) beside the config file
+    table = proxy_check(site.parent / "elsewhere", "-c", "../site/wsgistack.toml")
+    assert (table["certfile"], table["keyfile"]) == (str(site / "tls/c.pem"), str(site / "tls/k.pem"))
+    assert (table["access_log"], table["error_log"]) == (str(site / "logs/access.log"), str(site / "logs/proxy.log"))
+    assert table["routes"][1]["static"] == str(site / "static")
+    assert not (site / "logs" / "access.log").exists()  # a check opens nothing
+
+
+def test_proxy_access_log_dash_is_stdout_not_a_path(site):
+    write(site, '[proxy]\naccess_log = "-"\n' + ROUTE)
+    assert proxy_check(site.parent / "elsewhere", "-c", "../site/wsgistack.toml")["access_log"] == "-"
+
+
+@pytest.mark.parametrize("source", ["flags", "variables"])
+def test_proxy_paths_from_flags_and_variables_are_relative_to_the_current_directory(site, source):
+    paths = {"certfile": "tls/c.pem", "keyfile": "tls/k.pem"}
+    args = [item for name, value in paths.items() for item in (f"--{name}", value)] if source == "flags" else []
+    env = {f"WSGISTACK_PROXY_{name.upper()}": value for name, value in paths.items()} if source == "variables" else {}
+    ssl = ("--upstream", "127.0.0.1:9001", "--listen", "127.0.0.1:0 ssl", "--static", "/s/=static")
+    table = proxy_check(site, *ssl, *args, env=env)  # from site/, where tls/ and static/ are
+    assert (table["certfile"], table["keyfile"]) == ("tls/c.pem", "tls/k.pem")  # as typed: the proxy never moves
+    assert table["routes"][0]["static"] == str(site / "static")
+    line = one_error_line(run(site.parent / "elsewhere", "proxy", *ssl[:4], *args, "--check-config", env=env))
+    assert line.endswith("proxy.certfile: tls/c.pem: no such file"), line  # not looked for beside anything else
+
+
+def test_serve_paths_in_the_file_are_relative_to_its_folder(site):
+    write(site, '[serve]\napp = "app:app"\npid = "run/w.pid"\naccess_log = "logs/access.log"\n'
+                'error-log = "logs/error.log"\nchdir = "app"\n')
+    table = check_config(site.parent / "elsewhere", "-c", "../site/wsgistack.toml")
+    assert (table["pid"], table["access_log"], table["error_log"], table["chdir"]) == \
+        (str(site / "run/w.pid"), str(site / "logs/access.log"), str(site / "logs/error.log"), str(site / "app"))
+
+
+@pytest.mark.parametrize("source", ["flags", "variables"])
+def test_serve_paths_from_flags_and_variables_are_relative_to_the_current_directory(site, source):
+    write(site, '[serve]\napp = "app:app"\npid = "run/w.pid"\nchdir = "app"\n')  # flags and variables win
+    paths = {"pid": "w.pid", "access_log": "a.log", "error_log": "e.log", "chdir": "static"}
+    args = [item for name, value in paths.items() for item in (f"--{name.replace('_', '-')}", value)] \
+        if source == "flags" else []
+    env = {f"WSGISTACK_{name.upper()}": value for name, value in paths.items()} if source == "variables" else {}
+    table = check_config(site, *args, env=env)
+    assert {name: table[name] for name in paths} == {name: str(site / value) for name, value in paths.items()}
+
+
+def test_serve_dash_logs_stay_stdout_and_stderr(site):
+    write(site, '[serve]\napp = "app:app"\naccess_log = "-"\nerror_log = "-"\n')
+    table = check_config(site.parent / "elsewhere", "-c", "../site/wsgistack.toml")
+    assert (table["access_log"], table["error_log"]) == ("-", "-")

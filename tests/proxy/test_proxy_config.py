@@ -362,7 +362,7 @@ def test_proxy_level_values(tmp_path):
     assert settings.client_max_body_size == 10 << 20
     assert settings.max_connections == 500
     assert settings.trusted_proxies == ("10.0.0.0/8", "127.0.0.1")
-    assert settings.access_log == "access.log"
+    assert settings.access_log == str(tmp_path.resolve() / "access.log")  # relative to the file's folder
     static, api, default = settings.routes
     assert (static.path, static.cache_control, static.index) == ("/static/", "public, max-age=3600", 0)
     assert api.hosts == ("api.test", "*.api.test")

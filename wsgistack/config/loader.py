@@ -102,20 +102,7 @@ def load_serve_settings(
         for name, raw in read_gunicorn_config(path).items():
             chosen[name] = parse_option(fields[name], raw, f"{path}: gunicorn setting for {name}")
     elif path is not None:
-        toml_file = read_toml_file(path)
-        table = toml_file.document.get("serve", {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"{path}: 'serve' must be a table ([serve])")
-        def where(key: str) -> str:
-            line = toml_file.key_line("serve", key)
-            return f"{path}:{line}: serve.{key}" if line else f"{path}: serve.{key}"
-
-        for key in table:
-            if key.replace("-", "_") not in fields:
-                raise ConfigError(f"{where(key)}: unknown setting{did_you_mean(key.replace('-', '_'), fields)}")
-        spelt = {key.replace("-", "_"): key for key in table}  # for messages: the key as written
-        for name, raw in underscored(table, lambda key: ConfigError(f"{where(key)}: {SET_TWICE}")).items():
-            chosen[name] = parse_option(fields[name], raw, where(spelt[name]))
+        chosen.update(_from_serve_table(path, fields))
 
     chosen.update(options_from_environ(fields.values(), environ))
 
@@ -125,11 +112,44 @@ def load_serve_settings(
 
     chosen.update(options_from_cli(fields.values(), cli))
 
+    # the file's paths are absolute by now; the others (flags, variables, a gunicorn file, as gunicorn reads it)
+    # are relative to where the command was started: made absolute, since --chdir moves the server and a reload
+    # reads them again from the new folder
+    chosen.update(resolve_paths(chosen, SERVE_PATHS, cwd))
     settings = ServeSettings(**chosen)
-    if settings.chdir is not None and not os.path.isabs(settings.chdir):
-        settings = settings.replace(chdir=str(cwd / settings.chdir))  # a reload reads it from the new folder
     validate(settings)
     return settings
+
+
+# the path settings of [serve]: relative ones are relative to the folder of the file they were read from
+SERVE_PATHS = ("pid", "access_log", "error_log", "chdir")
+
+
+def resolve_paths(chosen: Mapping[str, Any], names: Iterable[str], folder: Path) -> dict[str, Any]:
+    """The relative paths among `names` in `chosen`, joined to `folder` ('-', stdout or stderr, is no path)."""
+    return {name: str(folder / chosen[name]) for name in names
+            if isinstance(chosen.get(name), str) and chosen[name] != "-" and not os.path.isabs(chosen[name])}
+
+
+def _from_serve_table(path: Path, fields: Mapping[str, dataclasses.Field]) -> dict[str, Any]:
+    """The settings of the [serve] table of a wsgistack.toml, relative paths joined to the file's folder."""
+    toml_file = read_toml_file(path)
+    table = toml_file.document.get("serve", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: 'serve' must be a table ([serve])")
+
+    def where(key: str) -> str:
+        line = toml_file.key_line("serve", key)
+        return f"{path}:{line}: serve.{key}" if line else f"{path}: serve.{key}"
+
+    for key in table:
+        if key.replace("-", "_") not in fields:
+            raise ConfigError(f"{where(key)}: unknown setting{did_you_mean(key.replace('-', '_'), fields)}")
+    spelt = {key.replace("-", "_"): key for key in table}  # for messages: the key as written
+    chosen = {name: parse_option(fields[name], raw, where(spelt[name]))
+              for name, raw in underscored(table, lambda key: ConfigError(f"{where(key)}: {SET_TWICE}")).items()}
+    chosen.update(resolve_paths(chosen, SERVE_PATHS, toml_file.folder))
+    return chosen
 
 
 # a deprecation line for each old name used: (where and the old name, the new name), printed once loading is done

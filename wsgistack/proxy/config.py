@@ -20,7 +20,7 @@ from typing import Any
 
 from wsgistack.config import values
 from wsgistack.config.errors import ConfigError
-from wsgistack.config.loader import Renamed, also_set, options_from_cli, options_from_environ
+from wsgistack.config.loader import Renamed, also_set, options_from_cli, options_from_environ, resolve_paths
 from wsgistack.config.toml_file import SET_TWICE, Table, TomlFile, read_toml_file, underscored
 from wsgistack.proxy.compression import GzipSettings
 from wsgistack.proxy.limits import LimitConnSettings, LimitReqSettings
@@ -38,6 +38,8 @@ from wsgistack.proxy.settings import (
 
 ENV_SECTION = "proxy"  # WSGISTACK_PROXY_<NAME>
 log = logging.getLogger("wsgistack.proxy")
+# the path settings of [proxy] (besides routes' static folders): relative ones in the file are relative to its folder
+PROXY_PATHS = ("certfile", "keyfile", "access_log", "error_log")
 # the plain values of [proxy]: from the file, WSGISTACK_PROXY_<NAME> and --<name>, as ProxySettings declares them
 _OPTIONS = {fld.name: fld for fld in ProxySettings.options()}
 _OLD_NAMES = {fld.metadata["formerly"]: name for name, fld in _OPTIONS.items() if fld.metadata["formerly"]}
@@ -66,18 +68,23 @@ def load_proxy_settings(config_file: str | None, cli: Mapping[str, Any],
     environ = os.environ if environ is None else environ
     table: dict[str, Any] = {}
     where = _Where()
+    folder = Path.cwd()  # what relative paths are relative to: the file's folder for the file's own
     if config_file is not None:
         toml_file = read_toml_file(config_file)
         table = toml_file.document.get("proxy", {})
         where = _Where(toml_file)
+        folder = toml_file.folder
         if not isinstance(table, dict):
             raise ConfigError(f"{where('', 'proxy')}proxy: must be a table ([proxy])")
     renamed: Renamed = []
     chosen = _from_table(table, where, renamed)
+    chosen.update(resolve_paths(chosen, PROXY_PATHS, folder))
     chosen.update(options_from_environ(_OPTIONS.values(), environ, ENV_SECTION, renamed))
     chosen.update(options_from_cli(_OPTIONS.values(), cli, renamed))
     _apply_shorthand(chosen, cli)
-    base = Path(config_file).resolve().parent if config_file and not _cli_routes(cli) else Path.cwd()
+    # flags and variables keep their paths as typed: the proxy never changes directory, so they stay relative
+    # to where it was started; --static folders are made absolute here, as the file's are
+    base = folder if not _cli_routes(cli) else Path.cwd()
     chosen["routes"] = tuple(dataclasses.replace(route, static=str(base / route.static))
                              if route.static is not None else route for route in chosen["routes"])
     settings = ProxySettings(config_file=config_file, **chosen)
