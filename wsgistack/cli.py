@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser._subcommands = {"serve": serve}  # type: ignore[attr-defined]
     add_serve_arguments(serve)
     serve.add_argument("-c", "--config", dest="config", default=argparse.SUPPRESS, metavar="FILE",
-                       help="Read the [serve] table of this TOML file (default: ./wsgistack.toml if present).")
+                       help="Read the [serve] table of this TOML file (default: $WSGISTACK_CONFIG, then "
+                            "./wsgistack.toml if present).")
     serve.add_argument("--check-config", action="store_true", default=False,
                        help="Print the effective settings as TOML and exit.")
     supervise = commands.add_parser(
@@ -51,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "of a wsgistack.toml, restart them when they crash, capture their logs, and serve a "
                     "control socket for `wsgistack ctl`. Stops everything on SIGTERM or SIGINT.")
     supervise.add_argument("-c", "--config", metavar="FILE", default=None,
-                           help="supervisord.conf or wsgistack.toml (default: ./wsgistack.toml, then "
-                                "./supervisord.conf)")
+                           help="supervisord.conf or wsgistack.toml (default: $WSGISTACK_CONFIG, then "
+                                "./wsgistack.toml, then ./supervisord.conf)")
     supervise.add_argument("--daemon", action="store_true",
                            help="detach into the background (default: stay in the foreground, for systemd "
                                 "and containers); use a pidfile in the config to find it")
