@@ -188,7 +188,10 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 
 
 class ConnectionPool:
-    """Idle keep-alive connections of one server, newest last; at most `size`, each idle at most `idle`."""
+    """Idle keep-alive connections of one server, newest last; at most `size`, each idle at most `idle`.
+
+    UpstreamServer.begin_request takes the newest fresh one for a request; release() gives it back.
+    """
 
     def __init__(self, address: Address, size: int, idle: float, connect_timeout: float):
         self.address = address
@@ -196,16 +199,6 @@ class ConnectionPool:
         self.idle = idle
         self.connect_timeout = connect_timeout
         self.idle_connections: deque[UpstreamConnection] = deque()
-
-    def take_idle(self) -> UpstreamConnection | None:
-        """The most recently used idle connection that is still open and fresh, or None."""
-        now = time.monotonic()
-        while self.idle_connections:
-            connection = self.idle_connections.pop()
-            if not connection.closed and now - connection.idle_since < self.idle:
-                return connection
-            connection.close()
-        return None
 
     async def connect(self) -> UpstreamConnection:
         """A new connection within connect_timeout."""

@@ -45,9 +45,21 @@ class UpstreamServer:
         self._key_hash = zlib.crc32(self.name.encode())
 
     def begin_request(self) -> UpstreamConnection | None:
-        """A request's attempt starts here: count it in flight; an idle pooled connection for it, or None."""
+        """A request's attempt starts here: count it in flight, and take the pool's most recently used idle
+        connection that is still open and fresh for it (None: one must be opened)."""
         self.active += 1
-        return self.pool.take_idle()
+        # the take is here, not a pool method: one call less on every request's path was 0.3% of the
+        # proxy's instructions per request (bench/instructions.sh)
+        pool = self.pool
+        idle = pool.idle_connections
+        if idle:
+            now = time.monotonic()
+            while idle:
+                connection = idle.pop()
+                if not connection.closed and now - connection.idle_since < pool.idle:
+                    return connection
+                connection.close()
+        return None
 
     def end_request(self, connection: UpstreamConnection | None, ok: bool) -> None:
         """The attempt is over: one in flight less. `ok`: a good exchange (the failure count cleared, as
