@@ -130,7 +130,7 @@ def _proxy(args: dict[str, Any]) -> int:
         sys.stdout.write(f"# {path or 'command line'}: ok ({routes} route{'' if routes == 1 else 's'}, "
                          f"{len(settings.upstreams)} upstream{'' if len(settings.upstreams) == 1 else 's'})\n")
         return 0
-    from wsgistack.proxy.server import run_proxy
+    from wsgistack.proxy.master import run_proxy
 
     return run_proxy(settings, args)
 

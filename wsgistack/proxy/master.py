@@ -1,4 +1,5 @@
-"""`workers = N`: N proxy processes on the same listening sockets, as nginx's worker_processes.
+"""Running `wsgistack proxy`: one process, or (`workers = N`) a master and N proxy processes on the same
+listening sockets, as nginx's worker_processes.
 
 The master binds, forks the workers, and then only waits for signals: it checks a reloaded config itself
 before passing HUP on (so a broken file is refused once, with one message), forwards USR1 and the stop
@@ -13,8 +14,10 @@ import os
 import signal
 import time
 
+from wsgistack.observe.errorlog import setup_error_log
 from wsgistack.process import describe_exit, die_with_parent, reap_children
 from wsgistack.proxy.server import STOP_GRACE, ProxyServer, serve_forever
+from wsgistack.proxy.settings import ProxySettings
 
 log = logging.getLogger("wsgistack.proxy")
 _SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD)
@@ -104,3 +107,13 @@ class ProxyMaster:
         while self.workers:
             pid, _ = os.waitpid(-1, 0)
             self.workers.pop(pid, None)
+
+
+def run_proxy(settings: ProxySettings, cli: dict | None = None) -> int:
+    """Run the proxy in the foreground: one process, or this master and `workers` processes."""
+    setup_error_log(settings.error_log or "-", settings.log_level)
+    server = ProxyServer(settings, cli)
+    server.bind()
+    if settings.workers == 1:
+        return serve_forever(server)
+    return ProxyMaster(server, settings.workers).run()

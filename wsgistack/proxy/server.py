@@ -26,7 +26,7 @@ import time
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.event_loop import new_event_loop
-from wsgistack.observe.errorlog import reopen_error_log, setup_error_log
+from wsgistack.observe.errorlog import reopen_error_log
 from wsgistack.proxy import static_reply
 from wsgistack.proxy.accesslog import open_access_log
 from wsgistack.proxy.config import load_proxy_settings
@@ -317,15 +317,3 @@ def serve_forever(server: ProxyServer) -> int:
         server.close_listeners()
         loop.close()
     return 0
-
-
-def run_proxy(settings: ProxySettings, cli: dict | None = None) -> int:
-    """Run the proxy in the foreground (one process, or a master and `workers` processes)."""
-    setup_error_log(settings.error_log or "-", settings.log_level)
-    server = ProxyServer(settings, cli)
-    server.bind()
-    if settings.workers == 1:
-        return serve_forever(server)
-    from wsgistack.proxy.master import ProxyMaster
-
-    return ProxyMaster(server, settings.workers).run()
