@@ -251,7 +251,7 @@ def error_response(status: int, reason: str, head_only: bool = False) -> bytes:
 
 
 def request_head(method: str, target: str, fields: list[tuple[str, str]]) -> bytes:
-    """A plain HTTP/1.1 request head (the proxy's health checks)."""
+    """A plain HTTP/1.1 request head (the proxy's health checks, the supervisor's readiness checks)."""
     lines = [f"{method} {target} HTTP/1.1\r\n"]
     lines += [f"{name}: {value}\r\n" for name, value in fields]
     lines.append("\r\n")

@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
+from wsgistack.http.heads import request_head
 from wsgistack.supervisor.settings import ReadyCheck
 
 ATTEMPT_TIMEOUT = 1.0
@@ -38,7 +39,7 @@ async def _http_ok(url: str) -> bool:
         return False
     try:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        writer.write(f"GET {path} HTTP/1.0\r\nHost: {parts.netloc}\r\n\r\n".encode("latin-1"))
+        writer.write(request_head("GET", path, [("Host", parts.netloc), ("Connection", "close")]))
         line = await asyncio.wait_for(reader.readline(), ATTEMPT_TIMEOUT)
     except (TimeoutError, OSError):
         return False
