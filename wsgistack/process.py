@@ -77,3 +77,17 @@ def describe_exit_verb(status: int) -> str:
     if signum is not None:
         return f"killed by {signal_name(signum)}"
     return f"exited with code {os.WEXITSTATUS(status)}"
+
+
+def daemonize() -> None:
+    """Detach: fork twice, new session, standard streams to /dev/null; the caller continues in the daemon
+    (`wsgistack serve -D` and `wsgistack supervise --daemon`)."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)

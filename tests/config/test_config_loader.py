@@ -216,6 +216,7 @@ user = ""
 group = ""
 proc-name = "web"
 chdir = "/tmp"
+daemon = false
 """
     write(tmp_path, body)
     settings = load(tmp_path, ())
@@ -225,7 +226,7 @@ chdir = "/tmp"
         max_requests=1000, max_requests_jitter=50, limit_request_line=0, limit_request_fields=0,
         limit_request_field_size=0, max_body_size=1 << 20, access_log="-", access_log_format="json",
         error_log="/tmp/error.log", log_level="warning", pid="/tmp/w.pid", preload=True, reload=False,
-        forwarded_allow_ips=("*",), umask=0o22, user=None, group=None, proc_name="web", chdir="/tmp",
+        forwarded_allow_ips=("*",), umask=0o22, user=None, group=None, proc_name="web", chdir="/tmp", daemon=False,
     )
     assert set(FIELDS) == {line.split(" =")[0].replace("-", "_") for line in body.splitlines()[1:] if line}
 

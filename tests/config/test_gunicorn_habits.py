@@ -7,12 +7,18 @@ wsgistack.toml are errors with file, line and a suggestion.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
+from polling import wait_for
+from processes import pid_alive
 from test_cli_errors import one_error_line, run
 from wsgistack.config import ConfigError
 from wsgistack.config.addresses import parse_address
@@ -86,6 +92,38 @@ def test_chdir_loads_the_app_from_that_folder(start_server, tmp_path):
     with server.connect() as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert read_all(sock).startswith(b"HTTP/1.1 200 ")
+
+
+def test_daemon_detaches_serves_and_stops_on_term(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pidfile = tmp_path / "serve.pid"
+    started = subprocess.run([sys.executable, "-m", "wsgistack", "serve", "-D", "--chdir", str(APPS), "plain_app:hello",
+                              "-b", f"127.0.0.1:{port}", "-p", str(pidfile), "--error-log", str(tmp_path / "err.log")],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert (started.returncode, started.stdout, started.stderr) == (0, "", "")  # the foreground process returns
+    pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), message="the pid file"))
+    try:
+        assert os.getsid(pid) != os.getsid(0)  # a session of its own: detached from this terminal's
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert read_all(sock).startswith(b"HTTP/1.1 200 ")
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(pid), message="the daemon gone")
+        assert not pidfile.exists()
+    finally:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_daemon_reports_a_busy_port_before_it_detaches(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        line = one_error_line(run(tmp_path, "serve", "-D", "app:app", "-b", f"127.0.0.1:{busy.getsockname()[1]}"),
+                              code=2)
+    assert "address already in use" in line.lower(), line
 
 
 def test_chdir_to_a_missing_folder_is_one_line(tmp_path):

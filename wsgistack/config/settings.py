@@ -167,6 +167,11 @@ class ServeSettings:
                                flags=("-g", "--group"), metavar="GROUP")
     proc_name: str | None = option(None, values.optional_text, "Name shown in process titles (default: the app).",
                                    flags=("-n", "--name"), metavar="NAME")
+    daemon: bool = option(
+        False, values.boolean, "Detach from the terminal once the sockets are bound (gunicorn's -D): "
+                               "the server's log then goes to --error-log only.",
+        flags=("-D", "--daemon"), switch=True,
+    )
     chdir: str | None = option(None, values.optional_text,
                                "Change to this folder before loading the app (it is then found there too).",
                                flags=("--chdir",), metavar="DIR")

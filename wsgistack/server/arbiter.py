@@ -22,7 +22,7 @@ from wsgistack import __version__
 from wsgistack.config.errors import ConfigError
 from wsgistack.config.settings import ServeSettings
 from wsgistack.observe.errorlog import reopen_error_log, setup_error_log
-from wsgistack.process import describe_exit_verb, exit_code, exit_signal, reap_children
+from wsgistack.process import daemonize, describe_exit_verb, exit_code, exit_signal, reap_children
 from wsgistack.server.heartbeat import Heartbeat
 from wsgistack.server.sockets import Listener, bind_all
 from wsgistack.server.workers import worker_class
@@ -92,7 +92,10 @@ class Arbiter:
         settings = self.settings
         if settings.umask is not None:
             os.umask(settings.umask)
-        self.listeners = bind_all(settings.bind, settings.backlog)
+        self.listeners = bind_all(settings.bind, settings.backlog)  # a busy port is still told to the terminal
+        if settings.daemon:
+            daemonize()
+            self.pid = os.getpid()
         try:
             self._write_pidfile()
             if settings.preload:

@@ -13,6 +13,7 @@ import signal
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.observe.errorlog import reopen_error_log
+from wsgistack.process import daemonize
 from wsgistack.supervisor import leftovers
 from wsgistack.supervisor.control import ControlServer
 from wsgistack.supervisor.own_log import setup_supervisor_log
@@ -42,19 +43,6 @@ def _reopen_logs(supervisor: Supervisor) -> None:
         if process.stderr is not process.stdout:
             process.stderr.reopen()
     log.info("SIGUSR2: log files reopened")
-
-
-def daemonize() -> None:
-    """Detach: fork twice, new session, standard streams to /dev/null; the caller continues in the daemon."""
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
 
 
 def warn_nodaemon(config: SupervisorConfig, daemon: bool) -> None:
