@@ -76,11 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("names", nargs="*", metavar="ARG")
     parser._subcommands.update({"supervise": supervise, "ctl": ctl})  # type: ignore[attr-defined]
     config = commands.add_parser(
-        "config", help="print a sample config, or check one",
+        "config", help="print a sample config, check one, or convert a gunicorn config",
         description="sample: print a commented supervisord.conf (--format ini) or wsgistack.toml (--format "
                     "toml) that loads as printed. check FILE: read FILE as `wsgistack serve` and `wsgistack "
                     "supervise` would (a .toml file as wsgistack.toml, any other as supervisord.conf) and "
-                    "report the first error, exit code 2, or how many programs and processes it defines.")
+                    "report the first error, exit code 2, or how many programs and processes it defines. "
+                    "convert FILE: print the settings of a gunicorn config file as a [serve] table for "
+                    "wsgistack.toml (a setting wsgistack lacks is refused by name).")
     actions = config.add_subparsers(dest="config_action", metavar="ACTION", required=True,
                                     parser_class=_Parser)
     sample = actions.add_parser("sample", help="print a commented sample config")
@@ -88,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="supervisord.conf (ini, the default) or wsgistack.toml (toml)")
     check = actions.add_parser("check", help="load a config file and report its first error")
     check.add_argument("file", metavar="FILE", help="a supervisord.conf, or a wsgistack.toml")
+    convert = actions.add_parser("convert", help="print a gunicorn config file's settings as a [serve] table")
+    convert.add_argument("file", metavar="FILE", help="a gunicorn config file (Python, e.g. gunicorn.conf.py)")
     parser._subcommands["config"] = config  # type: ignore[attr-defined]
     _add_proxy_parser(commands, parser)
     return parser
@@ -158,11 +162,29 @@ def _config(args: dict[str, Any]) -> int:
 
         sys.stdout.write(sample(args["format"]))
         return 0
+    if args["config_action"] == "convert":
+        return _convert_gunicorn(args["file"])
     processes = _check_config(args["file"])
     programs = {process.program for process in processes}
     count = f"{len(programs)} program{'' if len(programs) == 1 else 's'}, " \
             f"{len(processes)} process{'' if len(processes) == 1 else 'es'}"
     sys.stdout.write(f"{args['file']}: ok ({count})\n")
+    return 0
+
+
+def _convert_gunicorn(path: str) -> int:
+    """Print the [serve] table a gunicorn config file amounts to: only the settings it sets."""
+    from wsgistack.config.gunicorn import read_gunicorn_config
+
+    file = Path(path)
+    if file.suffix != ".py":
+        raise ConfigError(f"config convert {path}: expected a gunicorn config file (Python, *.py)")
+    find_config_file(path, {})  # refuses a missing file as every command does
+    named = read_gunicorn_config(file)
+    settings = load_serve_settings({"config": str(file), **({} if "app" in named else {"app": "-"})}, environ={})
+    lines = settings_as_toml(settings).splitlines()
+    kept = [lines[0]] + [line for line in lines[1:] if line.split(" = ")[0] in named]
+    sys.stdout.write("\n".join(kept) + "\n")
     return 0
 
 

@@ -68,7 +68,7 @@ def test_a_server_runs_with_the_gunicorn_config_files_settings(start_server, tmp
 @pytest.mark.parametrize(("body", "message"), [
     ("def post_fork(server, worker):\n    pass\n", "gunicorn server hook post_fork() is not supported"),
     ("workers = 2\nstatsd_host = 'localhost:8125'\n", "gunicorn setting 'statsd_host' is not supported"),
-    ("daemon = True\n", "gunicorn setting daemon = True is not supported"),
+    ("reuse_port = True\n", "gunicorn setting reuse_port = True is not supported"),
     ("workers = 1 / 0\n", "the gunicorn config file failed: ZeroDivisionError: division by zero"),
     ("worker_class = 'eventlet'\n", "'eventlet' is not one of: sync, thread, event, gevent, tornado "
                                     "(eventlet: use gevent)"),
@@ -168,3 +168,23 @@ def read_all(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def test_config_convert_prints_a_serve_table_that_reads_back_the_same(tmp_path):
+    (tmp_path / "gunicorn.conf.py").write_text(GUNICORN_CONF)
+    converted = run(tmp_path, "config", "convert", "gunicorn.conf.py")
+    assert converted.returncode == 0, converted.stderr
+    table = tomllib.loads(converted.stdout)["serve"]
+    assert set(table) == {"bind", "workers", "worker_class", "threads", "access_log", "access_log_format",
+                          "timeout", "keep_alive", "max_requests"}  # what the file sets, nothing else
+    (tmp_path / "wsgistack.toml").write_text(converted.stdout)
+    from_toml = run(tmp_path, "serve", "-c", "wsgistack.toml", "app:app", "--check-config")
+    from_python = run(tmp_path, "serve", "-c", "gunicorn.conf.py", "app:app", "--check-config")
+    assert from_toml.returncode == 0, from_toml.stderr
+    assert tomllib.loads(from_toml.stdout) == tomllib.loads(from_python.stdout)
+
+
+def test_config_convert_refuses_what_it_cannot_convert_in_one_line(tmp_path):
+    (tmp_path / "gunicorn.conf.py").write_text("statsd_host = 'localhost:8125'\n")
+    line = one_error_line(run(tmp_path, "config", "convert", "gunicorn.conf.py"))
+    assert line.endswith("gunicorn setting 'statsd_host' is not supported by wsgistack serve"), line

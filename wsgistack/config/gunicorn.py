@@ -26,10 +26,10 @@ SETTINGS = {
     "access_log_format": "access_log_format", "errorlog": "error_log", "loglevel": "log_level",
     "pidfile": "pid", "preload_app": "preload", "reload": "reload",
     "forwarded_allow_ips": "forwarded_allow_ips", "umask": "umask", "user": "user", "group": "group",
-    "proc_name": "proc_name", "chdir": "chdir",
+    "proc_name": "proc_name", "chdir": "chdir", "daemon": "daemon",
 }
 # gunicorn settings whose gunicorn default is what wsgistack does anyway: accepted when left at that default
-_HARMLESS = {"daemon": False, "capture_output": False, "enable_stdio_inheritance": False, "spew": False,
+_HARMLESS = {"capture_output": False, "enable_stdio_inheritance": False, "spew": False,
              "check_config": False, "print_config": False, "default_proc_name": None, "pythonpath": None,
              "raw_env": [], "worker_tmp_dir": None, "sendfile": None, "reuse_port": False}
 
