@@ -7,6 +7,7 @@ and the supervisor's own checks were folded into it).
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "wsgistack"
@@ -98,6 +99,23 @@ def test_http_imports_nothing_outside_http():
     outside = {(module, target) for module, targets in import_graph().items() if module.startswith("wsgistack.http")
                for target in targets if not target.startswith("wsgistack.http")}
     assert outside == set()
+
+
+# a status line ("HTTP/1.1 ", "HTTP/1.1 200") or the end of a request line ("GET / HTTP/1.1", "... HTTP/1.1\r\n")
+_START_LINE = re.compile(r"^HTTP/1\.[01] | HTTP/1\.[01](\r\n|$)")
+
+
+def start_lines(path: Path) -> list[str]:
+    """The string constants of a module (f-string pieces too) that write an HTTP start line."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and _START_LINE.search(node.value)]
+
+
+def test_one_module_writes_http_heads():
+    # every head goes through http/heads.py (write_head); nothing else spells a status or request line
+    writers = {module_name(path) for path in PACKAGE.rglob("*.py") if start_lines(path)}
+    assert writers == {"wsgistack.http.heads"}
 
 
 def test_the_graph_sees_late_and_type_checking_imports():

@@ -95,6 +95,12 @@ def check_headers(headers: list[tuple[str, str]]) -> None:
             raise ResponseError(f"invalid Content-Length {value!r}")
 
 
+def write_head(start_line: str, lines: list[str]) -> bytes:
+    """The bytes of an HTTP head: the start line, the field lines (each already ending in CRLF), the blank
+    line. Every head wsgistack writes, request or response, ends here."""
+    return f"{start_line}\r\n{''.join(lines)}\r\n".encode("latin-1")
+
+
 def closing_fields(chunked: bool, keep_alive: bool, version: str, has_date: bool, has_server: bool,
                    late: str = "") -> str:
     """The fields a response head ends with: Transfer-Encoding, Date and Server if missing, `late` (written
@@ -154,8 +160,7 @@ def build_head(
         out = [line for line in out if not line.lower().startswith("content-length:")]
     keep_alive = keep_alive and framing.mode != "close"
     out.append(closing_fields(framing.mode == "chunked", keep_alive, version, has_date, has_server))
-    head = f"HTTP/1.1 {status}\r\n{''.join(out)}\r\n".encode("latin-1")
-    return head, framing, keep_alive, code
+    return write_head(f"HTTP/1.1 {status}", out), framing, keep_alive, code
 
 
 def without_hop_by_hop(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -179,7 +184,7 @@ def proxied_response_head(status: int, reason: str, headers: list[tuple[str, str
     Unlike build_head this does not re-check names and values: llhttp already refused any response whose
     fields are not tokens and clean values, and this runs once per proxied request.
     """
-    out = [f"HTTP/1.1 {status} {reason}\r\n"]
+    out: list[str] = []
     length = None
     has_date = has_server = has_rid = False
     buffering = None
@@ -210,20 +215,17 @@ def proxied_response_head(status: int, reason: str, headers: list[tuple[str, str
     if not has_rid:
         out.append(f"X-Request-ID: {rid}\r\n")
     out.append(closing_fields(framing.mode == "chunked", keep_alive, version, has_date, has_server))
-    out.append("\r\n")
-    return "".join(out).encode("latin-1"), framing, keep_alive, buffering
+    return write_head(f"HTTP/1.1 {status} {reason}", out), framing, keep_alive, buffering
 
 
 def reply_head(status_text: str, fields: list[tuple[str, str]], keep_alive: bool = False, version: str = "1.1",
                late: list[tuple[str, str]] | tuple = ()) -> bytes:
     """The head of a response wsgistack writes itself (errors, static files, control pages): the status
     line ('404 Not Found'), `fields`, Date, Server, the `late` fields, Connection."""
-    lines = [f"HTTP/1.1 {status_text}\r\n"]
-    lines += [f"{name}: {value}\r\n" for name, value in fields]
+    lines = [f"{name}: {value}\r\n" for name, value in fields]
     lines.append(closing_fields(False, keep_alive, version, False, False,
                                 "".join(f"{name}: {value}\r\n" for name, value in late)))
-    lines.append("\r\n")
-    return "".join(lines).encode("latin-1")
+    return write_head(f"HTTP/1.1 {status_text}", lines)
 
 
 def simple_response(status_text: str, body: bytes, content_type: str = "text/plain; charset=utf-8",
@@ -252,10 +254,7 @@ def error_response(status: int, reason: str, head_only: bool = False) -> bytes:
 
 def request_head(method: str, target: str, fields: list[tuple[str, str]]) -> bytes:
     """A plain HTTP/1.1 request head (the proxy's health checks, the supervisor's readiness checks)."""
-    lines = [f"{method} {target} HTTP/1.1\r\n"]
-    lines += [f"{name}: {value}\r\n" for name, value in fields]
-    lines.append("\r\n")
-    return "".join(lines).encode("latin-1")
+    return write_head(f"{method} {target} HTTP/1.1", [f"{name}: {value}\r\n" for name, value in fields])
 
 
 def forwarded_request_head(
@@ -282,7 +281,7 @@ def forwarded_request_head(
     extended by one more address), raises UpstreamHeadTooLarge, so the client gets the proxy's own 431 and
     the upstream never sees a request it would refuse.
     """
-    out = [f"{method} {target} HTTP/1.1\r\n"]
+    out: list[str] = []
     kept: list[tuple[str, str]] = []  # (lower-case name, line): filtered again if Connection names fields
     connection_named: set[str] = set()
     forwarded_for = proto = host = port = original_host = None
@@ -310,7 +309,7 @@ def forwarded_request_head(
     else:
         forwarded_for = client_ip
         proto = host = port = None
-    if len(out) + (body_length is not None) > _ROOM_FOR_FIELDS:
+    if len(out) + 1 + (body_length is not None) > _ROOM_FOR_FIELDS:  # 1: the request line
         raise UpstreamHeadTooLarge("Too many request header fields")
     if len(forwarded_for) > _ROOM_FOR_XFF or len(host or original_host or default_host) > _ROOM_FOR_XFH:
         raise UpstreamHeadTooLarge("Request header field too large")
@@ -320,5 +319,4 @@ def forwarded_request_head(
                f"X-Request-ID: {request_id}\r\n")
     if body_length is not None:
         out.append(f"Content-Length: {body_length}\r\n")
-    out.append("\r\n")
-    return "".join(out).encode("latin-1")
+    return write_head(f"{method} {target} HTTP/1.1", out)
