@@ -7,14 +7,12 @@ default, and a bad file must give one stderr line naming the file and the option
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from commands import one_error_line, run
 
 from wsgistack.config.loader import load_serve_settings
 from wsgistack.proxy.config import load_proxy_settings
@@ -23,33 +21,8 @@ from wsgistack.supervisor.ini import load_ini
 from wsgistack.supervisor.settings import LogSettings, ProgramSettings, ReadyCheck, SupervisorConfig
 from wsgistack.supervisor.toml_config import load_toml
 
-# the environment of every run: the test runner's, minus anything that would change the settings
-BASE_ENV = {key: value for key, value in os.environ.items()
-            if not key.startswith("WSGISTACK_") and key != "WEB_CONCURRENCY"}
-BASE_ENV["PYTHONIOENCODING"] = "utf-8"
 ERROR = "wsgistack config: error: "
 SUPPORTED = sorted(PROGRAM_OPTIONS.keys() | PROGRAM_SPECIAL)
-
-
-def run(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30,
-        ) -> subprocess.CompletedProcess:
-    """`python -m wsgistack ARGS` in `cwd`; fails the test (after killing it) if it outlives `timeout`."""
-    try:
-        return subprocess.run([sys.executable, "-m", "wsgistack", *args], cwd=cwd, check=False,
-                              env={**BASE_ENV, **(env or {})}, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, encoding="utf-8", errors="replace", timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"wsgistack {' '.join(args)} still running after {timeout}s; stderr: {exc.stderr!r}")
-
-
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    """The single stderr line of a failed run (checked: exit code 2, no traceback, nothing on stdout)."""
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert result.stdout == ""
-    return lines[0]
 
 
 def printed_sample(tmp_path: Path, fmt: str, name: str) -> Path:

@@ -11,7 +11,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from test_cli_errors import check_config, one_error_line, run
+from commands import one_error_line, run
+from test_cli_errors import check_config
 
 from wsgistack.config import values
 from wsgistack.config.errors import ConfigError

@@ -16,10 +16,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
+from commands import one_error_line, run
 from polling import wait_for
 from processes import pid_alive
-from test_cli_errors import one_error_line, run
+
 from wsgistack.config import ConfigError
 from wsgistack.config.addresses import parse_address
 

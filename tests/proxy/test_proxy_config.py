@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from commands import one_error_line, run
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.proxy.config import load_proxy_settings
@@ -29,22 +30,6 @@ servers = ["127.0.0.1:9001"]
 path = "/"
 upstream = "app"
 """
-
-
-def run(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m wsgistack ARGS` in `folder` (so relative names in messages stay short)."""
-    return subprocess.run([sys.executable, "-m", "wsgistack", *args], cwd=folder, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=20, check=False)
-
-
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The single stderr line of a refused config (exit code 2, no traceback, nothing on stdout)."""
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert result.stdout == ""
-    return lines[0]
 
 
 # how each refused config is run: as `proxy --check-config`, as a proxy that would start, by `config check`

@@ -16,12 +16,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from commands import one_error_line, run
 
 from wsgistack.proxy.config import load_proxy_settings
 from wsgistack.proxy.settings import ProxySettings
-
-# the environment of every run: the test runner's, minus anything that would change the settings
-BASE_ENV = {key: value for key, value in os.environ.items() if not key.startswith("WSGISTACK_")}
 
 UPSTREAM = ["--upstream", "127.0.0.1:9001"]
 
@@ -49,22 +47,6 @@ SAMPLES = {
     "send_timeout": ("2m", 120.0),
     "keepalive_timeout": ("30", 30.0),
 }
-
-
-def run(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`python -m wsgistack ARGS` in `folder`, with no WSGISTACK_* variable but those of `env`."""
-    return subprocess.run([sys.executable, "-m", "wsgistack", *args], cwd=folder, env={**BASE_ENV, **(env or {})},
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=20, check=False)
-
-
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The single stderr line of a refused config (exit code 2, no traceback, nothing on stdout)."""
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert result.stdout == ""
-    return lines[0]
 
 
 def check_config(folder: Path, *args: str, env: dict[str, str] | None = None) -> dict:

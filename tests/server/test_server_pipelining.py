@@ -10,7 +10,6 @@ body is already there (RFC 9110 §10.1.1).
 from __future__ import annotations
 
 import json
-import socket
 import time
 from dataclasses import dataclass
 
