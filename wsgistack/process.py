@@ -12,6 +12,7 @@ import signal
 from collections.abc import Iterator
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 
 try:
     # resolved once at import, so a child between fork and exec makes one C call: no import, no lock
@@ -27,6 +28,12 @@ def die_with_parent(signum: int = signal.SIGKILL) -> None:
     """
     if _prctl is not None:
         _prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+
+
+def become_subreaper() -> bool:
+    """Adopt the orphans of our descendants (Linux): a process whose parent exits becomes our child, which we
+    reap, instead of init's. False where the kernel does not offer it."""
+    return _prctl is not None and _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
 def reap_children() -> Iterator[tuple[int, int]]:

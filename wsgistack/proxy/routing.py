@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wsgistack.http.parser import Limits
-from wsgistack.proxy.compression import GzipSettings
 from wsgistack.http.trust import ProxyTrust
+from wsgistack.proxy.compression import GzipSettings
 from wsgistack.proxy.limits import LimitConn, LimitReq
 from wsgistack.proxy.settings import ProxySettings, RouteSettings
 from wsgistack.proxy.static import StaticFiles

@@ -16,7 +16,6 @@ programs. The watchdog, when the supervisor was killed, reads all of /proc once 
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import secrets
@@ -24,10 +23,11 @@ import signal
 import time
 from collections.abc import Collection
 
+from wsgistack import process
+
 log = logging.getLogger("wsgistack.supervisor")
 
 MARK = "WSGISTACK_SUPERVISOR"
-PR_SET_CHILD_SUBREAPER = 36
 _subreaper = False  # set once we adopt orphans: our descendants are then all there is to search
 
 
@@ -40,10 +40,7 @@ def become_subreaper() -> bool:
     """Adopt our programs' orphans (Linux): a daemon whose parent exits becomes our child, which we reap,
     instead of init's. False where the kernel does not offer it."""
     global _subreaper
-    try:
-        _subreaper = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        _subreaper = False
+    _subreaper = process.become_subreaper()
     return _subreaper
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from wsgistack import __version__
 from wsgistack.config.errors import ConfigError
-from wsgistack.http.parser import BodyData, EndOfMessage, Limits, ParseError, RequestHead, RequestParser
 from wsgistack.http.heads import error_response, simple_response
+from wsgistack.http.parser import BodyData, EndOfMessage, Limits, ParseError, RequestHead, RequestParser
 from wsgistack.supervisor.process import Process
 from wsgistack.supervisor.runtime import Supervisor
 from wsgistack.supervisor.states import STOPPED_STATES, ProcessState

@@ -18,8 +18,8 @@ from wsgistack.http.framing import Framing
 from wsgistack.http.heads import CONTINUE, build_head, error_reply
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
 from wsgistack.observe.accesslog import AccessRecord
-from wsgistack.server.context import ServeContext
-from wsgistack.wsgi.environ import ConnectionInfo, build_environ
+from wsgistack.server.context import ServeContext, connection_info, refusal
+from wsgistack.wsgi.environ import build_environ
 from wsgistack.wsgi.input import InputStream
 from wsgistack.wsgi.runner import ClientError, run_app
 
@@ -28,23 +28,6 @@ log = logging.getLogger("wsgistack.server")
 RECV_SIZE = 65536
 BEAT_SLICE = 1.0
 DRAIN_LIMIT = 1 << 20  # unread body we read and discard to keep a connection; past it, closing is cheaper
-
-
-def refusal(ctx: ServeContext, info: ConnectionInfo, error: ParseError) -> bytes:
-    """The response to a request we refuse before the app sees it, logged in the access log too."""
-    response, body_bytes = error_reply(error.status, error.reason)
-    if ctx.access_log.enabled:
-        environ = {"REMOTE_ADDR": info.remote_addr, "REQUEST_METHOD": "-", "RAW_URI": "-", "SERVER_PROTOCOL": "-"}
-        ctx.access_log.write(AccessRecord(environ, error.status, body_bytes, time.time(), 0.0))
-    return response
-
-
-def connection_info(sock: socket.socket, peer: Any) -> ConnectionInfo:
-    """Describe an accepted connection for the environ."""
-    if sock.family == socket.AF_UNIX:
-        return ConnectionInfo("localhost", "80", "127.0.0.1", "0", unix=True)
-    local = sock.getsockname()
-    return ConnectionInfo(str(local[0]), str(local[1]), str(peer[0]), str(peer[1]))
 
 
 class HTTPConnection:

@@ -23,8 +23,7 @@ from wsgistack.http.framing import Framing
 from wsgistack.http.heads import CONTINUE, build_head, error_reply
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
 from wsgistack.observe.accesslog import AccessRecord
-from wsgistack.server.context import ServeContext
-from wsgistack.server.protocols.http import connection_info, refusal
+from wsgistack.server.context import ServeContext, connection_info, refusal
 from wsgistack.server.sockets import unread_bytes
 from wsgistack.wsgi.environ import build_environ
 from wsgistack.wsgi.input import InputStream

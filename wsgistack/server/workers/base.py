@@ -20,13 +20,13 @@ from typing import Any
 from wsgistack.config.errors import ConfigError
 from wsgistack.config.settings import ServeSettings
 from wsgistack.http.parser import Limits
+from wsgistack.http.trust import ProxyTrust
 from wsgistack.observe.accesslog import AccessLog
 from wsgistack.observe.errorlog import ErrorStream, error_log_fd, reopen_error_log
 from wsgistack.server.context import ServeContext
 from wsgistack.server.heartbeat import Heartbeat
 from wsgistack.server.reloader import Reloader
 from wsgistack.server.sockets import Listener
-from wsgistack.http.trust import ProxyTrust
 from wsgistack.wsgi.loader import AppLoadError, load_app
 
 log = logging.getLogger("wsgistack.server")
