@@ -8,7 +8,6 @@ the test's folder, so any number of these run side by side.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
@@ -21,16 +20,11 @@ from pathlib import Path
 import pytest
 from processes import children_of, pid_alive
 
+from wsgistack.process import die_with_parent
+
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin:/usr/local/nginx/sbin")
 TEMP_PATHS = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
-PR_SET_PDEATHSIG = 1
 PORT_TAKEN = "(98: Address already in use)"
-
-try:
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):
-    _prctl = None
-
 
 def nginx_available() -> bool:
     """True when an nginx binary is installed."""
@@ -65,8 +59,7 @@ def wait_until(condition: Callable[[], object], timeout: float = 10.0, message: 
 
 def _terminate_with_parent() -> None:
     """In nginx's master before exec: SIGTERM (nginx's fast stop, workers included) if pytest dies."""
-    if _prctl is not None:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    die_with_parent(signal.SIGTERM)
 
 
 class Nginx:
