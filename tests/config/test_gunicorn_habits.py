@@ -39,8 +39,11 @@ keepalive = 7
 max_requests = 500
 
 
-def helper():  # a function of the file's own is not a setting
-    return multiprocessing.cpu_count()
+cores = multiprocessing.cpu_count()  # a name of the file's own is not a setting
+
+
+def helper():  # nor is a function of its own
+    return cores
 """
 
 

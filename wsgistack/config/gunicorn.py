@@ -56,8 +56,9 @@ def read_gunicorn_config(path: Path) -> dict[str, Any]:
             if name in _HOOKS:
                 raise ConfigError(f"{path}: gunicorn server hook {name}() is not supported by wsgistack serve")
             continue  # a helper function of the file's own
-        elif name.islower():
+        elif name in _UNSUPPORTED:
             raise ConfigError(f"{path}: gunicorn setting {name!r} is not supported by wsgistack serve")
+        # any other name is the file's own (`cores = multiprocessing.cpu_count()`), as gunicorn reads it
     return chosen
 
 
@@ -70,6 +71,17 @@ def _value(name: str, value: Any, path: Path) -> Any:
         return list(value) if isinstance(value, tuple) else value
     raise ConfigError(f"{path}: gunicorn setting {name} = {value!r}: not a value wsgistack can take")
 
+
+# gunicorn's other settings (its documented list): set in the file, each is refused by name
+_UNSUPPORTED = frozenset({
+    "statsd_host", "statsd_prefix", "dogstatsd_tags", "tmp_upload_dir", "secure_scheme_headers",
+    "forwarder_headers", "proxy_protocol", "proxy_allow_ips", "paste", "initgroups", "logger_class", "logconfig",
+    "logconfig_dict", "logconfig_json", "syslog", "syslog_addr", "syslog_prefix", "syslog_facility",
+    "disable_redirect_access_to_syslog", "keyfile", "certfile", "ssl_version", "cert_reqs", "ca_certs",
+    "suppress_ragged_eofs", "do_handshake_on_connect", "ciphers", "raw_paste_global_conf", "strip_header_spaces",
+    "permit_unconventional_http_method", "permit_unconventional_http_version", "casefold_http_method",
+    "header_map", "reload_engine", "reload_extra_files", "limit_request_body", "config",
+})
 
 # gunicorn's server hooks: code run inside the server, which wsgistack has no place for
 _HOOKS = frozenset({
