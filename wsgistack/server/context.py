@@ -34,6 +34,7 @@ class ServeContext:
     on_request: Callable[[], None]  # counts requests (max-requests)
     beat: Callable[[], None]  # says "alive" while waiting on a client (the sync worker's heartbeat)
     keep_alive_timeout: float = 5.0
+    draining: bool = False  # set by the worker when its graceful stop begins: the health endpoint says 503
 
 
 def refusal(ctx: ServeContext, info: ConnectionInfo, error: ParseError) -> bytes:
