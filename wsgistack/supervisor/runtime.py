@@ -199,7 +199,7 @@ class Supervisor:
             members = [p for p in self.processes.values() if p.settings.group == group]
             for process in members:
                 process.stop()
-            await self._until_stopped(members)
+            await self.until_stopped(members)
             self.remove_group(group)
             outcome[group] = "stopped and removed" if group in removed else "updated"
         for group in changed + added:
@@ -208,7 +208,18 @@ class Supervisor:
         self.config = new
         return outcome
 
-    async def _until_stopped(self, processes: list[Process]) -> None:
+    async def reload(self, new: SupervisorConfig) -> None:
+        """Stop every process, forget every group, then run `new` from scratch (`ctl reload`, supervisorctl's
+        reload: supervisord restarts itself in place)."""
+        await self.stop_all()
+        for group in list(self.groups()):
+            self.remove_group(group)
+        self.config = new
+        for group in dict.fromkeys(p.group for p in new.programs):
+            self.add_group(new, group)
+
+    async def until_stopped(self, processes: list[Process]) -> None:
+        """Wait until every one of `processes` is stopped, at most the longest stopwaitsecs and a margin."""
         limit = max([p.settings.stopwaitsecs for p in processes] + [0]) + 5
         deadline = time.monotonic() + limit
         while any(p.state not in STOPPED_STATES for p in processes) and time.monotonic() < deadline:
@@ -244,7 +255,7 @@ class Supervisor:
             wave = [p for p in remaining if p.settings.program not in needed] or remaining
             for process in wave:
                 process.stop()
-            await self._until_stopped(wave)
+            await self.until_stopped(wave)
             remaining = [p for p in remaining if p not in wave]
 
     def kill_leftovers(self) -> None:
