@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("-c", "--config", dest="config", default=argparse.SUPPRESS, metavar="FILE",
                        help="Read the [serve] table of this TOML file (default: $WSGISTACK_CONFIG, then "
                             "./wsgistack.toml if present).")
+    serve.add_argument("--serve-table", dest="serve_table", default=argparse.SUPPRESS, metavar="NAME",
+                       help="Read the [serve.NAME] table of the file (one of several app servers of "
+                            "`wsgistack up`), over the plain keys of [serve].")
     serve.add_argument("--check-config", action="store_true", default=False,
                        help="Print the effective settings as TOML and exit.")
     supervise = commands.add_parser(
@@ -54,9 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     supervise.add_argument("-c", "--config", metavar="FILE", default=None,
                            help="supervisord.conf or wsgistack.toml (default: $WSGISTACK_CONFIG, then "
                                 "./wsgistack.toml, then ./supervisord.conf)")
-    supervise.add_argument("--daemon", action="store_true",
-                           help="detach into the background (default: stay in the foreground, for systemd "
-                                "and containers); use a pidfile in the config to find it")
+    supervise.add_argument("--daemon", action="store_const", const=True, default=None,
+                           help="detach into the background whatever the file says (default: as its nodaemon "
+                                "says; supervisord.conf detaches unless nodaemon=true, wsgistack.toml does not)")
+    supervise.add_argument("-n", "--nodaemon", dest="daemon", action="store_const", const=False,
+                           help="stay in the foreground whatever the file says (supervisord's -n)")
     ctl = commands.add_parser(
         "ctl", help="control a running supervisor",
         description="Commands: status [NAME...], start|stop|restart NAME|GROUP:*|all, signal SIG NAME, "
@@ -116,6 +121,8 @@ def _add_proxy_parser(commands: Any, parser: argparse.ArgumentParser) -> None:
                             "repeat to balance over several (round robin)")
     proxy.add_argument("--static", action="append", metavar="PREFIX=DIR",
                        help="serve files under DIR for paths starting with PREFIX, e.g. /static/=./static")
+    # how `wsgistack up` tells its proxy where the app servers listen: NAME=unix:PATH, an upstream each
+    proxy.add_argument("--stack-upstream", action="append", metavar="NAME=ADDRESS", help=argparse.SUPPRESS)
     proxy.add_argument("--check-config", action="store_true",
                        help="Print the effective settings as a [proxy] table of TOML and exit.")
     parser._subcommands["proxy"] = proxy  # type: ignore[attr-defined]
@@ -146,7 +153,7 @@ def _supervise(args: dict[str, Any]) -> int:
     path = find_config_file(args.get("config"), os.environ, defaults=("wsgistack.toml", "supervisord.conf"))
     if path is None:
         raise ConfigError("no config: wsgistack supervise -c supervisord.conf (or ./wsgistack.toml)")
-    return supervise(load_config(str(path)), daemon=args.get("daemon", False))
+    return supervise(load_config(str(path)), daemon=args.get("daemon"))
 
 
 def _ctl(args: dict[str, Any]) -> int:

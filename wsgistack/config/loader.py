@@ -21,7 +21,7 @@ from wsgistack.config.addresses import parse_address
 from wsgistack.config.errors import ConfigError
 from wsgistack.config.gunicorn import read_gunicorn_config
 from wsgistack.config.settings import WORKER_EXTRAS, ServeSettings
-from wsgistack.config.toml_file import SET_TWICE, find_config_file, read_toml_file, underscored
+from wsgistack.config.toml_file import SET_TWICE, TomlFile, find_config_file, read_toml_file, underscored
 
 ENV_PREFIX = "WSGISTACK_"
 
@@ -102,7 +102,7 @@ def load_serve_settings(
         for name, raw in read_gunicorn_config(path).items():
             chosen[name] = parse_option(fields[name], raw, f"{path}: gunicorn setting for {name}")
     elif path is not None:
-        chosen.update(_from_serve_table(path, fields))
+        chosen.update(_from_serve_table(path, fields, cli.get("serve_table"), app_given="app" in cli))
 
     chosen.update(options_from_environ(fields.values(), environ))
 
@@ -131,25 +131,52 @@ def resolve_paths(chosen: Mapping[str, Any], names: Iterable[str], folder: Path)
             if isinstance(chosen.get(name), str) and chosen[name] != "-" and not os.path.isabs(chosen[name])}
 
 
-def _from_serve_table(path: Path, fields: Mapping[str, dataclasses.Field]) -> dict[str, Any]:
-    """The settings of the [serve] table of a wsgistack.toml, relative paths joined to the file's folder."""
+def serve_table_names(table: Mapping[str, Any], fields: Iterable[str] | None = None) -> list[str]:
+    """The names of the [serve.NAME] tables of a [serve] table: its sub-tables that are not options."""
+    known = set(fields) if fields is not None else {fld.name for fld in ServeSettings.options()}
+    return [key for key, value in table.items() if isinstance(value, dict) and key.replace("-", "_") not in known]
+
+
+def _from_serve_table(path: Path, fields: Mapping[str, dataclasses.Field], name: str | None = None,
+                      app_given: bool = False) -> dict[str, Any]:
+    """The settings of the [serve] table of a wsgistack.toml, relative paths joined to the file's folder.
+
+    A file may name several app servers, `[serve.web]`, `[serve.api]` (for `wsgistack up`): `name` picks one;
+    the plain keys of [serve] are the defaults every one of them shares.
+    """
     toml_file = read_toml_file(path)
     table = toml_file.document.get("serve", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: 'serve' must be a table ([serve])")
+    names = serve_table_names(table, fields)
+    if name is not None and name not in names:
+        known = ", ".join(names) or "none"
+        raise ConfigError(f"{path}: no [serve.{name}] table (app servers named in the file: {known})")
+    if name is None and names and not app_given and "app" not in table and "apps" not in table:
+        raise ConfigError(f"{path}: the file names several app servers ([serve.{names[0]}], ...): "
+                          f"`wsgistack up` runs them all; `wsgistack serve --serve-table NAME` runs one")
+    chosen = _table_settings(toml_file, ("serve",), {k: v for k, v in table.items() if k not in names}, fields)
+    if name is not None:
+        chosen.update(_table_settings(toml_file, ("serve", name), table[name], fields))
+    chosen.update(resolve_paths(chosen, SERVE_PATHS, toml_file.folder))
+    return chosen
+
+
+def _table_settings(toml_file: TomlFile, parts: tuple[str, ...], table: Mapping[str, Any],
+                    fields: Mapping[str, dataclasses.Field]) -> dict[str, Any]:
+    """The options of one table; errors name the file, the line and the dotted key."""
+    dotted = ".".join(parts)
 
     def where(key: str) -> str:
-        line = toml_file.key_line("serve", key)
-        return f"{path}:{line}: serve.{key}" if line else f"{path}: serve.{key}"
+        line = toml_file.key_line(parts, key)
+        return f"{toml_file.path}:{line}: {dotted}.{key}" if line else f"{toml_file.path}: {dotted}.{key}"
 
     for key in table:
         if key.replace("-", "_") not in fields:
             raise ConfigError(f"{where(key)}: unknown setting{did_you_mean(key.replace('-', '_'), fields)}")
     spelt = {key.replace("-", "_"): key for key in table}  # for messages: the key as written
-    chosen = {name: parse_option(fields[name], raw, where(spelt[name]))
-              for name, raw in underscored(table, lambda key: ConfigError(f"{where(key)}: {SET_TWICE}")).items()}
-    chosen.update(resolve_paths(chosen, SERVE_PATHS, toml_file.folder))
-    return chosen
+    return {name: parse_option(fields[name], raw, where(spelt[name]))
+            for name, raw in underscored(table, lambda key: ConfigError(f"{where(key)}: {SET_TWICE}")).items()}
 
 
 # a deprecation line for each old name used: (where and the old name, the new name), printed once loading is done
@@ -204,8 +231,12 @@ def options_from_cli(options: Iterable[dataclasses.Field], cli: Mapping[str, Any
 
 def validate(settings: ServeSettings) -> None:
     """Checks that involve more than one setting."""
-    if not settings.app:
+    if settings.app and settings.apps:
+        raise ConfigError("both an app and mounts (apps, --mount) are set: serve one app, or mount it at \"/\"")
+    if not settings.app and not settings.apps:
         raise ConfigError("no app given: wsgistack serve MODULE:NAME (or 'app' in the [serve] table)")
+    if settings.apps and settings.preload:
+        raise ConfigError("--preload with mounts (apps, --mount) is not supported yet: leave one out")
     for text in settings.bind:
         parse_address(text)
     if settings.chdir is not None and not os.path.isdir(settings.chdir):

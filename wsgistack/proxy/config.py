@@ -77,11 +77,13 @@ def load_proxy_settings(config_file: str | None, cli: Mapping[str, Any],
         if not isinstance(table, dict):
             raise ConfigError(f"{where('', 'proxy')}proxy: must be a table ([proxy])")
     renamed: Renamed = []
-    chosen = _from_table(table, where, renamed)
+    stack = _stack_upstreams(cli.get("stack_upstream") or [])
+    chosen = _from_table(table, where, renamed, stack)
     chosen.update(resolve_paths(chosen, PROXY_PATHS, folder))
     chosen.update(options_from_environ(_OPTIONS.values(), environ, ENV_SECTION, renamed))
     chosen.update(options_from_cli(_OPTIONS.values(), cli, renamed))
     _apply_shorthand(chosen, cli)
+    _add_stack_upstreams(chosen, stack)
     # flags and variables keep their paths as typed: the proxy never changes directory, so they stay relative
     # to where it was started; --static folders are made absolute here, as the file's are
     base = folder if not _cli_routes(cli) else Path.cwd()
@@ -141,7 +143,8 @@ def _inline_keys(raw: Any) -> Any:
     return underscored(raw, lambda key: ValueError(f"{key}: {SET_TWICE}"))
 
 
-def _from_table(table: dict[str, Any], where: _Where, renamed: Renamed) -> dict[str, Any]:
+def _from_table(table: dict[str, Any], where: _Where, renamed: Renamed,
+                stack: Mapping[str, str] | None = None) -> dict[str, Any]:
     table = _keys(table, where, "proxy", "proxy")
     _unknown(where, "proxy", list(table), _PROXY_KEYS, "proxy")
     chosen: dict[str, Any] = {}
@@ -161,7 +164,8 @@ def _from_table(table: dict[str, Any], where: _Where, renamed: Renamed) -> dict[
     upstreams = table.get("upstreams", {})
     if not isinstance(upstreams, dict):
         raise ConfigError(f"{where('proxy', 'upstreams')}proxy.upstreams: must be tables [proxy.upstreams.NAME]")
-    chosen["upstreams"] = {name: _upstream(name, raw, where) for name, raw in upstreams.items()}
+    chosen["upstreams"] = {name: _upstream(name, raw, where, (stack or {}).get(name))
+                           for name, raw in upstreams.items()}
     routes = table.get("routes", [])
     if not isinstance(routes, list) or not all(isinstance(r, dict) for r in routes):
         raise ConfigError(f"{where('proxy', 'routes')}proxy.routes: must be tables [[proxy.routes]]")
@@ -169,13 +173,15 @@ def _from_table(table: dict[str, Any], where: _Where, renamed: Renamed) -> dict[
     return chosen
 
 
-def _upstream(name: str, raw: Any, where: _Where) -> UpstreamSettings:
+def _upstream(name: str, raw: Any, where: _Where, stack_address: str | None = None) -> UpstreamSettings:
     label = f"proxy.upstreams.{name}"
     table = ("proxy", "upstreams", name)  # parts, so a name with a dot still finds its line
     if not isinstance(raw, dict):
         raise ConfigError(f"{where(table)}{label}: must be a table")
     raw = _keys(raw, where, table, label)
     _unknown(where, table, list(raw), _UPSTREAM_KEYS, label)
+    if "servers" not in raw and stack_address is not None:
+        raw["servers"] = [stack_address]  # an app server of `wsgistack up`: its private socket
     if "servers" not in raw:
         raise ConfigError(f"{where(table)}{label}.servers: missing (a list like [\"127.0.0.1:9001\"])")
     kwargs: dict[str, Any] = {"name": name}
@@ -345,6 +351,28 @@ def _apply_shorthand(chosen: dict[str, Any], cli: Mapping[str, Any]) -> None:
         chosen["upstreams"] = {"default": UpstreamSettings(name="default", servers=servers)}
         routes.append(RouteSettings(path="/", upstream="default", index=len(routes)))
     chosen["routes"] = tuple(routes)
+
+
+def _stack_upstreams(flags: Sequence[str]) -> dict[str, str]:
+    """`wsgistack up`'s app servers, NAME=ADDRESS each (its private unix sockets)."""
+    stack: dict[str, str] = {}
+    for text in flags:
+        name, sep, address = text.partition("=")
+        if not sep or not name or not address:
+            raise ConfigError(f"--stack-upstream {text!r}: expected NAME=ADDRESS")
+        stack[name] = address
+    return stack
+
+
+def _add_stack_upstreams(chosen: dict[str, Any], stack: Mapping[str, str]) -> None:
+    """Under `wsgistack up`, each app server is an upstream of its own name (unless the file declares it), and
+    with no route to any upstream in the file, "/" goes to the first app server."""
+    for name, address in stack.items():
+        if name not in chosen["upstreams"]:
+            chosen["upstreams"][name] = UpstreamSettings(name=name, servers=_servers([address]))
+    if stack and not any(route.upstream is not None for route in chosen["routes"]):
+        chosen["routes"] = (*chosen["routes"], RouteSettings(path="/", upstream=next(iter(stack)),
+                                                             index=len(chosen["routes"])))
 
 
 def _validate(settings: ProxySettings, where: _Where) -> None:

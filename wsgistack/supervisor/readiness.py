@@ -15,6 +15,7 @@ from wsgistack.http.heads import request_head
 from wsgistack.supervisor.settings import ReadyCheck
 
 ATTEMPT_TIMEOUT = 1.0
+UNIX_URL = "http://unix:"
 
 # how a check command is run: spawn it and return its exit status once the supervisor reaped it
 CommandRunner = Callable[[list[str]], Awaitable[int]]
@@ -30,16 +31,23 @@ async def _connects(opening: Awaitable) -> bool:
 
 
 async def _http_ok(url: str) -> bool:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if url.startswith(UNIX_URL):
+        # nginx's spelling of an HTTP server on a unix socket: http://unix:/run/app.sock:/health
+        socket_path, _, path = url[len(UNIX_URL):].partition(":")
+        opening = asyncio.open_unix_connection(socket_path)
+        host = "localhost"
+    else:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        opening = asyncio.open_connection(parts.hostname, port, ssl=parts.scheme == "https" or None)
+        host = parts.netloc
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname, port, ssl=parts.scheme == "https" or None), ATTEMPT_TIMEOUT)
+        reader, writer = await asyncio.wait_for(opening, ATTEMPT_TIMEOUT)
     except (TimeoutError, OSError):
         return False
     try:
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        writer.write(request_head("GET", path, [("Host", parts.netloc), ("Connection", "close")]))
+        writer.write(request_head("GET", path or "/", [("Host", host), ("Connection", "close")]))
         line = await asyncio.wait_for(reader.readline(), ATTEMPT_TIMEOUT)
     except (TimeoutError, OSError):
         return False
@@ -53,7 +61,7 @@ async def attempt(check: ReadyCheck, run_command: CommandRunner | None) -> bool:
     """One try of the check: True when the program answers as ready."""
     if check.kind == "tcp":
         host, _, port = check.target.rpartition(":")
-        return await _connects(asyncio.open_connection(host or "127.0.0.1", int(port)))
+        return await _connects(asyncio.open_connection(host.strip("[]") or "127.0.0.1", int(port)))
     if check.kind == "unix":
         return await _connects(asyncio.open_unix_connection(check.target))
     if check.kind == "http":

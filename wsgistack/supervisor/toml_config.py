@@ -10,7 +10,11 @@ may be spelt with dashes (`stdout-logfile`); supervisord.conf keeps supervisord'
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
+import stat
+import tempfile
 from collections.abc import Mapping
 
 from wsgistack.config.errors import ConfigError
@@ -63,9 +67,29 @@ def load_toml(path: str, environ: Mapping[str, str] | None = None) -> Supervisor
               for group, names in members.items()]
 
     processes, group_members = read_programs(programs, groups, daemon, environ)
-    return SupervisorConfig(source=path, supervisor=daemon.settings,
-                            control=read_control(daemon_section, environ),
+    control = read_control(daemon_section, environ)
+    if control.unix_path is None and ("serve" in document or "proxy" in document):
+        # a file for `wsgistack up`: its control socket is where `ctl` looks for it, with no setting
+        control = dataclasses.replace(control, unix_path=os.path.join(stack_run_dir(path), "supervisor.sock"))
+    return SupervisorConfig(source=path, supervisor=daemon.settings, control=control,
                             programs=processes, groups=group_members)
+
+
+def stack_run_dir(config_path: str) -> str:
+    """The private folder of the `wsgistack up` run of one config file: its control socket and the app servers'
+    unix sockets. Derived from the file's real path, so `ctl` and `deploy` find it; short, since a unix socket's
+    path is limited to 107 bytes; made (0700) on first use, and refused if someone else owns it."""
+    digest = hashlib.sha256(os.path.realpath(config_path).encode()).hexdigest()[:12]
+    base = os.path.join(tempfile.gettempdir(), f"wsgistack-{os.getuid()}")
+    for folder in (base, os.path.join(base, digest)):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            pass
+        info = os.lstat(folder)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise ConfigError(f"{folder}: not a private folder of ours (owner, mode 0700): remove it")
+    return os.path.join(base, digest)
 
 
 def _keys(table: dict, section: Section) -> dict:

@@ -1,0 +1,194 @@
+"""One wsgistack.toml read as a whole stack: its app servers, its proxy and its programs, as the supervisor's
+programs (`wsgistack up`).
+
+`[serve]` (or several `[serve.NAME]`) become app server programs, `[proxy]` the proxy program, which waits for
+them (depends_on) and reaches them over private unix sockets in the stack's run folder, and `[programs.NAME]`
+stay what `wsgistack supervise` makes of them. Every part is checked here, before anything starts, so a bad
+key is one line naming the file and the line.
+
+An app server listens on a socket of its generation (`web.3.sock`); the proxy connects to `web.sock`, a
+symbolic link to the generation that serves. A deploy starts the next generation on its own socket and turns
+the link when it is ready: new connections go to it at once, and nothing has to tell the proxy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from wsgistack.config.errors import ConfigError
+from wsgistack.config.loader import load_serve_settings, serve_table_names
+from wsgistack.config.settings import ServeSettings
+from wsgistack.config.toml_file import read_toml_file
+from wsgistack.proxy.config import load_proxy_settings
+from wsgistack.proxy.server import STOP_GRACE
+from wsgistack.proxy.settings import ProxySettings
+from wsgistack.supervisor.settings import LogSettings, ProgramSettings, ReadyCheck, SupervisorConfig
+from wsgistack.supervisor.toml_config import load_toml, stack_run_dir
+
+APP_SERVER = "app"  # the program name of a plain [serve] table
+PROXY = "proxy"
+_APP_PRIORITY = 100  # app servers first, then the proxy, then the programs (supervisord's default is 999)
+_PROXY_PRIORITY = 200
+_STOP_MARGIN = 5.0  # seconds beyond an app server's graceful_timeout before the supervisor kills it
+_READY_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What one generation of an app server runs: its number, and the interpreter and folder a deploy chose."""
+
+    number: int = 1
+    python: str | None = None  # another virtualenv's python (deploy --python); None: ours
+    chdir: str | None = None  # the release folder (deploy --chdir); None: the file's setting
+
+
+@dataclass(frozen=True)
+class AppServer:
+    """One app server of the stack: its program name, its [serve] table and its settings as checked."""
+
+    name: str
+    table: str | None  # the NAME of [serve.NAME]; None for a plain [serve]
+    settings: ServeSettings
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A wsgistack.toml as `up` runs it."""
+
+    path: str  # absolute
+    run_dir: str
+    servers: tuple[AppServer, ...]
+    proxy: ProxySettings | None
+    supervisor: SupervisorConfig  # the [supervisor] and [programs.NAME] tables alone
+
+    def server(self, name: str) -> AppServer:
+        for server in self.servers:
+            if server.name == name:
+                return server
+        raise KeyError(name)
+
+    def socket(self, name: str, generation: int | None = None) -> str:
+        """The unix socket the proxy connects to (None), or the one of one generation."""
+        suffix = "sock" if generation is None else f"{generation}.sock"
+        return os.path.join(self.run_dir, f"{name}.{suffix}")
+
+    def point_to(self, name: str, generation: int) -> None:
+        """Turn `name`'s link to `generation`'s socket, atomically: the next connection goes there."""
+        link = self.socket(name)
+        temporary = f"{link}.turning"
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        os.symlink(os.path.basename(self.socket(name, generation)), temporary)
+        os.replace(temporary, link)
+
+    def app_program(self, server: AppServer, generation: Generation) -> ProgramSettings:
+        """The supervisor's program for one generation of an app server."""
+        settings = server.settings
+        command = [generation.python or sys.executable, "-m", "wsgistack", "serve", "--config", self.path]
+        if server.table is not None:
+            command += ["--serve-table", server.table]
+        if self.proxy is not None:
+            socket = self.socket(server.name, generation.number)
+            command += ["--bind", f"unix:{socket}"]
+            ready = _health_check(settings, f"http://unix:{socket}:")
+        else:
+            ready = _listen_check(settings.bind[0], settings)
+        if generation.chdir is not None:
+            command += ["--chdir", generation.chdir]
+        return ProgramSettings(
+            name=server.name, program=server.name, group=server.name, command=tuple(command),
+            directory=os.path.dirname(self.path), autorestart="true", startsecs=0.2, startretries=3,
+            stopwaitsecs=settings.graceful_timeout + _STOP_MARGIN, killasgroup=True, stopasgroup=False,
+            priority=_APP_PRIORITY, redirect_stderr=True, stdout=LogSettings("/dev/stdout"),
+            stderr=LogSettings("/dev/stdout"), ready=ready)
+
+    def proxy_program(self) -> ProgramSettings:
+        assert self.proxy is not None
+        command = [sys.executable, "-m", "wsgistack", "proxy", "--config", self.path]
+        for server in self.servers:
+            command += ["--stack-upstream", f"{server.name}=unix:{self.socket(server.name)}"]
+        return ProgramSettings(
+            name=PROXY, program=PROXY, group=PROXY, command=tuple(command), directory=os.path.dirname(self.path),
+            autorestart="true", startsecs=0.2, stopwaitsecs=STOP_GRACE + _STOP_MARGIN, killasgroup=True, priority=_PROXY_PRIORITY,
+            redirect_stderr=True, stdout=LogSettings("/dev/stdout"), stderr=LogSettings("/dev/stdout"),
+            depends_on=tuple(server.name for server in self.servers),
+            ready=_address_check(str(self.proxy.listen[0].address)))
+
+    def supervisor_config(self, generations: Mapping[str, Generation] | None = None) -> SupervisorConfig:
+        """Everything `up` runs, generation by generation as given (the first one by default)."""
+        generations = generations or {}
+        parts = [self.app_program(server, generations.get(server.name, Generation())) for server in self.servers]
+        if self.proxy is not None:
+            parts.append(self.proxy_program())
+        groups = {part.group: (part.name,) for part in parts}
+        groups.update(self.supervisor.groups)
+        return dataclasses.replace(self.supervisor, programs=(*parts, *self.supervisor.programs), groups=groups)
+
+
+def load_stack(path: str, environ: Mapping[str, str] | None = None) -> Stack:
+    """Read and check a wsgistack.toml as a stack; ConfigError (one line: file, line, key) when it is wrong."""
+    path = os.path.abspath(path)
+    environ = os.environ if environ is None else environ
+    document = read_toml_file(path).document
+    table = document.get("serve")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: no [serve] table: `wsgistack up` needs an app to serve "
+                          f"([serve] app = \"module:app\")")
+    names = serve_table_names(table)
+    supervisor = load_toml(path, environ)
+    taken = {program.program for program in supervisor.programs}
+    servers = []
+    for name in names or [None]:
+        program = name or APP_SERVER
+        if program in taken or program == PROXY:
+            raise ConfigError(f"{path}: a program is named {program!r}, as an app server of [serve"
+                              f"{'.' + name if name else ''}]: rename one of them")
+        cli: dict[str, object] = {"config": path}
+        if name is not None:
+            cli["serve_table"] = name
+        servers.append(AppServer(program, name, load_serve_settings(cli, environ)))
+    proxy = None
+    if "proxy" in document:
+        if PROXY in taken:
+            raise ConfigError(f"{path}: a program is named {PROXY!r}, as the [proxy]: rename it")
+        upstreams = [f"{server.name}=unix:/{server.name}.sock" for server in servers]
+        proxy = load_proxy_settings(path, {"stack_upstream": upstreams}, environ)
+    return Stack(path=path, run_dir=stack_run_dir(path), servers=tuple(servers), proxy=proxy,
+                 supervisor=supervisor)
+
+
+def _health_check(settings: ServeSettings, base_url: str) -> ReadyCheck:
+    """Ready when the health endpoint says so (a plain connect when it is turned off)."""
+    health = getattr(settings, "health_path", "")
+    if health:
+        return ReadyCheck("http", base_url + health, _READY_TIMEOUT)
+    return ReadyCheck("unix", base_url.removeprefix("http://unix:").removesuffix(":"), _READY_TIMEOUT)
+
+
+def _listen_check(bind: str, settings: ServeSettings) -> ReadyCheck:
+    """Readiness of an app server listening publicly itself (no [proxy])."""
+    check = _address_check(bind)
+    health = getattr(settings, "health_path", "")
+    if health and check.kind == "tcp":
+        return ReadyCheck("http", f"http://{check.target}{health}", _READY_TIMEOUT)
+    if health and check.kind == "unix":
+        return ReadyCheck("http", f"http://unix:{check.target}:{health}", _READY_TIMEOUT)
+    return check
+
+
+def _address_check(text: str) -> ReadyCheck:
+    """A connect check of a listening address: HOST:PORT (any address is asked on loopback) or unix:PATH."""
+    from wsgistack.config.addresses import parse_address
+
+    address = parse_address(text)
+    if address.kind == "unix":
+        return ReadyCheck("unix", address.path, _READY_TIMEOUT)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(address.host, address.host)
+    target = f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
+    return ReadyCheck("tcp", target, _READY_TIMEOUT)
