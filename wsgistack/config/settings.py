@@ -56,6 +56,14 @@ class ServeSettings:
     app: str | None = option(
         None, values.text, "The WSGI app: module:name, module:factory(), a bare module, or path/to/file.py[:name]."
     )
+    apps: tuple[str, ...] | None = option(
+        None, values.mounts,
+        "Several apps in one server, by path prefix or host: a table like { \"/\" = \"site:app\", \"/admin\" = "
+        "\"admin_site:app\", \"api.example.com/\" = \"api:app\" } in wsgistack.toml, or --mount PREFIX=APP "
+        "repeated. The longest prefix wins (at a '/' boundary), a host's mounts before host-less ones; each app "
+        "sees its prefix in SCRIPT_NAME and the rest in PATH_INFO; other paths get 404. Not with 'app'.",
+        flags=("--mount",), metavar="PREFIX=APP", repeatable=True,
+    )
     bind: tuple[str, ...] = option(
         ("127.0.0.1:8000",), values.text_list,
         "Address to listen on: HOST:PORT, [::1]:PORT, unix:PATH or fd://N. Repeat to listen on several.",
@@ -171,6 +179,13 @@ class ServeSettings:
         False, values.boolean, "Detach from the terminal once the sockets are bound (gunicorn's -D): "
                                "the server's log then goes to --error-log only.",
         flags=("-D", "--daemon"), switch=True,
+    )
+    health_path: str = option(
+        "/_wsgistack/health", values.health_path,
+        "A path the server answers itself, without the app, for load balancers and readiness checks: GET or "
+        "HEAD get 200 'ready' while the worker serves, 503 'draining' once it is stopping. Matched against the "
+        "exact request target (no query string). An empty string turns it off.",
+        flags=("--health-path",), metavar="PATH",
     )
     chdir: str | None = option(None, values.optional_text,
                                "Change to this folder before loading the app (it is then found there too).",

@@ -213,3 +213,92 @@ def toml_value(value: Any) -> str:
 def toml_key(name: str) -> str:
     """A key as TOML writes it: bare when it can be, quoted otherwise."""
     return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name, ensure_ascii=False)
+
+
+def health_path(value: Any) -> str:
+    """A request path the server answers itself ('/_wsgistack/health'); empty: no such path."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a path")
+    if value and (not value.startswith("/") or re.search(r"[\x00-\x20\x7f?#]", value)):
+        raise ValueError(f"{value!r} is not a path like /_wsgistack/health (or empty, to turn it off)")
+    return value
+
+
+# a mount's key: a path prefix ('/admin'), or a host name and a prefix ('admin.example.com/'); no port, no query
+_MOUNT_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+_MOUNT_START = re.compile(r"\s*[^\s=,'\"()]*/[^\s=,'\"()]*\s*=")  # the start of "KEY=APP": its key holds a "/"
+
+
+def mount_key(key: Any) -> str:
+    """A mount's key checked and spelt one way: '/admin/' -> '/admin', 'Admin.Example.com' + path -> lower case.
+
+    A key starting with '/' is a path prefix; any other is a host name, a '/' and a prefix ('admin.example.com/').
+    """
+    if not isinstance(key, str) or not key.strip():
+        raise ValueError(f"mount {key!r}: not a path like /admin or a host and path like admin.example.com/")
+    host, slash, path = ("", "/", key[1:]) if key.startswith("/") else key.partition("/")
+    if not slash:
+        raise ValueError(f"mount {key!r}: a path starts with '/' (/admin); a host ends with one "
+                         f"({key}/ for the whole host)")
+    if host and not _MOUNT_HOST.fullmatch(host):
+        hint = " (a mount matches its host on any port: leave the port out)" if ":" in host else ""
+        raise ValueError(f"mount {key!r}: {host!r} is not a host name{hint}")
+    if re.search(r"[\x00-\x20\x7f?#=%]", path):
+        raise ValueError(f"mount {key!r}: a prefix holds no spaces, '?', '#', '=' or '%' (write it decoded)")
+    segments = path.removesuffix("/").split("/") if path not in ("", "/") else []
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise ValueError(f"mount {key!r}: the prefix has an empty, '.' or '..' segment")
+    return host.lower() + "/" + "/".join(segments)
+
+
+def split_mount_key(key: str) -> tuple[str, str]:
+    """A key as mount_key spells it -> (host or '', prefix without its final '/': '' for the root)."""
+    host, _, path = key.partition("/")
+    return host, "/" + path if path else ""
+
+
+def mounts(value: Any) -> tuple[str, ...]:
+    """Apps by path prefix or host: a TOML table { "/" = "site:app", "/admin" = "admin:app" }, or 'PREFIX=APP'
+    entries (repeated --mount flags, or one comma-separated string). Returned as 'KEY=APP' strings, keys
+    spelt by mount_key, which read back to the same mounts."""
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+        pairs = [_mount_entry(entry) for entry in _join_mount_pieces([value] if isinstance(value, str) else value)]
+    else:
+        raise ValueError(f"{value!r} is not a table of PREFIX = APP")
+    if not pairs:
+        raise ValueError("no mounts: give at least one PREFIX = APP")
+    seen: dict[str, str] = {}
+    out = []
+    for key, app in pairs:
+        if not isinstance(app, str) or not app.strip():
+            raise ValueError(f"mount {key!r}: {app!r} is not an app like module:name")
+        spelt = mount_key(key)
+        if spelt in seen:
+            raise ValueError(f"mount {key!r}: the same mount as {seen[spelt]!r}")
+        seen[spelt] = key
+        out.append(f"{spelt}={app.strip()}")
+    return tuple(out)
+
+
+def _join_mount_pieces(entries: Any) -> list[str]:
+    # lists of flags are split at commas by the loader (for '--bind a,b'); a factory call's arguments hold
+    # commas too ('admin:create(1, 2)'), so a piece that does not start a new KEY=APP goes back onto the last
+    pieces: list[str] = []
+    for entry in entries:
+        for piece in entry.split(","):
+            if not piece.strip():
+                continue
+            if pieces and not _MOUNT_START.match(piece):
+                pieces[-1] += "," + piece
+            else:
+                pieces.append(piece)
+    return pieces
+
+
+def _mount_entry(text: str) -> tuple[str, str]:
+    key, equals, app = text.strip().partition("=")
+    if not equals:
+        raise ValueError(f"{text.strip()!r} is not PREFIX=APP (like /admin=admin_site:app)")
+    return key.strip(), app
