@@ -99,7 +99,83 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("file", metavar="FILE", help="a gunicorn config file (Python, e.g. gunicorn.conf.py)")
     parser._subcommands["config"] = config  # type: ignore[attr-defined]
     _add_proxy_parser(commands, parser)
+    _add_stack_parsers(commands, parser)
     return parser
+
+
+def _add_stack_parsers(commands: Any, parser: argparse.ArgumentParser) -> None:
+    up = commands.add_parser(
+        "up", help="run the whole stack of a wsgistack.toml: app servers, proxy, programs",
+        description="Start the app servers of [serve] (or [serve.NAME]), then the [proxy] in front of them (over "
+                    "private unix sockets), then the [programs.NAME], under one supervisor that restarts what "
+                    "crashes; `wsgistack ctl` (or supervisorctl) controls every part, `wsgistack deploy` "
+                    "replaces an app server with no request lost. Ctrl-C or SIGTERM stops everything in "
+                    "reverse order.")
+    up.add_argument("-c", "--config", metavar="FILE", default=None,
+                    help="the stack's wsgistack.toml (default: $WSGISTACK_CONFIG, then ./wsgistack.toml)")
+    up.add_argument("--daemon", action="store_true", help="detach into the background")
+    deploy = commands.add_parser(
+        "deploy", help="replace an app server of `wsgistack up` with a new generation, health-gated",
+        description="Start a new generation of an app server beside the serving one; once it imports, passes "
+                    "its health check and a smoke request answers below 500, the proxy is switched to it, it "
+                    "is watched, and the old generation drains and stops. If anything fails, the new "
+                    "generation is stopped, the old one keeps serving, and the exit code is 1 with the reason.")
+    deploy.add_argument("name", nargs="?", metavar="APP", help="the app server ([serve.NAME]; default: the first)")
+    deploy.add_argument("-c", "--config", metavar="FILE", default=None,
+                        help="the stack's wsgistack.toml (default: $WSGISTACK_CONFIG, then ./wsgistack.toml)")
+    deploy.add_argument("-s", "--socket", metavar="PATH", default=None, help="the supervisor's control socket")
+    deploy.add_argument("--python", metavar="PATH", help="the interpreter of the new generation (another "
+                                                          "virtualenv's python, with wsgistack installed)")
+    deploy.add_argument("--chdir", metavar="DIR", help="the folder the new generation imports the app from "
+                                                      "(a release folder)")
+    deploy.add_argument("--rollback", action="store_true", help="run the previous generation's settings again")
+    deploy.add_argument("--smoke-path", metavar="PATH", default="/", help="what the smoke request asks (default /)")
+    deploy.add_argument("--watch", type=float, default=1.0, metavar="SECONDS",
+                        help="how long the new generation is probed after the switch (default 1)")
+    deploy.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="how long the new generation may take to become ready (default 60)")
+    parser._subcommands.update({"up": up, "deploy": deploy})  # type: ignore[attr-defined]
+
+
+def _up(args: dict[str, Any]) -> int:
+    from wsgistack.stack.up import run_up
+
+    path = find_config_file(args.get("config"), os.environ)
+    if path is None:
+        raise ConfigError("no config: wsgistack up -c wsgistack.toml (or ./wsgistack.toml here)")
+    return run_up(str(path), daemon=args["daemon"])
+
+
+def _deploy(args: dict[str, Any]) -> int:
+    from wsgistack.supervisor.ctl import EXIT_FAILED, EXIT_UNREACHABLE, Unreachable, request, socket_path
+
+    found = None if args["socket"] else find_config_file(args.get("config"), os.environ)
+    if found is None and not args["socket"]:
+        raise ConfigError("no config: wsgistack deploy -c wsgistack.toml (or ./wsgistack.toml here, or -s SOCKET)")
+    words = [args["name"]] if args["name"] else []
+    if args["rollback"]:
+        words.append("rollback")
+    for key in ("python", "chdir"):
+        if args[key]:
+            value = args[key]
+            if key == "chdir" or os.sep in value:
+                value = os.path.abspath(value)
+            if key == "chdir" and not os.path.isdir(value):
+                raise ConfigError(f"--chdir {args[key]}: no such folder")
+            words.append(f"{key}={value}")
+    words += [f"smoke_path={args['smoke_path']}", f"watch={args['watch']}", f"timeout={args['timeout']}"]
+    path = socket_path(None if found is None else str(found), args["socket"])
+    try:
+        answer = request(path, "deploy", *words, timeout=args["timeout"] + args["watch"] + 120)
+    except Unreachable as exc:
+        sys.stderr.write(f"wsgistack deploy: {exc}\n")
+        return EXIT_UNREACHABLE
+    if not answer.get("ok"):
+        sys.stderr.write(f"wsgistack deploy: {answer.get('error')}\n")
+        return EXIT_FAILED
+    for name, outcome in answer["result"].items():
+        sys.stdout.write(f"{name}: {outcome}\n")
+    return 0
 
 
 def _add_proxy_parser(commands: Any, parser: argparse.ArgumentParser) -> None:
@@ -282,6 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config(args)
         if command == "proxy":
             return _proxy(args)
+        if command == "up":
+            return _up(args)
+        if command == "deploy":
+            return _deploy(args)
     except ConfigError as exc:
         sys.stderr.write(f"wsgistack {command}: error: {exc}\n")
         return 2

@@ -62,6 +62,7 @@ class ControlServer:
         self.on_shutdown = on_shutdown
         self.credentials = credentials  # username/password, asked of every client on every socket
         self.rpc = RPCInterface(supervisor, on_shutdown)
+        self.commands: dict[str, Callable[..., Any]] = {}  # what a layer above adds (`up`'s deploy)
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -163,7 +164,7 @@ class ControlServer:
         try:
             command = request["cmd"]
             args = [str(arg) for arg in request.get("args", [])]
-            handler = getattr(self, f"cmd_{command}", None)
+            handler = self.commands.get(command) or getattr(self, f"cmd_{command}", None)
             if handler is None:
                 raise CommandError(f"unknown command {command!r}")
             result = handler(*args)

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.observe.errorlog import reopen_error_log
@@ -53,8 +54,10 @@ def warn_nodaemon(config: SupervisorConfig, daemon: bool) -> None:
                     "--daemon)", config.source)
 
 
-def supervise(config: SupervisorConfig, daemon: bool = False) -> int:
-    """Run until stopped; the process exit code."""
+def supervise(config: SupervisorConfig, daemon: bool = False,
+              prepare: Callable[[Supervisor, ControlServer | None], None] | None = None) -> int:
+    """Run until stopped; the process exit code. `prepare` is called once the supervisor and its control
+    server exist, before anything starts (`up`)."""
     settings = config.supervisor
     if config.control.inet_port is not None and not config.control.username:
         raise ConfigError(f"{config.source}: [inet_http_server] needs username and password: anyone who can "
@@ -90,6 +93,8 @@ def supervise(config: SupervisorConfig, daemon: bool = False) -> int:
             if settings_control.inet_port is not None else None
         control = ControlServer(supervisor, settings_control.unix_path, settings_control.unix_mode, stopping.set,
                                 credentials, owner=settings_control.unix_owner, inet=inet)
+    if prepare is not None:
+        prepare(supervisor, control)
     if settings.pidfile:
         with open(settings.pidfile, "w") as handle:
             handle.write(f"{os.getpid()}\n")

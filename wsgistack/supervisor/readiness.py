@@ -30,9 +30,10 @@ async def _connects(opening: Awaitable) -> bool:
     return True
 
 
-async def _http_ok(url: str) -> bool:
+async def http_status(url: str, timeout: float = ATTEMPT_TIMEOUT) -> int | None:
+    """The status of a GET of `url` (http://HOST:PORT/path, or nginx's spelling of a unix socket:
+    http://unix:/run/app.sock:/health), or None when nothing answered in time."""
     if url.startswith(UNIX_URL):
-        # nginx's spelling of an HTTP server on a unix socket: http://unix:/run/app.sock:/health
         socket_path, _, path = url[len(UNIX_URL):].partition(":")
         opening = asyncio.open_unix_connection(socket_path)
         host = "localhost"
@@ -43,18 +44,23 @@ async def _http_ok(url: str) -> bool:
         host = parts.netloc
         path = parts.path + (f"?{parts.query}" if parts.query else "")
     try:
-        reader, writer = await asyncio.wait_for(opening, ATTEMPT_TIMEOUT)
+        reader, writer = await asyncio.wait_for(opening, timeout)
     except (TimeoutError, OSError):
-        return False
+        return None
     try:
         writer.write(request_head("GET", path or "/", [("Host", host), ("Connection", "close")]))
-        line = await asyncio.wait_for(reader.readline(), ATTEMPT_TIMEOUT)
+        line = await asyncio.wait_for(reader.readline(), timeout)
     except (TimeoutError, OSError):
-        return False
+        return None
     finally:
         writer.close()
     fields = line.split()
-    return len(fields) >= 2 and fields[1].isdigit() and 200 <= int(fields[1]) < 400
+    return int(fields[1]) if len(fields) >= 2 and fields[1].isdigit() else None
+
+
+async def _http_ok(url: str) -> bool:
+    status = await http_status(url)
+    return status is not None and 200 <= status < 400
 
 
 async def attempt(check: ReadyCheck, run_command: CommandRunner | None) -> bool:

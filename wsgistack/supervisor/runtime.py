@@ -47,6 +47,7 @@ class Supervisor:
         self.watchers: dict[int, asyncio.Future] = {}  # readiness check commands waiting for their exit
         self.processes: dict[str, Process] = {}
         self.waiting: list[Process] = []  # started before what they depend on was RUNNING
+        self.load = load_config  # how the config file is read again (`up` reads a whole stack from it)
         for settings in config.programs:
             process = self._make(settings)
             self.processes[process.name] = process
@@ -180,6 +181,27 @@ class Supervisor:
                 self.request_start(process)
         return created
 
+    def add_process(self, settings: ProgramSettings) -> Process:
+        """A process beside the configured ones (a deploy's new generation), started now."""
+        process = self._make(settings)
+        if process.name in self.processes:
+            raise ValueError(f"{process.name}: already there")
+        self.processes[process.name] = process
+        process.start()
+        return process
+
+    def remove_process(self, process: Process) -> None:
+        """Forget a stopped process (a generation that was replaced or refused)."""
+        process.close()
+        self.processes.pop(process.name, None)
+
+    def rename_process(self, process: Process, settings: ProgramSettings) -> None:
+        """Give a running process other settings (a name among them) without touching the child: the new
+        generation of a deploy becomes the program once the old one is gone."""
+        self.processes.pop(process.name, None)
+        process.settings = settings
+        self.processes[process.name] = process
+
     def remove_group(self, group: str) -> bool:
         """Forget a group whose processes are all stopped; False while one still runs."""
         members = [p for p in self.processes.values() if p.settings.group == group]
@@ -270,7 +292,7 @@ class Supervisor:
 
     def reread(self) -> SupervisorConfig:
         """The config file as it reads now (for reread, update, reload); a ConfigError changes nothing."""
-        return load_config(self.config.source)
+        return self.load(self.config.source)
 
     def signal(self, processes: list[Process], name: str | int) -> dict[str, bool]:
         """Send signal `name` (HUP, SIGHUP, 1) to processes: {process: delivered}, False for one not running.
