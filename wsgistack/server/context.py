@@ -1,5 +1,6 @@
-"""ServeContext: what every connection of one worker shares, whichever protocol serves it, and the two
-steps every protocol takes the same way: describing an accepted connection, and refusing a bad request.
+"""ServeContext: what every connection of one worker shares, whichever protocol serves it, and the three
+steps every protocol takes the same way: describing an accepted connection, refusing a bad request, and
+answering the health endpoint.
 
 The worker base builds the context; the blocking, event and tornado connection protocols read it.
 """
@@ -12,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from wsgistack.http.heads import error_reply
-from wsgistack.http.parser import Limits, ParseError
+from wsgistack.http.heads import error_reply, reply_head
+from wsgistack.http.parser import Limits, ParseError, RequestHead
 from wsgistack.http.trust import ProxyTrust
 from wsgistack.observe.accesslog import AccessLog, AccessRecord
-from wsgistack.wsgi.environ import ConnectionInfo
+from wsgistack.wsgi.environ import ConnectionInfo, build_environ
 
 
 @dataclass
@@ -35,6 +36,9 @@ class ServeContext:
     beat: Callable[[], None]  # says "alive" while waiting on a client (the sync worker's heartbeat)
     keep_alive_timeout: float = 5.0
     draining: bool = False  # set by the worker when its graceful stop begins: the health endpoint says 503
+    # the request target answered by answer_health, compared whole with each request's (one string compare
+    # per request); "" turns it off, since no request target is empty
+    health_path: str = "/_wsgistack/health"
 
 
 def refusal(ctx: ServeContext, info: ConnectionInfo, error: ParseError) -> bytes:
@@ -52,3 +56,34 @@ def connection_info(sock: socket.socket, peer: Any) -> ConnectionInfo:
         return ConnectionInfo("localhost", "80", "127.0.0.1", "0", unix=True)
     local = sock.getsockname()
     return ConnectionInfo(str(local[0]), str(local[1]), str(peer[0]), str(peer[1]))
+
+
+_PLAIN = ("Content-Type", "text/plain; charset=utf-8")
+_NO_STORE = ("Cache-Control", "no-store")
+_HEALTH = {  # (draining, GET or HEAD) -> status line, body, extra fields
+    (False, True): ("200 OK", b"ready\n", ()),
+    (True, True): ("503 Service Unavailable", b"draining\n", ()),
+    (False, False): ("405 Method Not Allowed", b"method not allowed: GET or HEAD\n", (("Allow", "GET, HEAD"),)),
+}
+_HEALTH[(True, False)] = _HEALTH[(False, False)]
+
+
+def answer_health(ctx: ServeContext, info: ConnectionInfo, head: RequestHead, keep_alive: bool) -> tuple[bytes, bool]:
+    """The health endpoint's response, without the app: 200 `ready` while the worker serves, 503 `draining`
+    once its graceful stop began, 405 to methods other than GET and HEAD; and whether the connection stays.
+
+    Logged in the access log like any request, as nginx and gunicorn log every request they answer: a probe
+    that arrives (or stops arriving) is worth seeing when a readiness check fails.
+    """
+    started, clock = time.time(), time.monotonic()
+    status_text, body, extra = _HEALTH[(ctx.draining, head.method in ("GET", "HEAD"))]
+    keep_alive = keep_alive and not ctx.draining and ctx.keep_alive()
+    fields = [_PLAIN, ("Content-Length", str(len(body))), _NO_STORE, *extra]
+    data = reply_head(status_text, fields, keep_alive, head.version)
+    if head.method != "HEAD":
+        data += body
+    if ctx.access_log.enabled:
+        environ = build_environ(head, info, None, ctx.errors, ctx.trust, ctx.multithread)
+        sent = 0 if head.method == "HEAD" else len(body)
+        ctx.access_log.write(AccessRecord(environ, int(status_text[:3]), sent, started, time.monotonic() - clock))
+    return data, keep_alive

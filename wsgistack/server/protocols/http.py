@@ -18,7 +18,7 @@ from wsgistack.http.framing import Framing
 from wsgistack.http.heads import CONTINUE, build_head, error_reply
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
 from wsgistack.observe.accesslog import AccessRecord
-from wsgistack.server.context import ServeContext, connection_info, refusal
+from wsgistack.server.context import ServeContext, answer_health, connection_info, refusal
 from wsgistack.wsgi.environ import build_environ
 from wsgistack.wsgi.input import InputStream
 from wsgistack.wsgi.runner import ClientError, run_app
@@ -123,6 +123,8 @@ class HTTPConnection:
 
     def _serve_request(self, head: RequestHead) -> bool:
         ctx = self.ctx
+        if head.target == ctx.health_path:
+            return self._serve_health(head)
         started, clock = time.time(), time.monotonic()
         body = _BodyReader(self, head)
         stream = InputStream(body.pull)
@@ -138,6 +140,17 @@ class HTTPConnection:
         if ctx.access_log.enabled:
             sent = sink.framing.sent if sink.framing else sink.error_bytes
             ctx.access_log.write(AccessRecord(environ, sink.status or result.status, sent, started, time.monotonic() - clock))
+        return keep
+
+    def _serve_health(self, head: RequestHead) -> bool:
+        """Answer the health endpoint (no app call); True when the connection may carry another request."""
+        keep = _BodyReader(self, head).finish()  # a probe's body, if any, is read and dropped
+        data, keep = answer_health(self.ctx, self.info, head, keep and head.keep_alive)
+        try:
+            self.sock.settimeout(self.ctx.client_timeout)
+            self.sock.sendall(data)
+        except OSError:
+            return False
         return keep
 
 

@@ -23,7 +23,7 @@ from wsgistack.http.framing import Framing
 from wsgistack.http.heads import CONTINUE, build_head, error_reply
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
 from wsgistack.observe.accesslog import AccessRecord
-from wsgistack.server.context import ServeContext, connection_info, refusal
+from wsgistack.server.context import ServeContext, answer_health, connection_info, refusal
 from wsgistack.server.sockets import unread_bytes
 from wsgistack.wsgi.environ import build_environ
 from wsgistack.wsgi.input import InputStream
@@ -135,6 +135,9 @@ class EventHTTPProtocol(asyncio.Protocol):
     def _dispatch(self) -> None:
         head = self.head
         assert head is not None
+        if head.target == self.ctx.health_path:
+            self._answer_health(head)
+            return
         self.busy = True
         body = self.body
         if body is None:
@@ -149,6 +152,14 @@ class EventHTTPProtocol(asyncio.Protocol):
             self.registry.pool.submit(self._run, environ, sink)
         else:
             self._run(environ, sink)
+
+    def _answer_health(self, head: RequestHead) -> None:
+        """On the loop: answer the health endpoint (no app call), then go on as after any response."""
+        data, keep = answer_health(self.ctx, self.info, head, head.keep_alive)
+        self.busy = True
+        self.registry.request_started(self)
+        self.transport.write(data)
+        self._finished(keep, None)
 
     def _run(self, environ: dict[str, Any], sink: _LoopSink) -> None:
         """Runs the app (in a pool thread, or inline on the loop) and hands the outcome to the loop."""

@@ -26,7 +26,7 @@ from wsgistack.http.framing import Framing
 from wsgistack.http.heads import CONTINUE, build_head, error_reply
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
 from wsgistack.observe.accesslog import AccessRecord
-from wsgistack.server.context import ServeContext, connection_info, refusal
+from wsgistack.server.context import ServeContext, answer_health, connection_info, refusal
 from wsgistack.server.sockets import unread_bytes
 from wsgistack.wsgi.environ import build_environ
 from wsgistack.wsgi.input import InputStream
@@ -145,13 +145,15 @@ class TornadoHTTPConnection:
         """Run the app on a pool thread; True when the connection may carry another request."""
         head = self.head
         assert head is not None
+        ctx = self.ctx
+        if head.target == ctx.health_path:
+            return self._answer_health(head)
         body = self.body
         if body is None:
             stream = InputStream(_no_body)
         else:
             body.seek(0)
             stream = InputStream(partial(body.read, 65536))
-        ctx = self.ctx
         environ = build_environ(head, self.info, stream, ctx.errors, ctx.trust, ctx.multithread)
         sink = _StreamSink(self, head, head.keep_alive)
         done = self.loop.create_future()
@@ -167,6 +169,14 @@ class TornadoHTTPConnection:
             self._drop_body()
         if record is not None:
             self.ctx.access_log.write(record)
+        return keep and not self.closed
+
+    def _answer_health(self, head: RequestHead) -> bool:
+        """On the loop: answer the health endpoint (no app call); True when the connection may go on."""
+        data, keep = answer_health(self.ctx, self.info, head, head.keep_alive)
+        self._write(data)
+        self.head = None
+        self._drop_body()
         return keep and not self.closed
 
     def _run(self, environ: dict[str, Any], sink: _StreamSink, done: Any) -> None:

@@ -28,6 +28,7 @@ from wsgistack.server.heartbeat import Heartbeat
 from wsgistack.server.reloader import Reloader
 from wsgistack.server.sockets import Listener
 from wsgistack.wsgi.loader import AppLoadError, load_app
+from wsgistack.wsgi.mounts import load_mounts
 
 log = logging.getLogger("wsgistack.server")
 
@@ -106,7 +107,7 @@ class Worker:
         reloader = Reloader() if settings.reload else None
         if self.app is None:
             try:
-                self.app = load_app(settings.app or "")
+                self.app = load_mounts(settings.apps) if settings.apps else load_app(settings.app or "")
             except AppLoadError as exc:
                 if exc.details:
                     log.debug("%s", exc.details)
@@ -250,6 +251,7 @@ class Worker:
             on_request=on_request,
             beat=beat,
             keep_alive_timeout=settings.keep_alive,
+            health_path=settings.health_path,
         )
 
     def run(self) -> None:
