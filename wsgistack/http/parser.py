@@ -107,8 +107,11 @@ class _Rejected(Exception):
 class RequestParser:
     """Feeds bytes to llhttp and queues RequestHead / BodyData / EndOfMessage / ParseError events."""
 
-    def __init__(self, limits: Limits = Limits()):
+    def __init__(self, limits: Limits = Limits(), empty_host: bool = False):
         self.limits = limits
+        # RFC 9112 §3.2: a client whose target has no authority sends Host empty; nginx and we refuse it on
+        # the network, but the supervisor's control socket takes it (supervisorctl's tail -f sends it)
+        self.empty_host = empty_host
         self.events: deque[Event] = deque()
         self._parser = httptools.HttpRequestParser(self)
         # only the version check is relaxed: llhttp refuses HTTP/1.2..1.9, which RFC 9112 §2.6 says are
@@ -308,7 +311,7 @@ class RequestParser:
             self._reject(400, "More than one Host header")  # RFC 9112 §3.2, whatever the version
         if version == "1.1" and hosts == 0:
             self._reject(400, "An HTTP/1.1 request needs a Host header")
-        if hosts and host not in valid_hosts:  # the cache asked here: a call less on every request
+        if hosts and host not in valid_hosts and (host or not self.empty_host):  # cache asked: a call less
             self._check(check_host, host)
         if method == "CONNECT":
             self._reject(405, "CONNECT is not supported")
