@@ -21,7 +21,7 @@ USER, PASSWORD = "admin", "s3cret"
 
 
 def _start(conf: Path, ready) -> subprocess.Popen:
-    proc = subprocess.Popen([PY, "-m", "wsgistack", "supervise", "-c", str(conf)], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([PY, "-m", "wsgistack", "supervise", "-n", "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         wait_for(ready, message="the supervisor listening")

@@ -161,7 +161,7 @@ def test_tail_follow_signal_and_pid(tmp_path):
     conf = tmp_path / "supervisord.conf"
     conf.write_text(f"[unix_http_server]\nfile=%(here)s/s.sock\n[supervisord]\nlogfile=%(here)s/s.log\n"
                     f"[program:ticker]\ncommand={PY} {script}\nstartsecs=0.2\n")
-    proc = subprocess.Popen([PY, "-m", "wsgistack", "supervise", "-c", str(conf)], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([PY, "-m", "wsgistack", "supervise", "-n", "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     follower = None
     try:

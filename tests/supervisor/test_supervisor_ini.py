@@ -141,7 +141,7 @@ def test_sample_included_programs_in_a_group(sample):
 
 def test_minimal_file_takes_every_default(tmp_path):
     config = load(tmp_path, "[program:cat]\ncommand=/bin/cat\n")
-    assert config.supervisor == SupervisorSettings()
+    assert config.supervisor == SupervisorSettings(nodaemon=False)  # supervisord detaches by default
     assert config.control == ControlSettings()
     assert config.programs == (ProgramSettings(
         name="cat", program="cat", group="cat", command=("/bin/cat",),

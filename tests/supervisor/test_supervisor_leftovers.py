@@ -47,7 +47,7 @@ def with_leftovers(tmp_path):
         command={PY} %(here)s/daemon.py %(here)s/daemon.pid
         startsecs=0
         """))
-    proc = subprocess.Popen([PY, "-m", "wsgistack", "supervise", "-c", str(conf)], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([PY, "-m", "wsgistack", "supervise", "-n", "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     pids: list[int] = []
     try:

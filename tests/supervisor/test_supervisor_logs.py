@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from wsgistack.supervisor.daemon import warn_nodaemon
+from wsgistack.supervisor.daemon import detaches
+from wsgistack.supervisor.load import load_config
 from wsgistack.supervisor.logs import LogWriter
 from wsgistack.supervisor.own_log import setup_supervisor_log
-from wsgistack.supervisor.settings import ControlSettings, LogSettings, SupervisorConfig, SupervisorSettings
+from wsgistack.supervisor.settings import LogSettings, SupervisorSettings
 
 
 def _rotated(path: Path, backups: int) -> list[bytes]:
@@ -104,14 +105,17 @@ def test_own_log_without_backups_starts_again_and_with_maxbytes_0_never_rotates(
     assert len(kept.read_text().splitlines()) == 30 and not Path(f"{kept}.1").exists()
 
 
-@pytest.mark.parametrize(("nodaemon", "daemon", "warned"), [(False, False, True), (True, False, False),
-                                                            (False, True, False), (True, True, False)])
-def test_nodaemon_false_in_the_foreground_says_so_in_one_line(tmp_path, wsgistack_logger, nodaemon, daemon,
-                                                              warned):
-    path = tmp_path / "supervisord.log"
-    config = SupervisorConfig("supervisord.conf", SupervisorSettings(logfile=str(path), nodaemon=nodaemon),
-                              ControlSettings(), (), {})
-    setup_supervisor_log(config.supervisor)
-    warn_nodaemon(config, daemon)
-    text = path.read_text()
-    assert ("nodaemon=false: staying in the foreground" in text) is warned and len(text.splitlines()) == warned
+@pytest.mark.parametrize(("text", "daemon", "detached"), [
+    ("[supervisord]\n", None, True),  # supervisord's default: detach
+    ("[supervisord]\nnodaemon=false\n", None, True),
+    ("[supervisord]\nnodaemon=true\n", None, False),
+    ("[supervisord]\nnodaemon=false\n", False, False),  # -n
+    ("[supervisord]\nnodaemon=true\n", True, True),  # --daemon
+    ("[supervisor]\n", None, False),  # wsgistack.toml: the foreground by default
+    ("[supervisor]\nnodaemon = false\n", None, True),
+    ("[supervisor]\nnodaemon = false\n", False, False),
+])
+def test_nodaemon_decides_unless_the_command_line_does(tmp_path, text, daemon, detached):
+    path = tmp_path / ("wsgistack.toml" if text.startswith("[supervisor]") else "supervisord.conf")
+    path.write_text(text)
+    assert detaches(load_config(str(path)), daemon) is detached

@@ -140,7 +140,7 @@ def test_supervisorctl_over_inet_http_server_with_credentials(tmp_path):
                     f"[supervisord]\nlogfile=%(here)s/s.log\n"
                     f"[supervisorctl]\nserverurl=http://127.0.0.1:{port}\nusername=admin\npassword=s3cret\n"
                     f"[program:long]\ncommand={PY} -c 'import time; time.sleep(60)'\nstartsecs=0\n")
-    proc = subprocess.Popen([PY, "-m", "wsgistack", "supervise", "-c", str(conf)], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([PY, "-m", "wsgistack", "supervise", "-n", "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         out = wait_for(lambda: (r := supervisorctl(conf, "status")).stdout.startswith("long") and r,

@@ -5,6 +5,7 @@ which name the file, the line of `key =` inside the table, the table and the key
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import signal
 from pathlib import Path
@@ -15,7 +16,7 @@ from supervisor_samples import ENVIRON, write_ini_sample, write_toml_sample
 from wsgistack.config.errors import ConfigError
 from wsgistack.supervisor.ini import load_ini
 from wsgistack.supervisor.settings import ControlSettings, LogSettings, ProgramSettings, SupervisorSettings
-from wsgistack.supervisor.toml_config import load_toml
+from wsgistack.supervisor.toml_config import load_toml, stack_run_dir
 
 
 def load(tmp_path: Path, text: str, environ: dict[str, str] | None = None):
@@ -44,8 +45,10 @@ def test_toml_twin_equals_the_ini_sample(tmp_path):
 
 def test_no_tables_gives_defaults(tmp_path):
     config = load(tmp_path, "[serve]\napp = 'app:app'\n")
+    # a file with [serve] is one for `wsgistack up`: its socket is in the run folder, where `ctl` looks
+    socket = os.path.join(stack_run_dir(config.source), "supervisor.sock")
     assert (config.supervisor, config.control, config.programs, config.groups) == (
-        SupervisorSettings(), ControlSettings(), (), {})
+        SupervisorSettings(), ControlSettings(unix_path=socket), (), {})
 
 
 def test_toml_forms(tmp_path):

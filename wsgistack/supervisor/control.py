@@ -20,6 +20,7 @@ from typing import Any
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.supervisor.runtime import Supervisor
+from wsgistack.supervisor.states import STOPPED_STATES
 from wsgistack.supervisor.xmlrpc import RPCInterface, serve_http
 
 log = logging.getLogger("wsgistack.supervisor")
@@ -89,7 +90,8 @@ class ControlServer:
             os.chown(self.path, entry.pw_uid, grp.getgrnam(group).gr_gid if group else entry.pw_gid)
 
     async def close(self) -> None:
-        """Stop listening and remove the socket file."""
+        """Stop listening, end the log streams (tail -f) and remove the socket file."""
+        self.rpc.closing.set()
         if self.inet_server is not None:
             self.inet_server.close()
         if self.server is not None:
@@ -201,9 +203,13 @@ class ControlServer:
         """Start processes; the answer says, per process, 'started' or why not."""
         return {p.name: "started" if p.start() else "already started" for p in self._select(names)}
 
-    def cmd_stop(self, *names: str) -> dict[str, str]:
-        """Ask processes to stop (the answer comes before they are down; status shows when)."""
-        return {p.name: "stopping" if p.stop() else "not running" for p in self._select(names)}
+    async def cmd_stop(self, *names: str) -> dict[str, str]:
+        """Stop processes and answer once they are stopped (as supervisorctl waits), or why not."""
+        processes = self._select(names)
+        asked = {p.name: p.stop() for p in processes}
+        await self.supervisor.until_stopped([p for p in processes if asked[p.name]])
+        return {p.name: ("stopped" if p.state in STOPPED_STATES else f"still {p.state.name}") if asked[p.name]
+                else "not running" for p in processes}
 
     def cmd_restart(self, *names: str) -> dict[str, str]:
         """Stop, then start again once stopped."""
@@ -268,13 +274,7 @@ class ControlServer:
 
     async def cmd_reload(self) -> str:
         """Stop everything, re-read the config, start again."""
-        new = self._reread()
-        await self.supervisor.stop_all()
-        for group in list(self.supervisor.groups()):
-            self.supervisor.remove_group(group)
-        for group in dict.fromkeys(p.group for p in new.programs):
-            self.supervisor.add_group(new, group)
-        self.supervisor.config = new
+        await self.supervisor.reload(self._reread())
         return "reloaded"
 
     def cmd_shutdown(self) -> str:

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import time
 from typing import Any
 
 from wsgistack.config.errors import ConfigError
+from wsgistack.config.toml_file import find_config_file
 from wsgistack.supervisor.status import format_status
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the supervisor refused or could not do it
 EXIT_NOT_RUNNING = 3  # status: some process is not running (as supervisorctl and LSB say)
 EXIT_UNREACHABLE = 4
+
+
+# the file ctl reads without -c or -s: $WSGISTACK_CONFIG, then the first of these that exists (wsgistack's own
+# file first, then where supervisorctl looks for supervisord.conf, in its order)
+CONFIG_FILES = ("wsgistack.toml", "supervisord.conf", "etc/supervisord.conf", "/etc/supervisord.conf",
+                "/etc/supervisor/supervisord.conf")
 
 
 class Unreachable(Exception):
@@ -49,6 +57,16 @@ def request(path: str, command: str, *args: str, timeout: float = 30.0,
         return json.loads(data)
     except ValueError:
         raise Unreachable(f"no answer from the supervisor at {path} (is it a wsgistack control socket?)") from None
+
+
+def find_config(config_path: str | None, socket_arg: str | None) -> str | None:
+    """The config file to read: -c; none with -s alone; else found as supervisorctl finds its file."""
+    if config_path or socket_arg:
+        return config_path
+    found = find_config_file(None, os.environ, defaults=CONFIG_FILES)
+    if found is None:
+        raise ConfigError(f"name the supervisor: -c CONFIG or -s SOCKET (found none of {', '.join(CONFIG_FILES)})")
+    return str(found)
 
 
 def socket_path(config_path: str | None, socket_arg: str | None) -> str:
@@ -89,6 +107,7 @@ def run_ctl(config_path: str | None, socket_arg: str | None, command: str, args:
             as_json: bool, follow: bool = False, lines: int = 0, username: str | None = None,
             password: str | None = None) -> int:
     """Carry out one ctl command; print its result; return the exit code."""
+    config_path = find_config(config_path, socket_arg)
     path = socket_path(config_path, socket_arg)
     auth = credentials(config_path, username, password)
     try:
@@ -132,6 +151,8 @@ def _tail(path: str, args: list[str], as_json: bool, follow: bool, lines: int, a
         sys.stderr.write(f"wsgistack ctl: {answer.get('error')}\n")
         return EXIT_FAILED
     text, offset = answer["result"]["data"], answer["result"]["offset"]
+    if len(text.encode()) < offset and "\n" in text:
+        text = text[text.index("\n") + 1:]  # the window starts inside a line: begin at the next one
     if lines:
         text = "".join(text.splitlines(keepends=True)[-lines:])
     sys.stdout.write(json.dumps({"data": text, "offset": offset}) + "\n" if as_json else text)

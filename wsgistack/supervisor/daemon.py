@@ -1,7 +1,8 @@
 """`wsgistack supervise`: load a config, run its programs, serve the control socket until told to stop.
 
-Foreground by default (systemd, containers). SIGTERM and SIGINT stop every program in reverse priority order,
-then the supervisor exits 0, removing its socket and pid files.
+Detached or in the foreground as the file says (`nodaemon`, see `detaches`), unless --daemon or -n says
+otherwise. SIGTERM and SIGINT stop every program in reverse priority order, then the supervisor exits 0,
+removing its socket and pid files.
 """
 
 from __future__ import annotations
@@ -46,26 +47,25 @@ def _reopen_logs(supervisor: Supervisor) -> None:
     log.info("SIGUSR2: log files reopened")
 
 
-def warn_nodaemon(config: SupervisorConfig, daemon: bool) -> None:
-    """nodaemon=false asks supervisord to detach; we stay in the foreground unless told --daemon, as
-    `supervisord -n` does whatever the file says: a stock supervisord.conf must not vanish from under systemd."""
-    if not daemon and not config.supervisor.nodaemon:
-        log.warning("%s: nodaemon=false: staying in the foreground (wsgistack supervise detaches only with "
-                    "--daemon)", config.source)
+def detaches(config: SupervisorConfig, daemon: bool | None) -> bool:
+    """Whether to detach: --daemon (True) and -n (False) decide; else the file's `nodaemon`, which means the
+    same in both formats. Only its default differs: supervisord.conf detaches unless it says nodaemon=true
+    (supervisord's default, so a file moved from supervisord behaves as it did), wsgistack.toml stays in the
+    foreground (systemd, containers) unless its [supervisor] says nodaemon = false. The readers set it."""
+    return daemon if daemon is not None else not config.supervisor.nodaemon
 
 
-def supervise(config: SupervisorConfig, daemon: bool = False,
+def supervise(config: SupervisorConfig, daemon: bool | None = None,
               prepare: Callable[[Supervisor, ControlServer | None], None] | None = None) -> int:
-    """Run until stopped; the process exit code. `prepare` is called once the supervisor and its control
-    server exist, before anything starts (`up`)."""
+    """Run until stopped; the process exit code. `daemon`: --daemon (True), -n (False), or None (the file).
+    `prepare` is called once the supervisor and its control server exist, before anything starts (`up`)."""
     settings = config.supervisor
     if config.control.inet_port is not None and not config.control.username:
         raise ConfigError(f"{config.source}: [inet_http_server] needs username and password: anyone who can "
                           f"reach the port could otherwise stop every program")
-    if daemon:
+    if detaches(config, daemon):
         daemonize()
     setup_supervisor_log(settings)
-    warn_nodaemon(config, daemon)
     os.umask(settings.umask)
     if settings.directory:
         os.chdir(settings.directory)

@@ -14,6 +14,7 @@ import glob
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from wsgistack.config.errors import ConfigError
@@ -68,6 +69,9 @@ def load_ini(path: str, environ: Mapping[str, str] | None = None) -> SupervisorC
             raise section.error(None, f"unknown section (known: {_KNOWN})")
 
     daemon = read_daemon(found.get("supervisord"), environ)
+    if "nodaemon" not in getattr(found.get("supervisord"), "values", {}):
+        # supervisord detaches unless told nodaemon=true; wsgistack.toml's default is the foreground
+        daemon = replace(daemon, settings=replace(daemon.settings, nodaemon=False))
     processes, members = read_programs(programs, groups, daemon, environ)
     return SupervisorConfig(
         source=path, supervisor=daemon.settings,

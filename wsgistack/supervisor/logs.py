@@ -35,6 +35,7 @@ class LogWriter:
         self._lock = threading.Condition()
         self._closed = False
         self._reopen = False
+        self._clear = False
         self._warned = -1e9
         self._fd = -1
         self._size = 0
@@ -66,6 +67,24 @@ class LogWriter:
             self._reopen = True
             self._lock.notify()
 
+    def read(self, offset: int, length: int) -> bytes:
+        """Bytes of the output by supervisord's read rules (see read_range), offsets counted from the first byte
+        the program wrote; what is no longer kept in memory (all but the last TAIL_KEEP) is left out."""
+        kept, total = bytes(self.recent), self.written
+        start, end = read_range(total, offset, length)
+        first = total - len(kept)
+        return kept[max(start, first) - first:max(end, first) - first]
+
+    def clear(self) -> None:
+        """Forget the output so far (supervisorctl's `clear`): the kept tail, what waits for the disk, and the
+        file's contents. `written` keeps counting, so a `tail -f` in progress just sees nothing new."""
+        self.recent.clear()
+        with self._lock:
+            self._queue.clear()
+            self._queued = 0
+            self._clear = True
+            self._lock.notify()
+
     def close(self) -> None:
         """Write what is queued, then stop the thread and close the file."""
         with self._lock:
@@ -81,14 +100,17 @@ class LogWriter:
     def _run(self) -> None:
         while True:
             with self._lock:
-                self._lock.wait_for(lambda: self._queue or self._closed or self._reopen)
+                self._lock.wait_for(lambda: self._queue or self._closed or self._reopen or self._clear)
                 if not self._queue and self._closed:
                     break
                 data = b"".join(self._queue)
                 self._queue.clear()
                 self._queued = 0
                 reopen, self._reopen = self._reopen, False
+                clear, self._clear = self._clear, False
                 self._lock.notify_all()
+            if clear:
+                self._empty_file()
             if reopen and self._fd > 2:
                 os.close(self._fd)
                 self._fd = -1
@@ -96,6 +118,18 @@ class LogWriter:
                 self._write(data)
         if self._fd > 2:
             os.close(self._fd)
+
+    def _empty_file(self) -> None:
+        if self.path is None or self.path in ("/dev/stdout", "/dev/stderr"):
+            return
+        try:
+            if self._fd > 2:
+                os.ftruncate(self._fd, 0)  # O_APPEND: the next write goes to the new end, 0
+            elif os.path.exists(self.path):
+                os.truncate(self.path, 0)
+        except OSError as exc:
+            log.warning("cannot clear %s: %s", self.path, exc.strerror)
+        self._size = self._line = 0
 
     def _open(self) -> None:
         assert self.path is not None
@@ -165,6 +199,28 @@ class LogWriter:
         rotate(self.path, self.settings.backups)
         self._fd = -1
         self._open()
+
+
+def read_range(size: int, offset: int, length: int) -> tuple[int, int]:
+    """The byte range [start, end) of a log of `size` bytes that supervisord's read calls (readLog,
+    readProcessStdoutLog) ask for: a negative offset is the last -offset bytes (length must then be 0);
+    otherwise `length` bytes from `offset`, 0 meaning up to the end. ValueError for the other combinations."""
+    if offset < 0:
+        if length:
+            raise ValueError("a negative offset reads the end of the log: its length must be 0")
+        return max(size + offset, 0), size
+    if length < 0:
+        raise ValueError("the length must not be negative")
+    end = size if length == 0 else min(offset + length, size)
+    return min(offset, size), end
+
+
+def read_file(path: str, offset: int, length: int) -> bytes:
+    """Bytes of a log file by supervisord's read rules (see read_range); OSError when it cannot be read."""
+    with open(path, "rb") as handle:
+        start, end = read_range(os.fstat(handle.fileno()).st_size, offset, length)
+        handle.seek(start)
+        return handle.read(end - start)
 
 
 def rotate(path: str, backups: int) -> None:

@@ -54,3 +54,15 @@ def setup_supervisor_log(settings: SupervisorSettings) -> None:
     root.removeHandler(handler)
     handler.close()
     root.addHandler(rotating)
+
+
+def clear_supervisor_log(settings: SupervisorSettings) -> bool:
+    """Empty the supervisor's log file (supervisorctl's clearLog); False when there is no file to empty."""
+    path = settings.logfile
+    try:
+        if not path or not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        os.truncate(path, 0)  # the handler appends, so its next record starts the emptied file
+    except OSError:
+        return False
+    return True

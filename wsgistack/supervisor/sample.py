@@ -138,7 +138,7 @@ def _ini() -> str:
               _same("logfile_backups", "10", "rotated files kept; 0 keeps none"),
               _same("loglevel", "info", "critical, error, warn, info, debug, trace or blather"),
               _same("pidfile", "%(here)s/supervisord.pid", "written at start, removed at exit"),
-              _same("nodaemon", "true", "the foreground; only supervise --daemon detaches"),
+              _same("nodaemon", "true", "the foreground; false (the default here) detaches; -n, --daemon decide"),
               _same("childlogdir", "%(here)s", "where AUTO program logs go (default /tmp)"),
               _same("umask", "022", "file mode mask of the supervisor and its programs", live=False),
               _same("identifier", "supervisor", "part of AUTO log names", live=False)]
@@ -198,7 +198,7 @@ def _toml() -> str:
               _plain("logfile_backups", "10", "rotated files kept; 0 keeps none"),
               _same("loglevel", "info", "critical, error, warn, info, debug, trace or blather"),
               _same("pidfile", "%(here)s/supervisor.pid", "written at start, removed at exit"),
-              _plain("nodaemon", "true", "the foreground; only supervise --daemon detaches"),
+              _plain("nodaemon", "true", "the foreground (the default); false detaches; -n, --daemon decide"),
               _same("childlogdir", "%(here)s", "where AUTO program logs go (default /tmp)"),
               _same("umask", "022", "file mode mask of the supervisor and its programs", live=False)]
     group = _same("group", "webapps", "put it in a group, named with the other members", live=False)

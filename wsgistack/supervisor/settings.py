@@ -86,7 +86,7 @@ class SupervisorSettings:
     logfile_backups: int = 10
     loglevel: str = "info"
     pidfile: str | None = None
-    nodaemon: bool = True  # foreground by default (systemd, containers); --daemon asks otherwise
+    nodaemon: bool = True  # wsgistack.toml: the foreground unless it says false; supervisord.conf: false unless said
     childlogdir: str = "/tmp"
     directory: str | None = None
     umask: int = 0o022

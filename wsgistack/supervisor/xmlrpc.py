@@ -19,9 +19,13 @@ from wsgistack import __version__
 from wsgistack.config.errors import ConfigError
 from wsgistack.http.heads import error_response, simple_response
 from wsgistack.http.parser import BodyData, EndOfMessage, Limits, ParseError, RequestHead, RequestParser
+from wsgistack.supervisor.logs import LogWriter, read_file
+from wsgistack.supervisor.logtail import is_log_stream, serve_log_stream
+from wsgistack.supervisor.own_log import clear_supervisor_log
 from wsgistack.supervisor.process import Process
 from wsgistack.supervisor.runtime import Supervisor
-from wsgistack.supervisor.states import STOPPED_STATES, ProcessState
+from wsgistack.supervisor.settings import SupervisorConfig
+from wsgistack.supervisor.states import RUNNING_STATES, STOPPED_STATES, ProcessState
 from wsgistack.supervisor.status import describe
 
 API_VERSION = "3.0"  # supervisorctl refuses servers that do not say this
@@ -31,7 +35,7 @@ HEAD_LIMITS = Limits(request_line=4094, fields=32, field_size=4096, body_size=0)
 LINGER_SECONDS, LINGER_BYTES = 2.0, 4 << 20  # what a refused client may still send, read and dropped
 
 # supervisord's fault codes
-UNKNOWN_METHOD, INCORRECT_PARAMETERS, BAD_NAME, BAD_SIGNAL = 1, 2, 10, 11
+UNKNOWN_METHOD, INCORRECT_PARAMETERS, BAD_ARGUMENTS, BAD_NAME, BAD_SIGNAL, NO_FILE = 1, 2, 3, 10, 11, 20
 FAILED, ABNORMAL_TERMINATION, SPAWN_ERROR, ALREADY_STARTED, NOT_RUNNING = 30, 40, 50, 60, 70
 SUCCESS, ALREADY_ADDED, STILL_RUNNING, CANT_REREAD = 80, 90, 91, 92
 
@@ -49,6 +53,8 @@ class RPCInterface:
     def __init__(self, supervisor: Supervisor, on_shutdown):
         self.supervisor = supervisor
         self.on_shutdown = on_shutdown
+        self.pending: SupervisorConfig | None = None  # the config as reloadConfig (reread) last read it
+        self.closing = asyncio.Event()  # set when the control server closes: log streams end
 
     async def call(self, method: str, params: tuple) -> Any:
         """Dispatch one call; raises Fault for errors supervisorctl knows how to show."""
@@ -87,6 +93,62 @@ class RPCInterface:
         self.supervisor.loop.call_soon(self.on_shutdown)
         return True
 
+    def supervisor_restart(self) -> bool:
+        """supervisorctl's reload: stop everything, read the config again, start it (in the background, as
+        supervisord answers before it restarts)."""
+        try:
+            new = self.supervisor.reread()
+        except ConfigError as exc:
+            raise Fault(CANT_REREAD, "CANT_REREAD", str(exc)) from None
+        self.pending = None
+        self.supervisor.loop.create_task(self.supervisor.reload(new))
+        return True
+
+    def supervisor_readLog(self, offset: int, length: int) -> str:
+        """Bytes of the supervisor's own log file (maintail)."""
+        logfile = self.supervisor.config.supervisor.logfile
+        if not logfile or not os.path.exists(logfile):
+            raise Fault(NO_FILE, "NO_FILE", logfile or "no logfile configured ([supervisord] logfile=)")
+        try:
+            return read_file(logfile, offset, length).decode("utf-8", "replace")
+        except ValueError as exc:
+            raise Fault(BAD_ARGUMENTS, "BAD_ARGUMENTS", str(exc)) from None
+        except OSError as exc:
+            raise Fault(FAILED, "FAILED", f"{logfile}: {exc.strerror}") from None
+
+    supervisor_readMainLog = supervisor_readLog
+
+    def supervisor_clearLog(self) -> bool:
+        """Empty the supervisor's own log file."""
+        if not clear_supervisor_log(self.supervisor.config.supervisor):
+            raise Fault(NO_FILE, "NO_FILE", self.supervisor.config.supervisor.logfile or "no logfile configured")
+        return True
+
+    def supervisor_getAllConfigInfo(self) -> list[dict]:
+        """Every process of the config as last read (reread), and whether it is in use (avail)."""
+        config = self.pending or self.supervisor.config
+        in_use = set(self.supervisor.groups())
+        group_priority: dict[str, int] = {}
+        for settings in config.programs:
+            group_priority[settings.group] = min(group_priority.get(settings.group, settings.priority),
+                                                 settings.priority)
+        records = []
+        for settings in config.programs:
+            records.append({
+                "name": settings.name, "group": settings.group, "inuse": settings.group in in_use,
+                "autostart": settings.autostart, "group_prio": group_priority[settings.group],
+                "process_prio": settings.priority, "command": " ".join(settings.command),
+                "directory": settings.directory or "none", "uid": settings.user or "none",
+                "exitcodes": list(settings.exitcodes), "killasgroup": settings.killasgroup,
+                "redirect_stderr": settings.redirect_stderr, "startretries": settings.startretries,
+                "startsecs": int(settings.startsecs), "stopsignal": int(settings.stopsignal),
+                "stopwaitsecs": int(settings.stopwaitsecs),
+                "stdout_logfile": settings.stdout.path or "none", "stderr_logfile": settings.stderr.path or "none",
+                "stdout_logfile_maxbytes": settings.stdout.maxbytes, "stdout_logfile_backups": settings.stdout.backups,
+                "stderr_logfile_maxbytes": settings.stderr.maxbytes, "stderr_logfile_backups": settings.stderr.backups,
+            })
+        return sorted(records, key=lambda record: record["name"])
+
     def supervisor_reloadConfig(self) -> list:
         try:
             self.pending = self.supervisor.reread()
@@ -95,7 +157,7 @@ class RPCInterface:
         return [list(self.supervisor.diff(self.pending))]
 
     def supervisor_addProcessGroup(self, name: str) -> bool:
-        new = getattr(self, "pending", None) or self.supervisor.config
+        new = self.pending or self.supervisor.config
         if name in self.supervisor.groups():
             raise Fault(ALREADY_ADDED, "ALREADY_ADDED", name)
         if not any(p.group == name for p in new.programs):
@@ -161,9 +223,10 @@ class RPCInterface:
         if wait:
             await self._await_state(process, {ProcessState.RUNNING, ProcessState.FATAL, ProcessState.BACKOFF},
                                     process.settings.startsecs + 30)
+            if process.state in (ProcessState.BACKOFF, ProcessState.FATAL):  # could not start, or exited early
+                raise Fault(SPAWN_ERROR, "SPAWN_ERROR", name)
             if process.state != ProcessState.RUNNING:
-                raise Fault(SPAWN_ERROR if process.spawn_error else ABNORMAL_TERMINATION,
-                            "SPAWN_ERROR" if process.spawn_error else "ABNORMAL_TERMINATION", name)
+                raise Fault(ABNORMAL_TERMINATION, "ABNORMAL_TERMINATION", name)
         return True
 
     async def supervisor_stopProcess(self, name: str, wait: bool = True) -> bool:
@@ -174,41 +237,83 @@ class RPCInterface:
             await self._await_state(process, set(STOPPED_STATES), process.settings.stopwaitsecs + 5)
         return True
 
-    async def _many(self, processes: list[Process], action: str, wait: bool) -> list[dict]:
+    async def _many(self, processes: list[Process], action, *args: Any) -> list[dict]:
+        """`action(name, *args)` for each process, as supervisord's group calls report it: one record per
+        process with its fault code (SUCCESS when done); those already started (or not running) are left out."""
         results = []
         for process in processes:
             try:
-                await getattr(self, f"supervisor_{action}Process")(process.name, wait)
+                outcome = action(process.name, *args)
+                if asyncio.iscoroutine(outcome):
+                    await outcome
                 code, description = SUCCESS, "OK"
             except xmlrpc.client.Fault as fault:
                 code, description = fault.faultCode, fault.faultString
             if code in (ALREADY_STARTED, NOT_RUNNING):
-                continue  # supervisord leaves these out of group results
+                continue
             results.append({"name": process.settings.name, "group": process.settings.group, "status": code,
                             "description": description})
         return results
 
     async def supervisor_startProcessGroup(self, name: str, wait: bool = True) -> list[dict]:
-        return await self._many(self._group(name), "start", wait)
+        return await self._many(self._group(name), self.supervisor_startProcess, wait)
 
     async def supervisor_stopProcessGroup(self, name: str, wait: bool = True) -> list[dict]:
-        return await self._many(self._group(name), "stop", wait)
+        return await self._many(self._group(name)[::-1], self.supervisor_stopProcess, wait)
 
     async def supervisor_startAllProcesses(self, wait: bool = True) -> list[dict]:
-        return await self._many(self.supervisor.ordered(), "start", wait)
+        return await self._many(self.supervisor.ordered(), self.supervisor_startProcess, wait)
 
     async def supervisor_stopAllProcesses(self, wait: bool = True) -> list[dict]:
-        return await self._many(self.supervisor.ordered(reverse=True), "stop", wait)
+        return await self._many(self.supervisor.ordered(reverse=True), self.supervisor_stopProcess, wait)
+
+    async def supervisor_signalProcessGroup(self, name: str, signame: str) -> list[dict]:
+        self._signal_number(signame)
+        return await self._many(self._group(name), self.supervisor_signalProcess, signame)
+
+    async def supervisor_signalAllProcesses(self, signame: str) -> list[dict]:
+        self._signal_number(signame)
+        return await self._many(self.supervisor.ordered(), self.supervisor_signalProcess, signame)
+
+    def _signal_number(self, signame: str) -> None:
+        # a bad signal is one fault for the whole call, before anything is sent, as supervisord does
+        try:
+            self.supervisor.signal([], signame)
+        except ValueError:
+            raise Fault(BAD_SIGNAL, "BAD_SIGNAL", str(signame)) from None
 
     def supervisor_signalProcess(self, name: str, signame: str) -> bool:
         process = self._one(name)
-        try:
-            [delivered] = self.supervisor.signal([process], signame).values()
-        except ValueError:
-            raise Fault(BAD_SIGNAL, "BAD_SIGNAL", str(signame)) from None
+        self._signal_number(signame)
+        if process.state not in (ProcessState.STARTING, ProcessState.RUNNING, ProcessState.STOPPING):
+            raise Fault(NOT_RUNNING, "NOT_RUNNING", name)  # supervisord signals only these states
+        [delivered] = self.supervisor.signal([process], signame).values()
         if not delivered:
             raise Fault(NOT_RUNNING, "NOT_RUNNING", name)
         return True
+
+    def supervisor_sendProcessStdin(self, name: str, chars: str) -> bool:
+        """supervisorctl's fg types into a program's stdin; wsgistack gives programs /dev/null instead."""
+        process = self._one(name)
+        if process.state not in RUNNING_STATES or not process.pid:
+            raise Fault(NOT_RUNNING, "NOT_RUNNING", name)
+        raise Fault(NO_FILE, "NO_FILE", "wsgistack gives programs /dev/null as stdin: nothing can be sent")
+
+    def _clear(self, name: str) -> bool:
+        process = self._one(name)
+        process.stdout.clear()
+        if process.stderr is not process.stdout:
+            process.stderr.clear()
+        return True
+
+    def supervisor_clearProcessLogs(self, name: str) -> bool:
+        """Empty a process's stdout and stderr logs (its files, and what tail shows)."""
+        return self._clear(name)
+
+    supervisor_clearProcessLog = supervisor_clearProcessLogs
+
+    async def supervisor_clearAllProcessLogs(self) -> list[dict]:
+        return await self._many(self.supervisor.ordered(), self._clear)
 
     def _tail(self, name: str, stream: str, offset: int, length: int) -> list:
         return list(self.supervisor.tail(self._one(name), stream, offset, length))
@@ -219,11 +324,20 @@ class RPCInterface:
     def supervisor_tailProcessStderrLog(self, name: str, offset: int, length: int) -> list:
         return self._tail(name, "stderr", offset, length)
 
+    def _read(self, writer: LogWriter, offset: int, length: int) -> str:
+        try:
+            return writer.read(offset, length).decode("utf-8", "replace")
+        except ValueError as exc:
+            raise Fault(BAD_ARGUMENTS, "BAD_ARGUMENTS", str(exc)) from None
+
     def supervisor_readProcessStdoutLog(self, name: str, offset: int, length: int) -> str:
-        return self._tail(name, "stdout", max(offset, 0), length or 1 << 20)[0]
+        """Bytes of a process's stdout (tail -300 NAME asks for offset -300, length 0: the last 300)."""
+        return self._read(self._one(name).stdout, offset, length)
 
     def supervisor_readProcessStderrLog(self, name: str, offset: int, length: int) -> str:
-        return self._tail(name, "stderr", max(offset, 0), length or 1 << 20)[0]
+        return self._read(self._one(name).stderr, offset, length)
+
+    supervisor_readProcessLog = supervisor_readProcessStdoutLog
 
 
 async def serve_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: bytes,
@@ -233,7 +347,7 @@ async def serve_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     Credentials and the declared body size are checked on the head, before any of the body is read: a
     stranger's 200 MiB POST costs a 401 and a closed connection, never 200 MiB of memory.
     """
-    parser = RequestParser(HEAD_LIMITS)
+    parser = RequestParser(HEAD_LIMITS, empty_host=True)  # Host names nothing here; supervisorctl's tail -f
     parser.feed(first)
     head: RequestHead | None = None
     body = bytearray()
@@ -256,6 +370,9 @@ async def serve_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
             if len(body) > MAX_BODY:  # a chunked body announces no size: counted as it comes
                 refusal = error_response(413, f"An XML-RPC request takes at most {MAX_BODY} bytes")
         elif isinstance(event, EndOfMessage) and head is not None:
+            if head.method == "GET" and is_log_stream(head.target):  # tail -f, maintail -f, fg
+                await serve_log_stream(head.target, rpc.supervisor, reader, writer, rpc.closing)
+                return
             writer.write(await _respond(head, bytes(body), rpc))
             await writer.drain()
             if not head.keep_alive:
