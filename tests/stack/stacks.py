@@ -22,8 +22,9 @@ RELEASE_APP = '''from flask import Flask, request
 app = Flask(__name__)
 
 
-@app.route("/", methods=["GET", "POST"])
-def index():
+@app.route("/", methods=["GET", "POST"], defaults={"path": ""})
+@app.route("/<path:path>", methods=["GET", "POST"])
+def index(path):
     return "{answer} " + str(len(request.get_data()))
 '''
 

@@ -27,10 +27,10 @@ from wsgistack.proxy.config import load_proxy_settings
 from wsgistack.proxy.server import STOP_GRACE
 from wsgistack.proxy.settings import ProxySettings
 from wsgistack.supervisor.settings import LogSettings, ProgramSettings, ReadyCheck, SupervisorConfig
+from wsgistack.supervisor.toml_config import STACK_APP as APP_SERVER
+from wsgistack.supervisor.toml_config import STACK_PROXY as PROXY
 from wsgistack.supervisor.toml_config import load_toml, stack_run_dir
 
-APP_SERVER = "app"  # the program name of a plain [serve] table
-PROXY = "proxy"
 _APP_PRIORITY = 100  # app servers first, then the proxy, then the programs (supervisord's default is 999)
 _PROXY_PRIORITY = 200
 _STOP_MARGIN = 5.0  # seconds beyond an app server's graceful_timeout before the supervisor kills it

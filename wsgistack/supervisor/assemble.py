@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,8 +102,10 @@ def read_credentials(section: Section, names: Mapping[str, Any]) -> tuple[str | 
 
 def read_programs(
     programs: list[tuple[str, Section]], groups: list[Group], daemon: Daemon, environ: Mapping[str, str],
+    outside: Collection[str] = (),
 ) -> tuple[tuple[ProgramSettings, ...], dict[str, tuple[str, ...]]]:
-    """Every process of every program, in start order, and the process names of each group."""
+    """Every process of every program, in start order, and the process names of each group. `outside` names
+    what depends_on may name besides them (the app servers and the proxy of `wsgistack up`)."""
     sections = dict(programs)
     group_of: dict[str, Group] = {}
     for group in groups:
@@ -134,7 +136,7 @@ def read_programs(
         for process in processes:
             wanted = needs[process.program]
             wanted += [other for other in process.depends_on if other not in wanted]
-    check_dependencies(needs, sections)
+    check_dependencies(needs, sections, outside)
     declared = {group.name: group.priority for group in groups}
 
     def group_priority(group: str) -> int:
@@ -224,11 +226,12 @@ def log_settings(
                        get(f"{option}_backups", o.count, 10))
 
 
-def check_dependencies(needs: Mapping[str, list[str]], sections: Mapping[str, Section]) -> None:
+def check_dependencies(needs: Mapping[str, list[str]], sections: Mapping[str, Section],
+                       outside: Collection[str] = ()) -> None:
     """depends_on names existing programs and has no cycle."""
     for program, wanted in needs.items():
         for other in wanted:
-            if other not in sections:
+            if other not in sections and other not in outside:
                 raise sections[program].error("depends_on", f"no program named {other!r}")
     done: set[str] = set()
 
@@ -238,7 +241,7 @@ def check_dependencies(needs: Mapping[str, list[str]], sections: Mapping[str, Se
         if program in path:
             cycle = [*path[path.index(program):], program]
             raise sections[cycle[0]].error("depends_on", "a cycle: " + " -> ".join(cycle))
-        for other in needs[program]:
+        for other in needs.get(program, ()):
             visit(other, [*path, program])
         done.add(program)
 

@@ -18,12 +18,15 @@ import tempfile
 from collections.abc import Mapping
 
 from wsgistack.config.errors import ConfigError
+from wsgistack.config.loader import serve_table_names
 from wsgistack.config.toml_file import SET_TWICE, read_toml_file, underscored
 from wsgistack.supervisor import options as o
 from wsgistack.supervisor.assemble import Group, base_names, read_credentials, read_daemon, read_programs
 from wsgistack.supervisor.options import Section
 from wsgistack.supervisor.settings import ControlSettings, SupervisorConfig
 
+STACK_APP = "app"  # the program name of a plain [serve] table under `wsgistack up`
+STACK_PROXY = "proxy"
 CONTROL_OPTIONS = frozenset({"socket", "socket_mode", "socket_owner", "http", "username", "password"})
 
 
@@ -66,13 +69,20 @@ def load_toml(path: str, environ: Mapping[str, str] | None = None) -> Supervisor
     groups = [Group(group, tuple(names), None, first_member[group], "group")
               for group, names in members.items()]
 
-    processes, group_members = read_programs(programs, groups, daemon, environ)
+    processes, group_members = read_programs(programs, groups, daemon, environ, stack_part_names(document))
     control = read_control(daemon_section, environ)
     if control.unix_path is None and ("serve" in document or "proxy" in document):
         # a file for `wsgistack up`: its control socket is where `ctl` looks for it, with no setting
         control = dataclasses.replace(control, unix_path=os.path.join(stack_run_dir(path), "supervisor.sock"))
     return SupervisorConfig(source=path, supervisor=daemon.settings, control=control,
                             programs=processes, groups=group_members)
+
+
+def stack_part_names(document: Mapping[str, object]) -> list[str]:
+    """The programs `wsgistack up` adds for a file's [serve] (or each [serve.NAME]) and [proxy] tables."""
+    serve = document.get("serve")
+    names = (serve_table_names(serve) or [STACK_APP]) if isinstance(serve, dict) else []
+    return names + ([STACK_PROXY] if "proxy" in document else [])
 
 
 def stack_run_dir(config_path: str) -> str:
