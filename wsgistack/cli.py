@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from wsgistack import __version__
 from wsgistack.config.errors import ConfigError
-from wsgistack.config.loader import add_option_arguments, add_serve_arguments, load_serve_settings
+from wsgistack.config.loader import (
+    add_option_arguments,
+    add_serve_arguments,
+    load_serve_settings,
+    serve_table_names,
+)
 from wsgistack.config.settings import ServeSettings
 from wsgistack.config.toml_file import find_config_file, read_toml_file
 
@@ -281,17 +286,26 @@ def _check_config(path: str) -> tuple[ProgramSettings, ...]:
     from wsgistack.supervisor.toml_config import load_toml
 
     document = read_toml_file(path).document
+    servers: list[str] = []
     if "serve" in document:
-        # the file alone is checked: no WSGISTACK_* variables, and the app may be left to the command line
+        # the file alone is checked: no WSGISTACK_* variables, and the app may be left to the command line;
+        # each [serve.NAME] of a stack over the plain keys of [serve]
         table = document["serve"]
-        cli = {"config": path}
-        if isinstance(table, dict) and "app" not in table:
-            cli["app"] = "-"
-        load_serve_settings(cli, environ={}, cwd=Path.cwd())
+        names = serve_table_names(table) if isinstance(table, dict) else []
+        for name in names or [None]:
+            cli: dict[str, Any] = {"config": path}
+            if name is not None:
+                cli["serve_table"] = name
+            if isinstance(table, dict) and not {"app", "apps"} & (set(table) | set(table.get(name) or ())):
+                cli["app"] = "-"
+            load_serve_settings(cli, environ={}, cwd=Path.cwd())
+            servers.append(name or "app")
     if "proxy" in document:
         from wsgistack.proxy.config import load_proxy_settings
 
-        load_proxy_settings(path, {}, environ={})
+        # under `wsgistack up`, each app server is an upstream of its name
+        load_proxy_settings(path, {"stack_upstream": [f"{name}=unix:/{name}.sock" for name in servers]},
+                            environ={})
     if "supervisor" in document or "programs" in document:
         return load_toml(path).programs
     return ()
