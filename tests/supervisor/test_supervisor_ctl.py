@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
 import time
+
+import pytest
 
 from supervisors import PY, ctl, pid_alive, status
 from polling import wait_for
@@ -51,9 +54,11 @@ def test_stop_start_restart_and_errors(supervised):
     conf, _ = supervised
     first = wait_for(lambda: (r := status(conf)["long:long"])["statename"] == "RUNNING" and r["pid"],
                      message="RUNNING")
-    assert ctl(conf, "stop", "long").returncode == 0
-    wait_for(lambda: status(conf)["long:long"]["statename"] == "STOPPED", message="STOPPED")
-    assert not pid_alive(first)
+    stopped = ctl(conf, "stop", "long")
+    assert stopped.returncode == 0 and stopped.stdout == "long:long: stopped\n", stopped
+    assert status(conf)["long:long"]["statename"] == "STOPPED" and not pid_alive(first)  # stop waits, as supervisorctl
+    line = ctl(conf, "status", "long").stdout
+    assert re.fullmatch(r"long +STOPPED +[A-Z][a-z]{2} \d\d \d\d:\d\d [AP]M\n", line), line  # its stop time
     assert ctl(conf, "start", "long").returncode == 0
     second = wait_for(lambda: (r := status(conf)["long:long"])["statename"] == "RUNNING" and r["pid"],
                       message="RUNNING again")
@@ -133,12 +138,14 @@ def test_sighup_applies_the_config_and_usr2_reopens_logs(supervised, tmp_path):
     wait_for(lambda: log.exists() and "chatter line 01999" in log.read_text(), message="output in the new file")
 
 
-def test_daemon_mode(tmp_path):
+@pytest.mark.parametrize(("nodaemon", "flags"), [("", ()), ("nodaemon=false\n", ()), ("nodaemon=true\n", ("--daemon",))])
+def test_daemon_mode(tmp_path, nodaemon, flags):
+    """supervisord.conf detaches as supervisord does: unless nodaemon=true (default false); --daemon always."""
     conf = tmp_path / "supervisord.conf"
-    conf.write_text(f"[unix_http_server]\nfile=%(here)s/s.sock\n[supervisord]\npidfile=%(here)s/s.pid\n"
+    conf.write_text(f"[unix_http_server]\nfile=%(here)s/s.sock\n[supervisord]\npidfile=%(here)s/s.pid\n{nodaemon}"
                     f"logfile=%(here)s/s.log\n[program:long]\ncommand={PY} -c 'import time; time.sleep(60)'\n"
                     f"startsecs=0.2\n")
-    started = subprocess.run([PY, "-m", "wsgistack", "supervise", "--daemon", "-c", str(conf)], timeout=30)
+    started = subprocess.run([PY, "-m", "wsgistack", "supervise", *flags, "-c", str(conf)], timeout=30)
     assert started.returncode == 0  # the foreground process returns; the daemon lives on
     pid = int(wait_for(lambda: (tmp_path / "s.pid").exists() and (tmp_path / "s.pid").read_text().strip(),
                        message="the pid file"))
@@ -157,7 +164,8 @@ def test_tail_follow_signal_and_pid(tmp_path):
     script = tmp_path / "ticker.py"
     script.write_text("import signal, sys, time\n"
                       "signal.signal(signal.SIGHUP, lambda *a: print('got HUP', flush=True))\n"
-                      "i = 0\nwhile True:\n    print('tick', i, flush=True)\n    i += 1\n    time.sleep(0.1)\n")
+                      "i = 0\nwhile True:\n    print('tick', i, flush=True)\n    i += 1\n"
+                      "    if i > 400:\n        time.sleep(0.1)\n")  # 400 at once: more than tail's window
     conf = tmp_path / "supervisord.conf"
     conf.write_text(f"[unix_http_server]\nfile=%(here)s/s.sock\n[supervisord]\nlogfile=%(here)s/s.log\n"
                     f"[program:ticker]\ncommand={PY} {script}\nstartsecs=0.2\n")
@@ -175,6 +183,7 @@ def test_tail_follow_signal_and_pid(tmp_path):
         follower = subprocess.Popen([PY, "-m", "wsgistack", "ctl", "-c", str(conf), "tail", "-f", "ticker"],
                                     stdout=subprocess.PIPE, text=True)
         seen = [follower.stdout.readline() for _ in range(40)]
+        assert all(re.fullmatch(r"tick \d+\n|got HUP\n", line) for line in seen), seen  # whole lines from the first
         ticks = [int(line.split()[1]) for line in seen if line.startswith("tick ")]
         assert ticks == sorted(ticks) and len(set(ticks)) == len(ticks) and ticks[-1] - ticks[0] >= 10
         assert ctl(conf, "signal", "NOSUCH", "ticker").returncode == 1
@@ -185,3 +194,28 @@ def test_tail_follow_signal_and_pid(tmp_path):
             follower.stdout.close()
         proc.terminate()
         proc.wait(20)
+
+
+def test_ctl_finds_the_config_as_supervisorctl_does(supervised, tmp_path):
+    """Without -c or -s: $WSGISTACK_CONFIG, ./wsgistack.toml, then supervisorctl's places: ./supervisord.conf,
+    ./etc/supervisord.conf, /etc/supervisord.conf, /etc/supervisor/supervisord.conf."""
+    env = {key: value for key, value in os.environ.items() if key != "WSGISTACK_CONFIG"}
+
+    def ctl_in(folder, *args):
+        return subprocess.run([PY, "-m", "wsgistack", "ctl", *args], capture_output=True, text=True, timeout=30,
+                              cwd=folder, env=env)
+
+    wait_for(lambda: status(tmp_path / "supervisord.conf")["long:long"]["statename"] == "RUNNING", message="RUNNING")
+    here = ctl_in(tmp_path, "status", "long")
+    assert here.returncode == 0 and here.stdout.split()[:2] == ["long", "RUNNING"], here
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "etc").mkdir(parents=True)
+    (elsewhere / "etc" / "supervisord.conf").write_text(f"[unix_http_server]\nfile={tmp_path}/supervisor.sock\n")
+    below = ctl_in(elsewhere, "pid")
+    assert below.returncode == 0 and int(below.stdout) > 0, below
+    if not any(os.path.exists(p) for p in ("/etc/supervisord.conf", "/etc/supervisor/supervisord.conf")):
+        (elsewhere / "etc" / "supervisord.conf").unlink()
+        none = ctl_in(elsewhere, "status")
+        assert none.returncode == 2 and none.stderr.count("\n") == 1, none
+        assert none.stderr.startswith("wsgistack ctl: error: name the supervisor: -c CONFIG or -s SOCKET (found none "
+                                      "of wsgistack.toml, supervisord.conf, etc/supervisord.conf"), none
