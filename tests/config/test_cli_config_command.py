@@ -46,13 +46,15 @@ def assert_checks_ok(path: Path, programs: int, processes: int) -> None:
 def assert_example_has_defaults(config: SupervisorConfig, childlogdir: Path) -> None:
     """The sample's one program carries every default of ProgramSettings, except autostart (off)."""
     [web] = config.programs
-    assert (web.name, web.program, web.group, web.autostart) == ("web", "web", "web", False)
-    defaults = ProgramSettings(name="web", program="web", group="web", command=web.command)
+    name = web.name  # "web" in supervisord.conf, "worker" in wsgistack.toml (where [serve] is the web app)
+    assert (web.name, web.program, web.group, web.autostart) == (name, name, name, False)
+    assert name in ("web", "worker")
+    defaults = ProgramSettings(name=name, program=name, group=name, command=web.command)
     for field in dataclasses.fields(ProgramSettings):
         if field.name not in ("autostart", "stdout", "stderr"):
             assert getattr(web, field.name) == getattr(defaults, field.name), field.name
     for channel in ("stdout", "stderr"):  # AUTO: a file in childlogdir, default rotation
-        assert getattr(web, channel) == LogSettings(str(childlogdir / f"web-{channel}---supervisor.log"))
+        assert getattr(web, channel) == LogSettings(str(childlogdir / f"{name}-{channel}---supervisor.log"))
 
 
 def uncommented(text: str, comment: str) -> str:
@@ -87,7 +89,7 @@ def test_toml_sample_checks_and_has_the_defaults(tmp_path):
     path = printed_sample(tmp_path, "toml", "wsgistack.toml")
     assert_checks_ok(path, 1, 1)
     config = load_toml(str(path), environ={})
-    assert config.programs[0].command == ("wsgistack", "serve", "--config", str(path))
+    assert config.programs[0].command == ("celery", "--app", "myproject", "worker", "--loglevel", "info")
     assert_example_has_defaults(config, tmp_path)
     assert config.control.unix_path == str(tmp_path / "supervisor.sock")
     serve = load_serve_settings({"config": str(path)}, environ={}, cwd=tmp_path)
@@ -96,6 +98,18 @@ def test_toml_sample_checks_and_has_the_defaults(tmp_path):
     proxy = load_proxy_settings(str(path), {})
     assert proxy.upstreams["app"].servers[0].name == serve.bind[0]  # the proxy sample fronts the serve sample
     assert [route.upstream for route in proxy.routes] == ["app"]
+
+
+def test_toml_sample_runs_under_up(tmp_path):
+    """The sample is a stack: its app server behind its proxy, the upstream "app" on the private socket."""
+    from wsgistack.stack.compose import load_stack
+
+    path = printed_sample(tmp_path, "toml", "wsgistack.toml")
+    stack = load_stack(str(path), environ={})
+    assert [server.name for server in stack.servers] == ["app"]
+    assert stack.proxy.upstreams["app"].servers[0].name == f"unix:{stack.socket('app')}"
+    names = [program.name for program in stack.supervisor_config().programs]
+    assert names == ["app", "proxy", "worker"]
 
 
 @pytest.mark.parametrize(("fmt", "pattern"), [("ini", r"^;?{}="), ("toml", r"^(# )?{} = ")])
@@ -115,17 +129,17 @@ def test_ini_sample_has_supervisords_sections(tmp_path):
         assert re.search(rf"^{option}=", text, re.MULTILINE), option
 
 
-@pytest.mark.parametrize(("fmt", "comment", "loader", "db"), [
-    ("ini", ";", load_ini, "[program:db]\ncommand=db-server\n"),
-    ("toml", "#", load_toml, '[programs.db]\ncommand = "db-server"\n'),
+@pytest.mark.parametrize(("fmt", "comment", "loader", "db", "program"), [
+    ("ini", ";", load_ini, "[program:db]\ncommand=db-server\n", "web"),
+    ("toml", "#", load_toml, '[programs.db]\ncommand = "db-server"\n', "worker"),
 ])
-def test_commented_out_examples_are_valid_too(tmp_path, fmt, comment, loader, db):
+def test_commented_out_examples_are_valid_too(tmp_path, fmt, comment, loader, db, program):
     """Switching on every commented-out example option keeps the file valid (depends_on needs its db)."""
     text = printed_sample(tmp_path, fmt, f"sample.{fmt}").read_text()
     path = tmp_path / f"everything.{fmt}"
     path.write_text(uncommented(text, comment) + db)
     assert_checks_ok(path, 2, 2)
-    [web] = loader(str(path), environ={}).find("web")
+    [web] = loader(str(path), environ={}).find(program)
     assert (web.user, web.umask, web.directory) == ("www-data", 0o022, "/srv/myproject")
     assert web.depends_on == ("db",)
     assert dict(web.environment)["DJANGO_SETTINGS_MODULE"] == "myproject.settings"

@@ -180,8 +180,9 @@ def _upstream(name: str, raw: Any, where: _Where, stack_address: str | None = No
         raise ConfigError(f"{where(table)}{label}: must be a table")
     raw = _keys(raw, where, table, label)
     _unknown(where, table, list(raw), _UPSTREAM_KEYS, label)
-    if "servers" not in raw and stack_address is not None:
-        raw["servers"] = [stack_address]  # an app server of `wsgistack up`: its private socket
+    if stack_address is not None:
+        # an app server of `wsgistack up`: its private socket, whatever the file says for the proxy alone
+        raw["servers"] = [stack_address]
     if "servers" not in raw:
         raise ConfigError(f"{where(table)}{label}.servers: missing (a list like [\"127.0.0.1:9001\"])")
     kwargs: dict[str, Any] = {"name": name}

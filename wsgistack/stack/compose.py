@@ -142,6 +142,7 @@ def load_stack(path: str, environ: Mapping[str, str] | None = None) -> Stack:
                           f"([serve] app = \"module:app\")")
     names = serve_table_names(table)
     supervisor = load_toml(path, environ)
+    run_dir = stack_run_dir(path)
     taken = {program.program for program in supervisor.programs}
     servers = []
     for name in names or [None]:
@@ -157,10 +158,9 @@ def load_stack(path: str, environ: Mapping[str, str] | None = None) -> Stack:
     if "proxy" in document:
         if PROXY in taken:
             raise ConfigError(f"{path}: a program is named {PROXY!r}, as the [proxy]: rename it")
-        upstreams = [f"{server.name}=unix:/{server.name}.sock" for server in servers]
+        upstreams = [f"{server.name}=unix:{os.path.join(run_dir, server.name)}.sock" for server in servers]
         proxy = load_proxy_settings(path, {"stack_upstream": upstreams}, environ)
-    return Stack(path=path, run_dir=stack_run_dir(path), servers=tuple(servers), proxy=proxy,
-                 supervisor=supervisor)
+    return Stack(path=path, run_dir=run_dir, servers=tuple(servers), proxy=proxy, supervisor=supervisor)
 
 
 def _health_check(settings: ServeSettings, base_url: str) -> ReadyCheck:

@@ -36,7 +36,7 @@ def _plain(name: str, value: str, comment: str, live: bool = True) -> Option:
 
 PROGRAM = (
     Option("command", "wsgistack serve myproject.wsgi:application --bind 127.0.0.1:8000",
-           '["wsgistack", "serve", "--config", "%(here)s/wsgistack.toml"]',
+           '["celery", "--app", "myproject", "worker", "--loglevel", "info"]',
            "what to run (required); no shell runs it: write sh -c '...' for one"),
     _same("process_name", "%(program_name)s", "the process name; needs %(process_num)d if numprocs > 1"),
     _plain("numprocs", "1", "how many copies of the process to run"),
@@ -93,17 +93,24 @@ INI_TAIL = """\
 """
 
 TOML_HEAD = """\
-# A wsgistack.toml: [serve] for `wsgistack serve`, [proxy] for `wsgistack proxy`, [supervisor] and
+# A wsgistack.toml for `wsgistack up`, which runs it all: the app server of [serve], the proxy of [proxy] in
+# front of it (over a private unix socket), the [programs.NAME], under the supervisor of [supervisor]. Each
+# table also works alone: [serve] for `wsgistack serve`, [proxy] for `wsgistack proxy`, [supervisor] and
 # [programs.NAME] for `wsgistack supervise`. Commented-out keys have no default; their values are examples.
-# Check it with: wsgistack config check wsgistack.toml
+# Check it with: wsgistack config check wsgistack.toml; then: wsgistack up, wsgistack ctl status.
 
 [serve]  # command-line flags and WSGISTACK_<OPTION> variables win over these
 app = "myproject.wsgi:application"  # module:name, module:factory(), or path/to/file.py[:name]
+# under `up` with a [proxy], the app server listens on a private socket instead of its bind
 bind = ["127.0.0.1:8000"]           # HOST:PORT, [::1]:PORT, unix:PATH or fd://N; several allowed
 workers = 2                         # worker processes (default: $WEB_CONCURRENCY or 1)
 worker-class = "event"              # event, thread, sync, gevent or tornado
 timeout = 30                        # a worker silent this many seconds is replaced
 access-log = "-"                    # one line per request: a file, or - for stdout
+health-path = "/_wsgistack/health"  # answered without calling the app: 200 ready, 503 stopping; "" turns it off
+# several app servers for `up`: [serve.NAME] tables, each over the keys above, each an upstream of its name
+# [serve.api]
+# app = "myproject.api:app"
 """
 
 
@@ -167,9 +174,11 @@ access_log = "-"                    # nginx's combined format (access_log_format
 client_max_body_size = "10m"        # 413 above it (default 1m)
 
 [proxy.upstreams.app]
-servers = ["127.0.0.1:8000"]        # the [serve] bind above; more to balance ("HOST:PORT weight=2", "backup")
+# for `wsgistack proxy` alone: the [serve] bind above (more to balance: "HOST:PORT weight=2", "backup");
+# under `wsgistack up`, an upstream named after an app server is that server's private socket
+servers = ["127.0.0.1:8000"]
 balance = "round_robin"             # least_conn, ip_hash or hash:$http_NAME
-# health_check = { path = "/healthz", interval = "2s" }
+# health_check = { path = "/_wsgistack/health", interval = "2s" }
 
 # [[proxy.routes]]
 # path = "/static/"
@@ -205,5 +214,5 @@ def _toml() -> str:
     text = [TOML_HEAD, PROXY_SAMPLE, "[supervisor]", *lines(daemon), "",
             "# The example program: the live keys are the defaults, except autostart; commented-out keys have",
             "# no default. `command` may be a command line or an argv array; `environment` a table.",
-            "[programs.web]", *lines([*PROGRAM[:1], group, *PROGRAM[1:]]), ""]
+            "[programs.worker]", *lines([*PROGRAM[:1], group, *PROGRAM[1:]]), ""]
     return "\n".join(text)
