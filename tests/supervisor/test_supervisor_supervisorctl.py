@@ -9,6 +9,7 @@ on the file, so a second fixture parameter (e.g. `wsgistack up` with a wsgistack
 from __future__ import annotations
 
 import os
+import pty
 import re
 import select
 import shutil
@@ -270,11 +271,11 @@ def test_signal_one_group_all_and_errors(target):
 # -- tail, maintail, clear ----------------------------------------------------------------------------------
 
 def _follow(target: Target, *args: str, until: Callable[[str], bool], then: Callable[[], object] = lambda: None,
-            timeout: float = 10.0) -> str:
+            timeout: float = 10.0, stdin: int = subprocess.DEVNULL) -> str:
     """Run supervisorctl ARGS (a -f form), do `then` once it has printed its first line, and read until its
     output satisfies `until` (within `timeout`); the output."""
     follower = subprocess.Popen([*target.argv, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+                                stdin=stdin)
     assert follower.stdout is not None
     seen, acted = b"", False
     deadline = time.monotonic() + timeout
@@ -391,9 +392,20 @@ def test_shutdown(target):
 
 # -- fg ------------------------------------------------------------------------------------------------------
 
-def test_fg_refusals_and_end_of_input(target):
-    """fg's interactive part (typing into the program) is not tested: wsgistack gives programs /dev/null as
-    stdin, so sendProcessStdin refuses (NO_FILE). What fg does without a terminal is."""
+def test_fg_shows_the_output_and_refuses_what_it_must(target):
+    """fg on a terminal (a pty that nobody types into) shows the program's output as it comes. Typing is not
+    tested: wsgistack gives programs /dev/null as stdin, so sendProcessStdin refuses (NO_FILE)."""
+    primary, terminal = pty.openpty()
+    try:
+        seen = _follow(target, "fg", "ticker", stdin=terminal,
+                       until=lambda text: len(re.findall(r"^tick \d{5}$", text, re.MULTILINE)) >= 10)
+        typed = _follow(target, "fg", "ticker", stdin=terminal, then=lambda: os.write(primary, b"hello\n"),
+                        until=lambda text: "Exiting foreground" in text)
+        assert "NO_FILE: wsgistack gives programs /dev/null as stdin" in typed, typed
+    finally:
+        os.close(primary)
+        os.close(terminal)
+    assert seen.startswith("==> Press Ctrl-C to exit <==\n"), seen
     assert target.run("fg", "manual").stdout.strip() == "ERROR: process not running"
     assert target.run("fg", "nosuch").stdout.strip() == "ERROR: bad process name supplied"
     assert target.run("fg").stdout.startswith("ERROR: no process name supplied")
