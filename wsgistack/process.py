@@ -1,5 +1,6 @@
 """What every process owner shares (serve's arbiter, the proxy's master, the supervisor): dying with the
-parent (PR_SET_PDEATHSIG), reaping exited children, and saying how a child ended.
+parent (PR_SET_PDEATHSIG), reaping exited children, saying how a child ended, and speaking to systemd
+(socket activation's LISTEN_FDS, Type=notify's NOTIFY_SOCKET).
 
 Imports nothing of wsgistack, so every layer may use it.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import socket
+import time
 from collections.abc import Iterator
 
 PR_SET_PDEATHSIG = 1
@@ -98,3 +101,66 @@ def daemonize() -> None:
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
+
+
+# -- systemd: socket activation and readiness ----------------------------------------------------------
+
+SD_LISTEN_FDS_START = 3  # systemd passes its sockets from descriptor 3 on
+
+
+def listen_fds(unset_environment: bool = True) -> list[tuple[int, str]]:
+    """The sockets systemd passed us (socket activation), as (descriptor, name) pairs; [] when none.
+
+    They are ours only when LISTEN_PID is this process's pid (a child that inherited the variables must not
+    take its parent's sockets). As sd_listen_fds(unset_environment=1) does, LISTEN_PID, LISTEN_FDS and
+    LISTEN_FDNAMES are removed from the environment, so no child process sees them, and the descriptors are
+    made close-on-exec. Names come from LISTEN_FDNAMES (FileDescriptorName=), "unknown" without it.
+    """
+    pid, count, names = (os.environ.get(key) for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"))
+    if unset_environment:
+        for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            os.environ.pop(key, None)
+    try:
+        if pid is None or count is None or int(pid) != os.getpid():
+            return []
+        number = int(count)
+    except ValueError:
+        return []
+    labels = names.split(":") if names else []
+    fds = []
+    for index in range(max(0, number)):
+        fd = SD_LISTEN_FDS_START + index
+        try:
+            os.set_inheritable(fd, False)
+        except OSError:
+            pass  # not open: binding it says so, with the descriptor's number
+        fds.append((fd, labels[index] if index < len(labels) and labels[index] else "unknown"))
+    return fds
+
+
+def notify(state: str, status: str | None = None) -> bool:
+    """Tell systemd (Type=notify) about our state: "READY=1", "RELOADING=1", "STOPPING=1" (several at once
+    one a line), with `status` as STATUS=, one line of what is going on. Sent as one datagram to
+    $NOTIFY_SOCKET (a path, or "@name" in the abstract namespace); False when not run by systemd or when the
+    message could not be sent."""
+    if status is not None:
+        line = "STATUS=" + " ".join(status.split())
+        state = f"{state}\n{line}" if state else line
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address or address[0] not in "/@":
+        return False
+    if address[0] == "@":
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto(state.encode("utf-8", "replace"), address)
+    except OSError:
+        return False
+    return True
+
+
+def notify_reloading(status: str) -> bool:
+    """RELOADING=1 with the CLOCK_MONOTONIC time in microseconds that Type=notify-reload requires, and a
+    STATUS= line; READY=1 must follow once the reload is done (or has failed)."""
+    usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    return notify(f"RELOADING=1\nMONOTONIC_USEC={usec}", status)
