@@ -22,9 +22,19 @@ from wsgistack import __version__
 from wsgistack.config.errors import ConfigError
 from wsgistack.config.settings import ServeSettings
 from wsgistack.observe.errorlog import reopen_error_log, setup_error_log
-from wsgistack.process import daemonize, describe_exit_verb, exit_code, exit_signal, reap_children
+from wsgistack.process import (
+    daemonize,
+    describe_exit_verb,
+    exit_code,
+    exit_signal,
+    listen_fds,
+    notify,
+    notify_reloading,
+    reap_children,
+)
 from wsgistack.server.heartbeat import Heartbeat
-from wsgistack.server.sockets import Listener, bind_all
+from wsgistack.server.sockets import Listener, bind_all, inherited_listeners
+from wsgistack.server.stop_flag import StopFlag
 from wsgistack.server.workers import worker_class
 from wsgistack.server.workers.base import (
     EXIT_APP_LOAD_ERROR,
@@ -79,6 +89,8 @@ class Arbiter:
         self.stopping: str | None = None  # None, "graceful" or "fast"
         self.stop_started = 0.0
         self.ready = False  # a first worker booted: "listening" was logged
+        self.reloading = False  # a HUP's generation is booting: systemd hears READY=1 once it has
+        self.server_stop = StopFlag()  # shared with every worker: a TERM means "empty the listen queue"
         self.next_spawn = 0.0
         self.app: Any = None
         self.pid = os.getpid()
@@ -92,7 +104,7 @@ class Arbiter:
         settings = self.settings
         if settings.umask is not None:
             os.umask(settings.umask)
-        self.listeners = bind_all(settings.bind, settings.backlog)  # a busy port is still told to the terminal
+        self.listeners = self._open_listeners()  # a busy port is still told to the terminal
         if settings.daemon:
             daemonize()
             self.pid = os.getpid()
@@ -116,6 +128,21 @@ class Arbiter:
             return exc.code
         finally:
             self._cleanup()
+
+    def _open_listeners(self) -> list[Listener]:
+        """systemd's sockets when it passed some (socket activation: LISTEN_PID is ours), else --bind's."""
+        activated = listen_fds()  # the variables leave the environment: no child takes these sockets
+        if not activated:
+            return bind_all(self.settings.bind, self.settings.backlog)
+        log.info("socket activation: serving the %d socket%s systemd passed (%s); --bind is not used",
+                 len(activated), "" if len(activated) == 1 else "s", ", ".join(name for _, name in activated))
+        return inherited_listeners(activated)
+
+    def _status(self) -> str:
+        """One line for systemd's STATUS=."""
+        booted = sum(w.booted and w.stopping_since is None for w in self.workers.values())
+        return (f"serving: {booted} {self.settings.worker_class} worker{'' if booted == 1 else 's'} "
+                f"(generation {self.generation})")
 
     def _import_worker_class(self) -> None:
         """Import the worker class's modules here once, so a fork starts with them instead of importing them
@@ -227,11 +254,13 @@ class Arbiter:
         """Reload settings and app code: start a new generation of workers, then retire the old one."""
         if self.stopping:
             return
+        notify_reloading(f"reloading: starting generation {self.generation + 1}")
         if self.reload_settings is not None:
             try:
                 new = self.reload_settings()
             except ConfigError as exc:
                 log.error("reload refused, keeping the current settings: %s", exc)
+                notify("READY=1", f"reload refused (the current workers keep serving): {exc}")
                 return
             if new.bind != self.settings.bind:
                 log.warning("reload: a change of --bind takes a restart; still listening at the old addresses")
@@ -242,6 +271,7 @@ class Arbiter:
             self.num_workers = new.workers
             self._import_worker_class()
         self.generation += 1
+        self.reloading = True
         log.info("reload: starting generation %s (%s workers)", self.generation, self.num_workers)
 
     def handle_ttin(self) -> None:
@@ -271,7 +301,24 @@ class Arbiter:
             return
         self.stopping = mode
         self.stop_started = time.monotonic()
+        notify("STOPPING=1", f"stopping ({mode}): {len(self.workers)} worker(s) finishing")
+        if mode == "graceful":
+            self._shut_the_door()
         self._stop_workers(fast=mode == "fast")
+        if mode == "graceful":
+            # the workers hold their own copies: the queue lives on until the last of them closes
+            for listener in self.listeners:
+                listener.close(unlink=False)
+            self.listeners = []
+
+    def _shut_the_door(self) -> None:
+        """A graceful stop's first step, before any worker hears of it: no new client can get in (a unix
+        socket's file is removed if it is still ours; a TCP socket drops new SYNs), and the shared flag tells
+        the workers to accept what already waits in the kernel's queue before they close (gunicorn #3397:
+        closing a listener with connections queued resets them)."""
+        self.server_stop.set()
+        for listener in self.listeners:
+            log.info("stopping: %s: %s", listener.name(), listener.shut())
 
     def _stop_workers(self, fast: bool) -> None:
         for worker in self.workers.values():
@@ -321,7 +368,8 @@ class Arbiter:
                 os.close(boot_r)
                 self._forget_in_child()
                 worker = worker_class(self.settings.worker_class)(
-                    self.worker_age, self.pid, self.listeners, self.settings, heartbeat, boot_w, app)
+                    self.worker_age, self.pid, self.listeners, self.settings, heartbeat, boot_w, app,
+                    self.server_stop)
                 worker.boot()
             except BaseException:
                 log.exception("worker %s could not start", os.getpid())
@@ -380,6 +428,7 @@ class Arbiter:
                 for listener in self.listeners:
                     log.info("listening at %s (%s worker, %s process%s)", listener.name(),
                              self.settings.worker_class, self.num_workers, "es" if self.num_workers > 1 else "")
+                notify("READY=1", self._status())
         elif report.startswith("error "):
             self._boot_failed(worker, report[6:])
 
@@ -401,6 +450,9 @@ class Arbiter:
                 if other.generation == self.generation:
                     self._stop_worker(other, fast=True)
             self.generation -= 1
+            if self.reloading:
+                self.reloading = False
+                notify("READY=1", f"reload failed (the previous workers keep serving): {message}")
             return
         log.error("a new worker could not boot: %s (retrying)", message)
         self.next_spawn = time.monotonic() + RESPAWN_BACKOFF
@@ -466,6 +518,9 @@ class Arbiter:
         for worker in self.workers.values():
             if worker.generation < self.generation and worker.stopping_since is None:
                 self._stop_worker(worker)
+        if self.reloading:
+            self.reloading = False
+            notify("READY=1", self._status())
 
     def _manage_workers(self) -> None:
         """Spawn missing workers; retire the oldest extras (after TTOU)."""

@@ -27,6 +27,7 @@ from wsgistack.server.context import ServeContext
 from wsgistack.server.heartbeat import Heartbeat
 from wsgistack.server.reloader import Reloader
 from wsgistack.server.sockets import Listener
+from wsgistack.server.stop_flag import StopFlag
 from wsgistack.wsgi.loader import AppLoadError, load_app
 from wsgistack.wsgi.mounts import load_mounts
 
@@ -61,7 +62,8 @@ class Worker:
     keeps_alive = True
 
     def __init__(self, age: int, ppid: int, listeners: list[Listener], settings: ServeSettings,
-                 heartbeat: Heartbeat, boot_fd: int, app: Callable[..., Any] | None):
+                 heartbeat: Heartbeat, boot_fd: int, app: Callable[..., Any] | None,
+                 server_stop: StopFlag | None = None):
         self.age = age
         self.ppid = ppid
         self.listeners = listeners
@@ -75,6 +77,10 @@ class Worker:
         self.max_requests = settings.max_requests + jitter if settings.max_requests else 0
         self.access_log: AccessLog | None = None
         self.wakeup_r = self.wakeup_w = -1
+        self.server_stop = server_stop
+        self.ctx: ServeContext | None = None
+        self.draining = False  # a graceful stop (TERM) began: the health endpoint says so
+        self.empty_backlog = False  # ... of the whole server: accept what the kernel queued before closing
 
     # -- boot ------------------------------------------------------------------------------------------
 
@@ -180,8 +186,19 @@ class Worker:
         faulthandler.enable(file=error_log_fd(), all_threads=True)
 
     def _handle_term(self, signum: int, frame: Any) -> None:
-        self.alive = False
+        self.begin_draining(whole_server=self.server_stop is not None and self.server_stop.is_set())
         self.wake()
+
+    def begin_draining(self, whole_server: bool) -> None:
+        """A graceful stop begins (TERM, or the master is gone): the health endpoint says "draining" from
+        now on, before any listener closes. When the whole server stops nobody else will accept what waits
+        in the kernel's listen queue, so this worker empties it before closing its sockets; when it retires
+        alone, the other workers take it."""
+        self.alive = False
+        self.draining = True
+        self.empty_backlog = self.empty_backlog or whole_server
+        if self.ctx is not None:
+            self.ctx.draining = True
 
     def _handle_quit(self, signum: int, frame: Any) -> None:
         os._exit(0)
@@ -217,7 +234,7 @@ class Worker:
         """A main loop's look at its master: once it is gone, stop as on TERM (said once); `self.alive`."""
         if self.alive and not self.parent_alive():
             log.warning("worker %s: the master is gone; stopping", os.getpid())
-            self.alive = False
+            self.begin_draining(whole_server=True)  # no new worker will come to take the queue
         return self.alive
 
     def count_request(self) -> None:
@@ -238,7 +255,7 @@ class Worker:
         """The context every connection of this worker shares."""
         settings = self.settings
         assert self.app is not None and self.access_log is not None
-        return ServeContext(
+        self.ctx = ServeContext(
             app=self.app,
             limits=Limits(settings.limit_request_line, settings.limit_request_fields,
                           settings.limit_request_field_size, settings.max_body_size),
@@ -253,6 +270,8 @@ class Worker:
             keep_alive_timeout=settings.keep_alive,
             health_path=settings.health_path,
         )
+        self.ctx.draining = self.draining  # a TERM that came before the context existed
+        return self.ctx
 
     def run(self) -> None:
         """The worker's main loop; returns when the worker should exit."""
@@ -262,6 +281,12 @@ class Worker:
     def beat_interval(settings: ServeSettings) -> float:
         """How often the main loop wakes to beat and look around."""
         return min(1.0, settings.timeout / 4) if settings.timeout else 1.0
+
+    def close_listeners(self) -> None:
+        """Close this worker's copies of the listening sockets (the master and the other workers keep
+        theirs)."""
+        for listener in self.listeners:
+            listener.sock.close()
 
     def deadline_passed(self, since: float) -> bool:
         """True once --graceful-timeout has passed since `since` (monotonic)."""

@@ -8,11 +8,15 @@ the worker killed (with its stacks logged) exactly as in the other worker classe
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import sys
 import time
 
 from wsgistack.event_loop import new_event_loop  # uvloop with it: the master imports it before forking
 from wsgistack.server.app_threads import AppThreads
 from wsgistack.server.protocols.http_event import ConnectionRegistry, EventHTTPProtocol
+from wsgistack.server.sockets import accept_backlog
 from wsgistack.server.workers.base import STOP_GRACE_IDLE, Worker
 
 STOP_POLL = 0.05  # how often a stopping worker looks whether its last connection is done
@@ -39,11 +43,11 @@ class EventWorker(Worker):
         self.servers: list[asyncio.AbstractServer] = []
         self.stopping_since: float | None = None
         self.tick_handle: asyncio.TimerHandle | None = None
+        self.adopting: set[asyncio.Task] = set()  # sockets taken from the listen queue on the way to a transport
         for listener in self.listeners:
             listener.sock.setblocking(False)
             server = self.loop.run_until_complete(self.loop.create_server(
-                lambda: EventHTTPProtocol(self.ctx, self.loop, self.registry, run_in_pool=not self.inline),
-                sock=listener.sock, backlog=settings.backlog, start_serving=False))
+                self._new_protocol, sock=listener.sock, backlog=settings.backlog, start_serving=False))
             self.servers.append(server)
         # every server is known before any accepts: a request served while the loop starts them may stop
         # the worker (--max-requests 1), and _begin_stop must then close them all
@@ -51,7 +55,7 @@ class EventWorker(Worker):
             if self.stopping_since is None:
                 self.loop.run_until_complete(server.start_serving())
         if self.stopping_since is not None:
-            self._close_servers()
+            self._stop_accepting()
         self._tick()
         try:
             self.loop.run_forever()
@@ -97,14 +101,31 @@ class EventWorker(Worker):
         if not self.alive and self.stopping_since is None:
             self._begin_stop(time.monotonic())
 
+    def _new_protocol(self) -> EventHTTPProtocol:
+        return EventHTTPProtocol(self.ctx, self.loop, self.registry, run_in_pool=not self.inline)
+
     def _begin_stop(self, now: float) -> None:
         # stop accepting first (the kernel's backlog is shared: the other workers take what waits there),
         # then finish every connection already accepted; look again soon rather than at the next beat
         self.stopping_since = now
-        self._close_servers()
+        self._stop_accepting()
         self._schedule_tick(STOP_POLL)
         self.registry.on_drained = lambda: self._schedule_tick(0)
 
-    def _close_servers(self) -> None:
+    def _stop_accepting(self) -> None:
+        """Close the servers; when the whole server stops, first take what waits in the listen queues."""
+        # a copy of each listening socket outlives its server's close, so the queue is emptied on it
+        copies = [socket.socket(fileno=os.dup(listener.sock.fileno())) for listener in self.listeners
+                  if self.empty_backlog and listener.sock.fileno() >= 0]
         for server in self.servers:
             server.close()
+        if copies:
+            self.registry.limit = sys.maxsize  # what waits is finite (the door is shut): take all of it
+        for copy in copies:
+            for sock, _ in accept_backlog(copy):
+                protocol = self._new_protocol()  # counted in registry.opening from here on
+                task = self.loop.create_task(self.loop.connect_accepted_socket(lambda p=protocol: p, sock))
+                self.adopting.add(task)  # the loop holds tasks weakly
+                task.add_done_callback(self.adopting.discard)
+            copy.close()
+        self.close_listeners()

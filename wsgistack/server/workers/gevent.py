@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 
 from wsgistack.server.protocols.http import HTTPConnection
 from wsgistack.server.request_deadline import RequestTimedOut, with_deadline
-from wsgistack.server.sockets import unread_bytes
+from wsgistack.server.sockets import accept_backlog, unread_bytes
 from wsgistack.server.workers.base import STOP_GRACE_IDLE, Worker
 
 log = logging.getLogger("wsgistack.server")
@@ -49,6 +50,7 @@ class GeventWorker(Worker):
 
         self.stop_requested = Event()
         group = Group()
+        self.connection_limit = settings.worker_connections
         self.open: dict = {}  # greenlets of the connections under --worker-connections, oldest first
         # greenlets waiting for a request (a new connection's first, a keep-alive one's next) -> their
         # socket's descriptor, oldest first
@@ -62,7 +64,7 @@ class GeventWorker(Worker):
             listener.sock.close()
             server = StreamServer(sock, self._handle, spawn=group.spawn)  # unbounded: _admit applies the cap
             server.start()
-            servers.append(server)
+            servers.append((server, sock))
         interval = self.beat_interval(settings)
         # a greenlet stuck in a blocking call or a CPU loop blocks this one too: the heartbeat stops, the
         # master notices after --timeout. A greenlet that sleeps or waits on a patched socket is not stuck.
@@ -71,7 +73,14 @@ class GeventWorker(Worker):
             if not self.check_parent():
                 break
             self.stop_requested.wait(interval)
-        for server in servers:
+        for server, sock in servers:
+            if self.empty_backlog:
+                # the whole server stops (its door is shut): take what waits in the listen queue first, all
+                # of it (it is finite), then close
+                server.stop_accepting()
+                self.connection_limit = sys.maxsize
+                for conn, peer in accept_backlog(sock):
+                    group.spawn(self._handle, conn, peer)
             server.close()
         waited = 0.0
         # the group, not self.open: a connection accepted just before the close has its greenlet spawned but
@@ -94,7 +103,7 @@ class GeventWorker(Worker):
     def _admit(self, me) -> bool:
         """Count a new connection. At --worker-connections the oldest idle one is closed to make room, so
         idle connections cannot lock new clients out; False when every connection is in a request."""
-        if len(self.open) >= self.settings.worker_connections:
+        if len(self.open) >= self.connection_limit:
             # a connection whose request bytes are already here is not idle: closing it would reset them
             victim = next((g for g, fd in self.idle.items() if not unread_bytes(fd)), None)
             if victim is None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import selectors
 import socket
 
+from wsgistack.server.context import ServeContext
 from wsgistack.server.protocols.http import HTTPConnection
+from wsgistack.server.sockets import accept_backlog
 from wsgistack.server.workers.base import Worker
 
 
@@ -31,7 +33,7 @@ class SyncWorker(Worker):
         while self.alive:
             self.heartbeat.beat()
             if not self.check_parent():
-                return
+                break
             for key, _ in selector.select(interval):
                 if key.fileobj == self.wakeup_r:
                     self.drain_wakeups()
@@ -39,12 +41,24 @@ class SyncWorker(Worker):
                 self._accept_and_serve(key.fileobj, ctx)
                 if not self.alive:
                     break
+        selector.close()
+        if self.empty_backlog:
+            # the whole server stops (its door is shut): answer what the kernel queued, then close
+            for listener in self.listeners:
+                for sock, peer in accept_backlog(listener.sock):
+                    self.heartbeat.beat()
+                    self._serve(sock, peer, ctx)
+        self.close_listeners()
 
-    def _accept_and_serve(self, listener: socket.socket, ctx) -> None:
+    def _accept_and_serve(self, listener: socket.socket, ctx: ServeContext) -> None:
         try:
             sock, peer = listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return  # another worker was faster
+        self._serve(sock, peer, ctx)
+
+    @staticmethod
+    def _serve(sock: socket.socket, peer, ctx: ServeContext) -> None:
         conn = HTTPConnection(sock, peer, ctx)
         try:
             conn.serve()

@@ -36,6 +36,7 @@ class ThreadWorker(Worker):
         self.inflight: dict[int, float] = {}  # app thread id -> when its current request started
         self.lock = threading.Lock()
         self.accepting = False
+        self.emptying: list = []  # listeners whose queue this stopping worker still empties
         self.ctx = self.serve_context(keep_alive=lambda: self.alive and settings.keep_alive > 0,
                                       on_request=self._request_started, beat=lambda: None)
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, "wakeup")
@@ -52,10 +53,9 @@ class ThreadWorker(Worker):
                 if not self.check_parent():
                     if stopping_since is None:
                         stopping_since = time.monotonic()
-                        self._set_accepting(False)
-                        for listener in self.listeners:
-                            listener.sock.close()
-                    if (not self.busy and not self.idle) or self.deadline_passed(stopping_since):
+                        self._begin_stop()
+                    done = not self.busy and not self.idle and not self.emptying
+                    if done or self.deadline_passed(stopping_since):
                         return
                 if self._healthy():
                     self.heartbeat.beat()
@@ -105,18 +105,44 @@ class ThreadWorker(Worker):
             else:
                 self.selector.unregister(listener.sock)
 
+    def _begin_stop(self) -> None:
+        """Stop accepting; when the whole server stops, first empty the listen queues (see base)."""
+        if not self.empty_backlog:
+            self._set_accepting(False)
+            self.close_listeners()
+            return
+        # the queues are emptied through the usual accept path (up to --worker-connections at a time;
+        # the door is shut, so what waits is finite); each listener closes once accept() says it is empty
+        self.emptying = [listener.sock for listener in self.listeners]
+        self._set_accepting(True)
+        for sock in list(self.emptying):
+            self._accept(sock)
+
+    def _emptied(self, listener) -> None:
+        if listener in self.emptying:
+            self.emptying.remove(listener)
+            if self.accepting:
+                self.selector.unregister(listener)
+            listener.close()
+        if not self.emptying:
+            self.accepting = False
+
     def _capacity_left(self) -> bool:
         return self.busy + len(self.idle) < self.settings.worker_connections
 
     def _accept(self, listener) -> None:
-        while self.alive:
+        while self.alive or listener in self.emptying:
             full = not self._capacity_left()
             if full and not self.idle:
                 self._set_accepting(False)  # every connection is in a request: new ones wait in the backlog
                 return
             try:
                 sock, peer = self._accept_one(listener)
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            except BlockingIOError:
+                if not self.alive:
+                    self._emptied(listener)
+                return
+            except (InterruptedError, ConnectionAbortedError):
                 return
             if sock is None:
                 return
@@ -139,7 +165,7 @@ class ThreadWorker(Worker):
         # with --max-requests, under the lock _request_started counts in: once an app thread started the
         # worker's last request nothing more is accepted (the lock costs a few percent of new connections)
         with self.lock:
-            return listener.accept() if self.alive else (None, None)
+            return listener.accept() if self.alive or self.emptying else (None, None)
 
     def _shed_oldest_idle(self) -> bool:
         """At --worker-connections, close the connection idle the longest (never one with a request in it)."""
@@ -195,7 +221,7 @@ class ThreadWorker(Worker):
                 self._park(conn, time.monotonic() + self.settings.keep_alive)
             else:
                 conn.close()
-        if self.alive and (self._capacity_left() or self.idle):
+        if (self.alive or self.emptying) and (self._capacity_left() or self.idle):
             self._set_accepting(True)
 
     def _close_idle(self, stopping_since: float | None) -> None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import sys
 import time
 from typing import Any
 
@@ -18,6 +21,7 @@ from wsgistack.event_loop import new_event_loop
 from wsgistack.server.app_threads import AppThreads
 from wsgistack.server.context import ServeContext
 from wsgistack.server.protocols.http_tornado import RECV_SIZE, TornadoConnections, TornadoHTTPConnection
+from wsgistack.server.sockets import accept_backlog
 from wsgistack.server.workers.base import STOP_GRACE_IDLE, Worker
 
 log = logging.getLogger("wsgistack.server")
@@ -44,6 +48,7 @@ class TornadoWorker(Worker):
             listener.sock.setblocking(False)
         self.server.add_sockets([listener.sock for listener in self.listeners])
         self.stopping_since: float | None = None
+        self.adopting: set[asyncio.Task] = set()  # connections taken from the listen queue while stopping
         self.ioloop.add_handler(self.wakeup_r, self._on_wakeup, IOLoop.READ)
         self._tick()
         try:
@@ -61,7 +66,27 @@ class TornadoWorker(Worker):
 
     def _begin_stop(self, now: float) -> None:
         self.stopping_since = now
+        # a copy of each listening socket outlives the server's stop (which closes its own), so the queue
+        # is emptied on it when the whole server stops
+        copies = [socket.socket(fileno=os.dup(listener.sock.fileno())) for listener in self.listeners
+                  if self.empty_backlog and listener.sock.fileno() >= 0]
         self.server.stop()
+        if copies:
+            self.connections.limit = sys.maxsize  # what waits is finite (the door is shut): take all of it
+        for copy in copies:
+            for sock, address in accept_backlog(copy):
+                self._adopt(sock, address)
+            copy.close()
+        self.close_listeners()
+
+    def _adopt(self, sock: socket.socket, address: Any) -> None:
+        """Serve a connection this worker accepted itself, as the TCPServer serves those it accepts."""
+        from tornado.iostream import IOStream
+
+        stream = IOStream(sock, read_chunk_size=RECV_SIZE)
+        task = asyncio.ensure_future(self.server.handle_stream(stream, address))
+        self.adopting.add(task)  # counted until it is served (the loop holds tasks weakly)
+        task.add_done_callback(self.adopting.discard)
 
     def _tick(self) -> None:
         """Once per beat interval: heartbeat, deadlines, and the graceful stop."""
@@ -80,7 +105,8 @@ class TornadoWorker(Worker):
             if stopping is not None and now - stopping >= STOP_GRACE_IDLE and conn.close_if_idle():
                 continue
             conn.expire(now)
-        if stopping is not None and (not self.connections.open or self.deadline_passed(stopping)):
+        drained = not self.connections.open and not self.adopting
+        if stopping is not None and (drained or self.deadline_passed(stopping)):
             self.ioloop.stop()
             return
         self.ioloop.call_later(self.beat_interval(self.settings) if self.alive else 0.1, self._tick)
