@@ -15,7 +15,7 @@ import signal
 import time
 
 from wsgistack.observe.errorlog import setup_error_log
-from wsgistack.process import describe_exit, die_with_parent, reap_children
+from wsgistack.process import describe_exit, die_with_parent, notify, notify_reloading, reap_children
 from wsgistack.proxy.server import STOP_GRACE, ProxyServer, serve_forever
 from wsgistack.proxy.settings import ProxySettings
 
@@ -32,12 +32,15 @@ class ProxyMaster:
         self.count = count
         self.workers: dict[int, float] = {}  # pid -> start time
         self.stopping = False
+        server.announces = False  # the master speaks to systemd, its workers do not
 
     def run(self) -> int:
         """Fork the workers and supervise them until a stop signal; returns the exit code."""
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         for _ in range(self.count):
             self.spawn()
+        # the sockets listen since bind(): the kernel queues connections until a worker's loop accepts them
+        notify("READY=1", self.status())
         while self.workers or not self.stopping:
             info = signal.sigtimedwait(_SIGNALS, 1.0)
             if info is None:
@@ -81,10 +84,18 @@ class ProxyMaster:
                 time.sleep(RESPAWN_PAUSE)  # it died at once: do not spin
             self.spawn()
 
+    def status(self) -> str:
+        """One line for systemd's STATUS=."""
+        return f"proxying: {len(self.workers)} worker process(es)"
+
     def reload(self) -> None:
         """Load the config here first (so workers started later get it too); pass HUP on only when it loads."""
+        notify_reloading("reloading the configuration")
         if self.server.apply_config():
             self.forward(signal.SIGHUP)
+            notify("READY=1", self.status())
+        else:
+            notify("READY=1", "reload refused (the old configuration keeps serving); " + self.status())
 
     def forward(self, signum: int) -> None:
         """Send a signal to every worker."""
@@ -98,6 +109,7 @@ class ProxyMaster:
         """Graceful stop of every worker; SIGKILL for those still there after the grace period."""
         self.stopping = True
         log.info("stopping %d workers", len(self.workers))
+        notify("STOPPING=1", f"stopping: {len(self.workers)} worker process(es) finishing")
         self.forward(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE + 5
         while self.workers and time.monotonic() < deadline:

@@ -27,6 +27,7 @@ import time
 from wsgistack.config.errors import ConfigError
 from wsgistack.event_loop import new_event_loop
 from wsgistack.observe.errorlog import reopen_error_log
+from wsgistack.process import listen_fds, notify, notify_reloading
 from wsgistack.proxy import static_reply
 from wsgistack.proxy.accesslog import open_access_log
 from wsgistack.proxy.config import load_proxy_settings
@@ -34,7 +35,7 @@ from wsgistack.proxy.connection import ClientConnection
 from wsgistack.proxy.health import HealthChecker
 from wsgistack.proxy.routing import ProxyState
 from wsgistack.proxy.settings import ListenSettings, ProxySettings
-from wsgistack.server.sockets import Listener, bind
+from wsgistack.server.sockets import Listener, bind, inherited_listeners
 
 log = logging.getLogger("wsgistack.proxy")
 BACKLOG = 2048
@@ -69,9 +70,23 @@ class ProxyServer:
         self.health: HealthChecker | None = None
         self.stopping = False
         self._stopped: asyncio.Event | None = None
+        self.announces = True  # tells systemd of its state (Type=notify); not a worker of `workers = N`
 
     def bind(self) -> None:
-        """Bind every listener (before the loop runs); ConfigError names the address."""
+        """Bind every listener (before the loop runs); ConfigError names the address. When systemd passed
+        sockets (socket activation) they are used instead, one per `listen` entry, in order (its options,
+        such as ssl, apply to that socket)."""
+        activated = listen_fds()  # the variables leave the environment: no child takes these sockets
+        if activated:
+            listens = self.settings.listen
+            if len(activated) != len(listens):
+                raise ConfigError(f"socket activation: systemd passed {len(activated)} socket(s) but proxy.listen "
+                                  f"has {len(listens)} entr{'y' if len(listens) == 1 else 'ies'}: give one entry "
+                                  f"per socket, in the order of the unit's ListenStream= lines")
+            self.listeners = list(zip(listens, inherited_listeners(activated)))
+            log.info("socket activation: serving the %d socket%s systemd passed; the listen addresses are "
+                     "not bound", len(activated), "" if len(activated) == 1 else "s")
+            return
         try:
             for listen in self.settings.listen:
                 self.listeners.append((listen, bind(listen.address, BACKLOG)))
@@ -169,6 +184,8 @@ class ProxyServer:
         log.info("proxy ready: %d route%s, %d upstream%s", len(self.state.routes),
                  "" if len(self.state.routes) == 1 else "s", len(self.state.upstreams),
                  "" if len(self.state.upstreams) == 1 else "s")
+        if self.announces:
+            notify("READY=1", self.status())
         await self._stopped.wait()
         sweeper.cancel()
         await self._drain()
@@ -192,12 +209,23 @@ class ProxyServer:
                 for server in self.state.all_servers():
                     server.pool.sweep()
 
+    def status(self) -> str:
+        """One line for systemd's STATUS=."""
+        return (f"proxying: {len(self.state.routes)} route(s), {len(self.state.upstreams)} upstream(s), "
+                f"{len(self.connections)} connection(s)")
+
     def reload(self) -> None:
         """SIGHUP: read the config again; apply it whole, or keep the old one and say why."""
+        if self.announces:
+            notify_reloading("reloading the configuration")
         if self.apply_config():
             self._start_health()
             log.info("reloaded %s: %d routes, %d upstreams", self.settings.config_file or "the command line",
                      len(self.state.routes), len(self.state.upstreams))
+            if self.announces:
+                notify("READY=1", self.status())
+        elif self.announces:
+            notify("READY=1", "reload refused (the old configuration keeps serving); " + self.status())
 
     def apply_config(self) -> bool:
         """Load the config file again and swap in its state; False (and the error logged) if it does not load."""
@@ -234,6 +262,8 @@ class ProxyServer:
             return
         self.stopping = True
         log.info("stopping: no new connections, %d open", len(self.connections))
+        if self.announces:
+            notify("STOPPING=1", f"stopping: {len(self.connections)} connection(s) finishing")
         for server in self.servers:
             server.close()
         assert self._stopped is not None
