@@ -70,6 +70,8 @@ def test_restarts_and_deploys_under_load_fail_no_request(tmp_path):
         assert failures == []
         assert done > 200
         assert set(stack.status()) == {"app", "proxy"}  # no generation left behind
+        shown = stack.wsgistack("ctl", "status").stdout
+        assert "generation 5" in next(line for line in shown.splitlines() if line.startswith("app "))
     finally:
         assert stack.stop() == 0
 

@@ -106,7 +106,8 @@ class Stack:
             directory=os.path.dirname(self.path), autorestart="true", startsecs=0.2, startretries=3,
             stopwaitsecs=settings.graceful_timeout + _STOP_MARGIN, killasgroup=True, stopasgroup=False,
             priority=_APP_PRIORITY, redirect_stderr=True, stdout=LogSettings("/dev/stdout"),
-            stderr=LogSettings("/dev/stdout"), ready=ready)
+            stderr=LogSettings("/dev/stdout"), ready=ready,
+            note=f"generation {generation.number}" if self.proxy is not None else "")
 
     def proxy_program(self) -> ProgramSettings:
         assert self.proxy is not None

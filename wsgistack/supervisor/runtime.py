@@ -339,6 +339,7 @@ class Supervisor:
                                                          if process.stderr is not process.stdout else 0),
                 "stdout_logfile": process.settings.stdout.path or "",
                 "stderr_logfile": process.settings.stderr.path or "",
+                "note": process.settings.note,
             })
         return records
 

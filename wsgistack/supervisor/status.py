@@ -18,7 +18,8 @@ def describe(record: dict[str, Any]) -> str:
     while STARTING or STOPPING."""
     state = record["statename"]
     if state == "RUNNING":
-        return f"pid {record['pid']}, uptime {_uptime(record['uptime'])}"
+        note = f", {record['note']}" if record.get("note") else ""
+        return f"pid {record['pid']}, uptime {_uptime(record['uptime'])}{note}"
     if state in ("FATAL", "BACKOFF"):
         if record["spawnerr"]:
             return record["spawnerr"]
