@@ -110,7 +110,11 @@ class ProxyMaster:
         self.stopping = True
         log.info("stopping %d workers", len(self.workers))
         notify("STOPPING=1", f"stopping: {len(self.workers)} worker process(es) finishing")
+        # no new client first; then the workers empty the listen queues, and the master's copies go at once,
+        # so the queues end with the workers' last accept, not with the master's exit
+        self.server.shut_listeners()
         self.forward(signal.SIGTERM)
+        self.server.close_listeners()
         deadline = time.monotonic() + STOP_GRACE + 5
         while self.workers and time.monotonic() < deadline:
             signal.sigtimedwait([signal.SIGCHLD], 0.2)

@@ -19,10 +19,13 @@ import asyncio
 import functools
 import gc
 import logging
+import os
 import resource
 import signal
+import socket
 import ssl
 import time
+from typing import Any
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.event_loop import new_event_loop
@@ -35,7 +38,7 @@ from wsgistack.proxy.connection import ClientConnection
 from wsgistack.proxy.health import HealthChecker
 from wsgistack.proxy.routing import ProxyState
 from wsgistack.proxy.settings import ListenSettings, ProxySettings
-from wsgistack.server.sockets import Listener, bind, inherited_listeners
+from wsgistack.server.sockets import Listener, accept_backlog, bind, inherited_listeners, unread_bytes
 
 log = logging.getLogger("wsgistack.proxy")
 BACKLOG = 2048
@@ -67,6 +70,9 @@ class ProxyServer:
         self.connection_cap = connection_cap(settings.max_connections)
         self.listeners: list[tuple[ListenSettings, Listener]] = []
         self.servers: list[asyncio.AbstractServer] = []
+        # per listener, how a connection accepted on it is served: the protocol factory, the TLS options
+        self.accepting: list[tuple[Any, dict]] = []
+        self.adopting: set[asyncio.Task] = set()  # connections taken from a listen queue while stopping
         self.health: HealthChecker | None = None
         self.stopping = False
         self._stopped: asyncio.Event | None = None
@@ -168,9 +174,10 @@ class ProxyServer:
             port = str(sockname[1]) if isinstance(sockname, tuple) else ""
             tls_options = {"ssl": tls, "ssl_handshake_timeout": TLS_TIMEOUT,
                            "ssl_shutdown_timeout": TLS_TIMEOUT} if listen.tls else {}
-            server = await loop.create_server(functools.partial(ClientConnection, self, scheme, port),
-                                              sock=listener.sock, backlog=BACKLOG, **tls_options)
+            factory = functools.partial(ClientConnection, self, scheme, port)
+            server = await loop.create_server(factory, sock=listener.sock, backlog=BACKLOG, **tls_options)
             self.servers.append(server)
+            self.accepting.append((factory, tls_options))
             log.info("listening at %s", _describe(listen, listener))
         for signum, handler in ((signal.SIGHUP, self.reload), (signal.SIGUSR1, self.reopen_logs),
                                 (signal.SIGTERM, self.stop), (signal.SIGINT, self.stop),
@@ -264,18 +271,45 @@ class ProxyServer:
         log.info("stopping: no new connections, %d open", len(self.connections))
         if self.announces:
             notify("STOPPING=1", f"stopping: {len(self.connections)} connection(s) finishing")
-        for server in self.servers:
-            server.close()
+        self._empty_listen_queues()
         assert self._stopped is not None
         self._stopped.set()
+
+    def _empty_listen_queues(self) -> None:
+        """Stop accepting without losing a connection the kernel already queued (closing a listener with
+        connections in its queue resets them): no new client gets in (the unix socket's file goes, if it is
+        still ours; TCP drops new SYNs), what waits is accepted until the queue is empty, then the servers
+        close. With `workers = N` the master shut the door already; doing it again changes nothing."""
+        loop = asyncio.get_running_loop()
+        copies = []
+        for _, listener in self.listeners:
+            done = listener.shut()  # in a worker of `workers = N`, once more: no more than the master did
+            if self.announces:
+                log.info("stopping: %s: %s", listener.name(), done)
+            # a copy outlives the server's close (which closes the socket it was given)
+            copies.append(socket.socket(fileno=os.dup(listener.sock.fileno())))
+        for server in self.servers:
+            server.close()
+        for copy, (factory, tls_options) in zip(copies, self.accepting):
+            for sock, _ in accept_backlog(copy):
+                task = loop.create_task(loop.connect_accepted_socket(factory, sock, **tls_options))
+                self.adopting.add(task)  # the loop holds tasks weakly; _drain waits for these too
+                task.add_done_callback(self.adopting.discard)
+            copy.close()
+
+    def shut_listeners(self) -> None:
+        """Let no new client in, keeping the queued connections (the master of `workers = N`, first)."""
+        for _, listener in self.listeners:
+            log.info("stopping: %s: %s", listener.name(), listener.shut())
 
     async def _drain(self) -> None:
         if self.health is not None:
             self.health.stop()
         deadline = asyncio.get_running_loop().time() + STOP_GRACE
-        while self.connections and asyncio.get_running_loop().time() < deadline:
+        while (self.connections or self.adopting) and asyncio.get_running_loop().time() < deadline:
             for connection in list(self.connections):
-                connection.close_if_idle()
+                if not _request_bytes_waiting(connection):
+                    connection.close_if_idle()
             await asyncio.sleep(0.05)
         for connection in list(self.connections):
             connection.abort()
@@ -290,6 +324,14 @@ class ProxyServer:
         for listen, listener in self.listeners:
             listener.close(unlink=listen.address.kind == "unix")
         self.listeners = []
+
+
+def _request_bytes_waiting(connection: ClientConnection) -> bool:
+    """The kernel holds bytes the connection has not read yet (a request on its way in): closing it now
+    would reset it, so it is not idle, whatever its parser says (one just taken from the listen queue)."""
+    transport = connection.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    return sock is not None and sock.fileno() >= 0 and unread_bytes(sock.fileno()) > 0
 
 
 def _describe(listen: ListenSettings, listener: Listener) -> str:
