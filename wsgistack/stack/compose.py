@@ -87,7 +87,7 @@ class Stack:
         os.symlink(os.path.basename(self.socket(name, generation)), temporary)
         os.replace(temporary, link)
 
-    def app_program(self, server: AppServer, generation: Generation) -> ProgramSettings:
+    def app_program(self, server: AppServer, generation: Generation, fds: tuple[int, ...] = ()) -> ProgramSettings:
         """The supervisor's program for one generation of an app server."""
         settings = server.settings
         command = [generation.python or sys.executable, "-m", "wsgistack", "serve", "--config", self.path]
@@ -97,6 +97,9 @@ class Stack:
             socket = self.socket(server.name, generation.number)
             command += ["--bind", f"unix:{socket}"]
             ready = _health_check(settings, f"http://unix:{socket}:")
+        elif fds:  # systemd's sockets (socket activation): the app server listens on them itself
+            command += [arg for fd in fds for arg in ("--bind", f"fd://{fd}")]
+            ready = _fd_check(fds[0], settings)
         else:
             ready = _listen_check(settings.bind[0], settings)
         if generation.chdir is not None:
@@ -107,26 +110,32 @@ class Stack:
             stopwaitsecs=settings.graceful_timeout + _STOP_MARGIN, killasgroup=True, stopasgroup=False,
             priority=_APP_PRIORITY, redirect_stderr=True, stdout=LogSettings("/dev/stdout"),
             stderr=LogSettings("/dev/stdout"), ready=ready,
-            note=f"generation {generation.number}" if self.proxy is not None else "")
+            note=f"generation {generation.number}" if self.proxy is not None else "",
+            pass_fds=fds if self.proxy is None else ())
 
-    def proxy_program(self) -> ProgramSettings:
+    def proxy_program(self, fds: tuple[int, ...] = ()) -> ProgramSettings:
         assert self.proxy is not None
         command = [sys.executable, "-m", "wsgistack", "proxy", "--config", self.path]
         for server in self.servers:
             command += ["--stack-upstream", f"{server.name}=unix:{self.socket(server.name)}"]
+        # systemd's sockets (socket activation) replace the file's listen addresses
+        command += [arg for fd in fds for arg in ("--listen", f"fd://{fd}")]
+        ready = _fd_check(fds[0], None) if fds else _address_check(str(self.proxy.listen[0].address))
         return ProgramSettings(
             name=PROXY, program=PROXY, group=PROXY, command=tuple(command), directory=os.path.dirname(self.path),
             autorestart="true", startsecs=0.2, stopwaitsecs=STOP_GRACE + _STOP_MARGIN, killasgroup=True, priority=_PROXY_PRIORITY,
             redirect_stderr=True, stdout=LogSettings("/dev/stdout"), stderr=LogSettings("/dev/stdout"),
-            depends_on=tuple(server.name for server in self.servers),
-            ready=_address_check(str(self.proxy.listen[0].address)))
+            depends_on=tuple(server.name for server in self.servers), ready=ready, pass_fds=fds)
 
-    def supervisor_config(self, generations: Mapping[str, Generation] | None = None) -> SupervisorConfig:
-        """Everything `up` runs, generation by generation as given (the first one by default)."""
+    def supervisor_config(self, generations: Mapping[str, Generation] | None = None,
+                          fds: tuple[int, ...] = ()) -> SupervisorConfig:
+        """Everything `up` runs, generation by generation as given (the first one by default); `fds` are the
+        sockets systemd passed (the proxy's, or without one the app server's)."""
         generations = generations or {}
-        parts = [self.app_program(server, generations.get(server.name, Generation())) for server in self.servers]
+        parts = [self.app_program(server, generations.get(server.name, Generation()), fds if index == 0 else ())
+                 for index, server in enumerate(self.servers)]
         if self.proxy is not None:
-            parts.append(self.proxy_program())
+            parts.append(self.proxy_program(fds))
         groups = {part.group: (part.name,) for part in parts}
         groups.update(self.supervisor.groups)
         return dataclasses.replace(self.supervisor, programs=(*parts, *self.supervisor.programs), groups=groups)
@@ -181,6 +190,19 @@ def _listen_check(bind: str, settings: ServeSettings) -> ReadyCheck:
     if health and check.kind == "unix":
         return ReadyCheck("http", f"http://unix:{check.target}:{health}", _READY_TIMEOUT)
     return check
+
+
+def _fd_check(fd: int, settings: ServeSettings | None) -> ReadyCheck:
+    """Readiness on a socket systemd holds: a connect to its address (asked of the descriptor now)."""
+    import socket
+
+    with socket.socket(fileno=os.dup(fd)) as sock:
+        local = sock.getsockname()
+    if isinstance(local, str):
+        text = f"unix:{local}"
+    else:
+        text = f"[{local[0]}]:{local[1]}" if ":" in local[0] else f"{local[0]}:{local[1]}"
+    return _listen_check(text, settings) if settings is not None else _address_check(text)
 
 
 def _address_check(text: str) -> ReadyCheck:

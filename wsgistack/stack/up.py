@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from wsgistack.process import listen_fds
 from wsgistack.stack.compose import Stack, load_stack
 from wsgistack.stack.deploy import Deployer
 from wsgistack.supervisor.control import ControlServer
@@ -20,18 +21,19 @@ from wsgistack.supervisor.runtime import Supervisor
 def run_up(path: str, daemon: bool = False) -> int:
     """Run the stack of `path` until stopped; the exit code."""
     stack = load_stack(path)
+    fds = tuple(fd for fd, _name in listen_fds())  # systemd's socket activation
     if stack.proxy is not None:
         for server in stack.servers:
             stack.point_to(server.name, 1)
 
     def prepare(supervisor: Supervisor, control: ControlServer | None) -> None:
         deployer = Deployer(stack, supervisor)
-        supervisor.load = lambda source: load_stack(source).supervisor_config(deployer.generations())
+        supervisor.load = lambda source: load_stack(source).supervisor_config(deployer.generations(), fds)
         if control is not None:
             control.commands["deploy"] = deployer.command
 
     try:
-        return supervise(stack.supervisor_config(), daemon=daemon, prepare=prepare)
+        return supervise(stack.supervisor_config(fds=fds), daemon=daemon, prepare=prepare)
     finally:
         _remove_links(stack)
 

@@ -15,12 +15,13 @@ from collections.abc import Callable
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.observe.errorlog import reopen_error_log
-from wsgistack.process import daemonize
+from wsgistack.process import daemonize, notify
 from wsgistack.supervisor import leftovers
 from wsgistack.supervisor.control import ControlServer
 from wsgistack.supervisor.own_log import setup_supervisor_log
 from wsgistack.supervisor.runtime import Supervisor
 from wsgistack.supervisor.settings import SupervisorConfig
+from wsgistack.supervisor.states import ProcessState
 from wsgistack.supervisor.watchdog import Watchdog
 
 log = logging.getLogger("wsgistack.supervisor")
@@ -45,6 +46,17 @@ def _reopen_logs(supervisor: Supervisor) -> None:
         if process.stderr is not process.stdout:
             process.stderr.reopen()
     log.info("SIGUSR2: log files reopened")
+
+
+async def _announce_ready(supervisor: Supervisor) -> None:
+    """systemd's Type=notify: READY=1 once every autostart program got its start (none STARTING, none waiting
+    for what it depends on), with their states as STATUS=."""
+    while any(p.state == ProcessState.STARTING for p in supervisor.processes.values()) or supervisor.waiting:
+        await asyncio.sleep(0.05)
+    states: dict[str, int] = {}
+    for process in supervisor.processes.values():
+        states[process.state.name] = states.get(process.state.name, 0) + 1
+    notify("READY=1", status=", ".join(f"{count} {state}" for state, count in sorted(states.items())))
 
 
 def detaches(config: SupervisorConfig, daemon: bool | None) -> bool:
@@ -106,7 +118,11 @@ def supervise(config: SupervisorConfig, daemon: bool | None = None,
         log.info("supervisor %s started with %s process(es)%s", os.getpid(), len(supervisor.processes),
                  f", control socket {config.control.unix_path}" if control else "")
         supervisor.start_autostart()
+        announcing = loop.create_task(_announce_ready(supervisor)) if os.environ.get("NOTIFY_SOCKET") else None
         await stopping.wait()
+        if announcing is not None:
+            announcing.cancel()
+        notify("STOPPING=1", status="stopping every program")
         log.info("stopping every program")
         await supervisor.stop_all()
         supervisor.kill_leftovers()

@@ -104,6 +104,7 @@ class Process:
         env.update(settings.environment)
         env["SUPERVISOR_PROCESS_NAME"] = settings.name
         env["SUPERVISOR_GROUP_NAME"] = settings.group
+        env.pop("NOTIFY_SOCKET", None)  # systemd hears from the supervisor, not from what it runs
         if self.mark:
             env[leftovers.MARK] = self.mark
         try:
@@ -111,7 +112,8 @@ class Process:
                 list(settings.command), cwd=settings.directory, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT if settings.redirect_stderr else subprocess.PIPE,
                 start_new_session=True, user=settings.user, umask=-1 if settings.umask is None else settings.umask,
-                preexec_fn=die_with_parent, close_fds=True,  # noqa: PLW1509 (one C call: SIGKILL when we die)
+                preexec_fn=die_with_parent,  # noqa: PLW1509 (one C call: SIGKILL when we die)
+                close_fds=True, pass_fds=settings.pass_fds,
             )
         except (OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
             self.spawn_error = f"cannot run {settings.command[0]!r}: {getattr(exc, 'strerror', None) or exc}"

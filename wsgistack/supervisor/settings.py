@@ -59,6 +59,7 @@ class ProgramSettings:
     backoff_max: float = 30.0  # cap of the exponential back-off between restarts, seconds
     max_restarts: int = 0  # restarts allowed per restart_window before FATAL ("flapping"); 0: no limit
     restart_window: float = 60.0
+    pass_fds: tuple[int, ...] = ()  # descriptors the program inherits (systemd's sockets, under `up`)
     note: str = ""  # shown after a running process's pid and uptime: what a layer above says of it ("generation 3")
 
 
