@@ -58,7 +58,7 @@ SCRIPTS = {
 
 def supervisorctl(conf: Path, *args: str) -> subprocess.CompletedProcess:
     command = [str(SUPERVISORCTL)] if SUPERVISORCTL.exists() else [shutil.which("supervisorctl") or "supervisorctl"]
-    return subprocess.run([*command, "-c", str(conf), *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([*command, "-c", str(conf), *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 def lines_by_name(text: str) -> dict[str, str]:
@@ -78,7 +78,7 @@ class Target:
 
     def run(self, *args: str, stdin: int | None = subprocess.DEVNULL) -> subprocess.CompletedProcess:
         """supervisorctl ARGS against this supervisor."""
-        return subprocess.run([*self.argv, *args], capture_output=True, text=True, timeout=60, stdin=stdin)
+        return subprocess.run([*self.argv, *args], capture_output=True, text=True, timeout=60, stdin=stdin, check=False)
 
     def records(self) -> dict[str, dict]:
         """Status records by the name supervisorctl shows (`long`, `pool:pool_00`)."""
@@ -256,7 +256,8 @@ def test_group_and_all_forms(target):
 
 def test_signal_one_group_all_and_errors(target):
     assert target.run("signal", "HUP", "ticker").stdout.strip() == "ticker: signalled"
-    wait_for(lambda: "got HUP" in target.run("tail", "ticker").stdout, message="the HUP handled")
+    # the last 64 KiB: two minutes of ticks, so a slow poll cannot miss the line
+    wait_for(lambda: "got HUP" in target.run("tail", "-65536", "ticker").stdout, message="the HUP handled")
     out = target.run("signal", "WINCH", "pool:*")  # WINCH: ignored by default, so the programs live on
     assert sorted(out.stdout.splitlines()) == ["pool:pool_00: signalled", "pool:pool_01: signalled"], out
     out = target.run("signal", "WINCH", "all")
@@ -315,12 +316,13 @@ def test_tail_last_bytes_stderr_and_follow(target):
 
 
 def test_maintail_last_bytes_and_follow(target):
+    target.run("start", "manual")  # its lines are the log's last ones
     whole = target.run("maintail").stdout
-    assert "long:long: spawned pid" in whole and len(whole) <= 1601, whole
+    assert "manual:manual: spawned pid" in whole and len(whole) <= 1601, whole  # at most the last 1600 bytes
     assert len(target.run("maintail", "-100").stdout) == 101
     # -f: the log's last bytes, then what comes (a start logs new lines while we follow)
-    seen = _follow(target, "maintail", "-f", until=lambda text: "manual:manual: STARTING -> RUNNING" in text,
-                   then=lambda: target.run("start", "manual"))
+    seen = _follow(target, "maintail", "-f", until=lambda text: "manual:manual: STOPPING -> STOPPED" in text,
+                   then=lambda: target.run("stop", "manual"))
     assert seen.startswith("==> Press Ctrl-C to exit <==\n")
 
 

@@ -264,6 +264,7 @@ class ControlServer:
 
     async def cmd_update(self) -> dict[str, str]:
         """Re-read the config and apply the difference; unchanged programs keep running."""
+        self.rpc.pending = None  # what supervisorctl's reread read is older than what now runs
         return await self.supervisor.update(self._reread())
 
     def cmd_avail(self) -> list[dict]:
@@ -274,6 +275,7 @@ class ControlServer:
 
     async def cmd_reload(self) -> str:
         """Stop everything, re-read the config, start again."""
+        self.rpc.pending = None
         await self.supervisor.reload(self._reread())
         return "reloaded"
 
