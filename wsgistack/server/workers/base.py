@@ -6,6 +6,7 @@ while it is healthy, and exits on its own once its parent is gone, so no worker 
 
 from __future__ import annotations
 
+import dataclasses
 import faulthandler
 import grp
 import logging
@@ -19,6 +20,7 @@ from typing import Any
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.config.settings import ServeSettings
+from wsgistack.http.heads import request_head
 from wsgistack.http.parser import Limits
 from wsgistack.http.trust import ProxyTrust
 from wsgistack.observe.accesslog import AccessLog
@@ -35,6 +37,7 @@ log = logging.getLogger("wsgistack.server")
 
 EXIT_BOOT_ERROR = 3
 EXIT_APP_LOAD_ERROR = 4
+SELF_CHECK_TIMEOUT = 5.0  # seconds a new worker's answer to its own health check may take (report_booted)
 STOP_GRACE_IDLE = 1.0  # on a graceful stop, idle keep-alive connections get this long for a last request
 
 # blocked by the master across fork() and unblocked by the worker once its own handlers are in place: a TERM
@@ -126,13 +129,44 @@ class Worker:
                 return EXIT_APP_LOAD_ERROR
         if reloader is not None:
             reloader.start(on_change=self._reload_on_change)
-        self._report_boot("ok")
-        log.info("worker %s booted (%s)", os.getpid(), settings.worker_class)
-        self.run()
+        self.run()  # says "ok" through report_booted() once it can serve
         return 0
 
     def before_boot(self) -> None:
         """A worker class's first step in the child, before signals, logs and the app (gevent patches here)."""
+
+    def report_booted(self) -> None:
+        """Tell the master this worker serves ("ok": at start, "listening at"; on HUP, the old generation may
+        retire), once it answered its own health check: the health endpoint's request, sent over a socket
+        pair through this worker class's own connection code (its loop, its protocol), so a worker whose
+        serving machinery fails after the app imported keeps the old generation serving. Exits when not."""
+        problem = self._failed_self_check()
+        if problem is not None:
+            self._report_boot(f"error worker {os.getpid()} failed its self-check: {problem}")
+            raise SystemExit(EXIT_BOOT_ERROR)
+        self._report_boot("ok")
+        log.info("worker %s booted (%s)", os.getpid(), self.settings.worker_class)
+
+    def _failed_self_check(self) -> str | None:
+        path = self.settings.health_path
+        if not path or self.draining or self.ctx is None:
+            return None  # no endpoint to ask; or told to stop already (it would say 503): nothing to gate
+        # the probe is no request of the worker's: not in its access log, not counted for --max-requests
+        ctx = dataclasses.replace(self.ctx, access_log=AccessLog(None, self.settings.access_log_format),
+                                  on_request=lambda: None)
+        request = request_head("GET", path, [("Host", "self-check"), ("Connection", "close")])
+        try:
+            answer = self.answer_self_check(ctx, request)
+        except Exception as exc:  # noqa: BLE001 - whatever broke is the one line the master logs
+            return f"{type(exc).__name__}: {exc}"
+        if answer.split(b" ", 2)[1:2] != [b"200"] or not answer.endswith(b"ready\n"):
+            return f"the health endpoint answered {answer[:40]!r}"
+        return None
+
+    def answer_self_check(self, ctx: ServeContext, request: bytes) -> bytes:
+        """Serve `request` on one end of a socket pair the way this class serves a client; the bytes that
+        came back on the other end, up to its close (see report_booted)."""
+        raise NotImplementedError
 
     def _report_boot(self, message: str) -> None:
         """Tell the master: "ok" (the pipe stays open for "retiring"), or "error <one line>" (closed)."""

@@ -15,9 +15,10 @@ import time
 
 from wsgistack.event_loop import new_event_loop  # uvloop with it: the master imports it before forking
 from wsgistack.server.app_threads import AppThreads
+from wsgistack.server.context import ServeContext
 from wsgistack.server.protocols.http_event import ConnectionRegistry, EventHTTPProtocol
 from wsgistack.server.sockets import accept_backlog
-from wsgistack.server.workers.base import STOP_GRACE_IDLE, Worker
+from wsgistack.server.workers.base import SELF_CHECK_TIMEOUT, STOP_GRACE_IDLE, Worker
 
 STOP_POLL = 0.05  # how often a stopping worker looks whether its last connection is done
 
@@ -56,6 +57,7 @@ class EventWorker(Worker):
                 self.loop.run_until_complete(server.start_serving())
         if self.stopping_since is not None:
             self._stop_accepting()
+        self.report_booted()
         self._tick()
         try:
             self.loop.run_forever()
@@ -100,6 +102,23 @@ class EventWorker(Worker):
         self.drain_wakeups()
         if not self.alive and self.stopping_since is None:
             self._begin_stop(time.monotonic())
+
+    def answer_self_check(self, ctx: ServeContext, request: bytes) -> bytes:
+        """The loop and the event protocol serve the probe (see Worker.report_booted)."""
+        return self.loop.run_until_complete(asyncio.wait_for(self._self_check(ctx, request), SELF_CHECK_TIMEOUT))
+
+    async def _self_check(self, ctx: ServeContext, request: bytes) -> bytes:
+        client, server = socket.socketpair()
+        with client:
+            client.setblocking(False)
+            registry = ConnectionRegistry(1, self.registry.pool)  # the probe is no connection of the worker's
+            protocol = EventHTTPProtocol(ctx, self.loop, registry, run_in_pool=not self.inline)
+            await self.loop.connect_accepted_socket(lambda: protocol, server)
+            await self.loop.sock_sendall(client, request)
+            answer = b""
+            while data := await self.loop.sock_recv(client, 65536):
+                answer += data
+            return answer
 
     def _new_protocol(self) -> EventHTTPProtocol:
         return EventHTTPProtocol(self.ctx, self.loop, self.registry, run_in_pool=not self.inline)

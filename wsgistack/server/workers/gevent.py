@@ -15,10 +15,12 @@ import os
 import socket
 import sys
 
+from wsgistack.server.context import ServeContext
 from wsgistack.server.protocols.http import HTTPConnection
 from wsgistack.server.request_deadline import RequestTimedOut, with_deadline
 from wsgistack.server.sockets import accept_backlog, unread_bytes
 from wsgistack.server.workers.base import STOP_GRACE_IDLE, Worker
+from wsgistack.server.workers.sync import serve_blocking_self_check
 
 log = logging.getLogger("wsgistack.server")
 
@@ -65,6 +67,7 @@ class GeventWorker(Worker):
             server = StreamServer(sock, self._handle, spawn=group.spawn)  # unbounded: _admit applies the cap
             server.start()
             servers.append((server, sock))
+        self.report_booted()
         interval = self.beat_interval(settings)
         # a greenlet stuck in a blocking call or a CPU loop blocks this one too: the heartbeat stops, the
         # master notices after --timeout. A greenlet that sleeps or waits on a patched socket is not stuck.
@@ -93,6 +96,10 @@ class GeventWorker(Worker):
             gevent.sleep(0.1)
             waited += 0.1
         group.kill(block=False)
+
+    def answer_self_check(self, ctx: ServeContext, request: bytes) -> bytes:
+        """The (monkey-patched) blocking connection serves the probe (see Worker.report_booted)."""
+        return serve_blocking_self_check(ctx, request)
 
     def wake(self) -> None:
         """Stop accepting at once (max-requests, TERM): the main greenlet is waiting on this event."""

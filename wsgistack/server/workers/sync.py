@@ -12,7 +12,7 @@ import socket
 from wsgistack.server.context import ServeContext
 from wsgistack.server.protocols.http import HTTPConnection
 from wsgistack.server.sockets import accept_backlog
-from wsgistack.server.workers.base import Worker
+from wsgistack.server.workers.base import SELF_CHECK_TIMEOUT, Worker
 
 
 class SyncWorker(Worker):
@@ -29,6 +29,7 @@ class SyncWorker(Worker):
             listener.sock.setblocking(False)
             selector.register(listener.sock, selectors.EVENT_READ)
         selector.register(self.wakeup_r, selectors.EVENT_READ)
+        self.report_booted()
         interval = self.beat_interval(self.settings)
         while self.alive:
             self.heartbeat.beat()
@@ -64,3 +65,18 @@ class SyncWorker(Worker):
             conn.serve()
         finally:
             conn.close()
+
+    def answer_self_check(self, ctx: ServeContext, request: bytes) -> bytes:
+        """The blocking connection serves the probe (see Worker.report_booted)."""
+        return serve_blocking_self_check(ctx, request)
+
+
+def serve_blocking_self_check(ctx: ServeContext, request: bytes) -> bytes:
+    """The connection code of the sync, thread and gevent classes answers `request` on a socket pair, in
+    this thread (the request and its answer fit in the pair's buffers); the bytes that came back."""
+    client, server = socket.socketpair()
+    with client:
+        client.settimeout(SELF_CHECK_TIMEOUT)
+        client.sendall(request)
+        SyncWorker._serve(server, "", ctx)
+        return b"".join(iter(lambda: client.recv(65536), b""))

@@ -12,9 +12,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from wsgistack.server.context import ServeContext
 from wsgistack.server.protocols.http import HTTPConnection
 from wsgistack.server.sockets import defer_accept, unread_bytes
 from wsgistack.server.workers.base import STOP_GRACE_IDLE, Worker
+from wsgistack.server.workers.sync import serve_blocking_self_check
 
 log = logging.getLogger("wsgistack.server")
 
@@ -40,6 +42,7 @@ class ThreadWorker(Worker):
         self.ctx = self.serve_context(keep_alive=lambda: self.alive and settings.keep_alive > 0,
                                       on_request=self._request_started, beat=lambda: None)
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, "wakeup")
+        self.report_booted()
         for listener in self.listeners:
             listener.sock.setblocking(False)
             # a new connection then comes with its request: no parking round for it, and silent clients
@@ -74,6 +77,10 @@ class ThreadWorker(Worker):
             self.pool.shutdown(wait=False, cancel_futures=True)
 
     # -- health ----------------------------------------------------------------------------------------
+
+    def answer_self_check(self, ctx: ServeContext, request: bytes) -> bytes:
+        """The blocking connection serves the probe, as an app thread would (see Worker.report_booted)."""
+        return serve_blocking_self_check(ctx, request)
 
     def _request_started(self) -> None:
         with self.lock:  # with _accept_one's: nothing is accepted once a request was the worker's last

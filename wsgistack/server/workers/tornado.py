@@ -22,7 +22,7 @@ from wsgistack.server.app_threads import AppThreads
 from wsgistack.server.context import ServeContext
 from wsgistack.server.protocols.http_tornado import RECV_SIZE, TornadoConnections, TornadoHTTPConnection
 from wsgistack.server.sockets import accept_backlog
-from wsgistack.server.workers.base import STOP_GRACE_IDLE, Worker
+from wsgistack.server.workers.base import SELF_CHECK_TIMEOUT, STOP_GRACE_IDLE, Worker
 
 log = logging.getLogger("wsgistack.server")
 
@@ -50,6 +50,7 @@ class TornadoWorker(Worker):
         self.stopping_since: float | None = None
         self.adopting: set[asyncio.Task] = set()  # connections taken from the listen queue while stopping
         self.ioloop.add_handler(self.wakeup_r, self._on_wakeup, IOLoop.READ)
+        self.report_booted()
         self._tick()
         try:
             self.ioloop.start()
@@ -57,6 +58,28 @@ class TornadoWorker(Worker):
             for conn in list(self.connections.open):
                 conn.close()
             self.pool.shutdown()
+
+    def answer_self_check(self, ctx: ServeContext, request: bytes) -> bytes:
+        """The IOLoop, an IOStream and the tornado protocol serve the probe (see Worker.report_booted)."""
+        return self.ioloop.run_sync(lambda: self._self_check(ctx, request), timeout=SELF_CHECK_TIMEOUT)
+
+    async def _self_check(self, ctx: ServeContext, request: bytes) -> bytes:
+        from tornado.iostream import IOStream
+
+        loop = asyncio.get_running_loop()
+        client, server = socket.socketpair()
+        with client:
+            client.setblocking(False)
+            # its own registry: the probe is no connection of the worker's
+            connection = TornadoHTTPConnection(IOStream(server, read_chunk_size=RECV_SIZE), "", ctx,
+                                               TornadoConnections(self.pool.submit, 1))
+            served = asyncio.ensure_future(connection.serve())
+            await loop.sock_sendall(client, request)
+            answer = b""
+            while data := await loop.sock_recv(client, 65536):
+                answer += data
+            await served
+            return answer
 
     def _on_wakeup(self, fd: int, events: int) -> None:
         """A signal or a thread woke us: start stopping now rather than at the next tick."""
