@@ -119,6 +119,34 @@ class ServerProcess:
         self.stop()
 
 
+class TreeProcess(ServerProcess):
+    """A server whose children run in sessions of their own (`wsgistack up`'s supervisor puts each program in
+    its own): signalling the group reaches the supervisor only, which stops them; whatever of the tree
+    outlives it (a supervisor that had to be killed) is killed by pid."""
+
+    def stop(self) -> None:
+        tree = process_tree(self.proc.pid)[1:] if self.proc.poll() is None else []
+        super().stop()
+        left = [pid for pid in tree if _is_ours(pid, self.argv[0])]
+        if left:
+            log.warning("%s left %d process(es) behind: killing them", self.server.name, len(left))
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def _is_ours(pid: int, program: str) -> bool:
+    """Whether a pid still runs something of the tree we started (its command names wsgistack or `program`),
+    so a pid reused meanwhile is not killed."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"wsgistack" in command or program.encode() in command
+
+
 def signal_group(pgid: int, sig: signal.Signals) -> None:
     """Signal a process group that may already be gone."""
     try:

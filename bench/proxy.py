@@ -22,7 +22,7 @@ import machine
 import proxy_report
 from cases import SLOWLORIS_CONNECTIONS
 from load import Slowloris, WrkResult, parse_wrk
-from procs import READY_SECONDS, NotReady, ServerProcess, StartFailed
+from procs import READY_SECONDS, NotReady, ServerProcess, StartFailed, TreeProcess
 from proxy_setups import (
     SESSIONS,
     UPLOAD_BYTES,
@@ -51,7 +51,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="Seconds per wrk run (default 5; quick 2).")
     parser.add_argument("--report-only", action="store_true",
                         help="Rewrite the proxy section of docs/benchmarks.md from bench/results/proxy.json.")
+    parser.add_argument("--sessions", metavar="APP[,APP]",
+                        help=f"Only the sessions of these apps ({', '.join(s.app for s in SESSIONS)}): a partial "
+                        "run writes bench/results/proxy.json and prints the goals, and leaves "
+                        "docs/benchmarks.md alone.")
     args = parser.parse_args(argv)
+    known = {session.app for session in SESSIONS}
+    args.sessions = [app for app in (args.sessions or "").split(",") if app]
+    if set(args.sessions) - known:
+        parser.error(f"--sessions: unknown {sorted(set(args.sessions) - known)} (known: {', '.join(known)})")
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.duration = args.duration or (2.0 if args.quick else 5.0)
     if args.repeats < 1 or args.repeats > 20 or args.duration <= 0 or args.duration > 60:
@@ -128,16 +136,27 @@ def measure(stack: Stack, session: ProxySession, repeat: int, seconds: float, wo
     places.workdir.mkdir()
     base = {"server": stack.name, "repeat": repeat, "app": session.app}
     records = [{**base, "case": load.key} for load in session.loads]
-    upstream = Server(f"{stack.name} (upstream)", lambda app, port, threads: stack.upstream(app, places.socket))
-    front = Server(stack.name, lambda app, port, threads: stack.front(places, port))
     requests = 0
     with ExitStack() as running:
-        # Stopped in reverse: the front first, so it never answers 502 for an upstream already gone.
-        app_server = running.enter_context(
-            ServerProcess(upstream, session.app, 0, LOG_DIR / f"{slug}-upstream.log"))
-        front_proc = running.enter_context(ServerProcess(front, session.app, 0, LOG_DIR / f"{slug}-front.log"))
+        if stack.whole is not None:
+            # one process tree (`wsgistack up`): it starts its proxy once its app server is ready, so the port
+            # answering 200 is readiness for both
+            whole = Server(stack.name, lambda app, port, threads: stack.whole(app, places, port))
+            front_proc = running.enter_context(TreeProcess(whole, session.app, 0, LOG_DIR / f"{slug}-up.log"))
+            watched = (front_proc,)
+        else:
+            upstream = Server(f"{stack.name} (upstream)",
+                              lambda app, port, threads: stack.upstream(app, places.socket))
+            front = Server(stack.name, lambda app, port, threads: stack.front(places, port))
+            # Stopped in reverse: the front first, so it never answers 502 for an upstream already gone.
+            app_server = running.enter_context(
+                ServerProcess(upstream, session.app, 0, LOG_DIR / f"{slug}-upstream.log"))
+            front_proc = running.enter_context(
+                ServerProcess(front, session.app, 0, LOG_DIR / f"{slug}-front.log"))
+            watched = (app_server, front_proc)
         try:
-            wait_unix_ready(app_server, places.socket)
+            if stack.whole is None:
+                wait_unix_ready(app_server, places.socket)
             front_proc.wait_ready()
         except NotReady as exc:
             for record in records:
@@ -170,7 +189,7 @@ def measure(stack: Stack, session: ProxySession, repeat: int, seconds: float, wo
                 record["invalid"] = invalid_reason(record)
             except RuntimeError as exc:
                 record["error"] = str(exc)
-            exited = [p.server.name for p in (app_server, front_proc) if p.proc.poll() is not None]
+            exited = [p.server.name for p in watched if p.proc.poll() is not None]
             if exited:
                 for unmeasured in records[records.index(record):]:
                     unmeasured["error"] = f"{', '.join(exited)} exited during the load"
@@ -222,9 +241,11 @@ def run(args: argparse.Namespace) -> None:
         if shutil.which(tool) is None:
             sys.exit(f"bench: {tool} is not installed (bash bench/run.sh installs it)")
     started = time.monotonic()
+    command = ["python", "bench/proxy.py"] if args.sessions else ["bash", "bench/run.sh", "--proxy"]
     meta = {
-        "command": shlex.join(["bash", "bench/run.sh", "--proxy", *sys.argv[1:]]),
-        "settings": {"quick": args.quick, "repeats": args.repeats, "duration": args.duration},
+        "command": shlex.join([*command, *sys.argv[1:]]),
+        "settings": {"quick": args.quick, "repeats": args.repeats, "duration": args.duration,
+                     "sessions": args.sessions or "all"},
         "machine": machine.describe(),
         "versions": proxy_report.versions(),
     }
@@ -239,6 +260,8 @@ def run(args: argparse.Namespace) -> None:
         write_static_files(static_dir)
         write_upload_script(script)
         for index, session in enumerate(SESSIONS):
+            if args.sessions and session.app not in args.sessions:
+                continue
             for repeat in range(args.repeats):
                 log.info("%s, repeat %d/%d", session.app, repeat + 1, args.repeats)
                 shift = (index + repeat) % len(session.stacks)
@@ -256,6 +279,12 @@ def run(args: argparse.Namespace) -> None:
     meta["unavailable"] = unavailable
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
+    if args.sessions:
+        for line in proxy_report.goal_lines(proxy_report.ProxySummary(records)):
+            log.info("%s", line)
+        log.info("done in %.1f min: %s (a partial run: the page is left as it was)", meta["elapsed_minutes"],
+                 RESULTS)
+        return
     write_outputs(meta, records)
     log.info("done in %.1f min: %s, %s", meta["elapsed_minutes"], proxy_report.PAGE, RESULTS)
 
@@ -278,6 +307,9 @@ def main(argv: list[str] | None = None) -> None:
         if not RESULTS.exists():
             sys.exit(f"bench: no {RESULTS.relative_to(BENCH_DIR.parent)} yet: run `bash bench/run.sh --proxy`")
         saved = json.loads(RESULTS.read_text())
+        if saved["meta"]["settings"].get("sessions", "all") != "all":
+            sys.exit(f"bench: {RESULTS.relative_to(BENCH_DIR.parent)} holds a partial run (--sessions): "
+                     "the page is written from whole runs only")
         write_outputs(saved["meta"], saved["records"])
         return
     run(args)

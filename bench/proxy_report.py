@@ -16,13 +16,16 @@ from proxy_setups import (
     STACK_INLINE,
     STACK_NGINX,
     STACK_SYNC,
+    STACK_UP,
     STACKS,
+    UP_PROXY_WORKERS,
     UPSTREAM_KEEPALIVE,
     WSGISTACK_PROXY,
     Places,
     Stack,
     nginx_binary,
     nginx_config,
+    up_config,
     wsgistack_config,
 )
 from report import NA, _ms, _num, _ratio, _table
@@ -53,6 +56,8 @@ GOALS: tuple[ProxyGoal, ...] = (
               "rps", 1.5, STACK_NGINX.name),
     ProxyGoal(f"stack_flask, like for like: {STACK_SYNC.name} ≥ 1.5× {STACK_NGINX.name}", "stack_flask",
               STACK_SYNC.name, "rps", 1.5, STACK_NGINX.name),
+    ProxyGoal(f"stack_flask, one wsgistack.toml: {STACK_UP.name} ≥ 1.5× {STACK_NGINX.name}", "stack_flask",
+              STACK_UP.name, "rps", 1.5, STACK_NGINX.name),
     ProxyGoal(f"stack_flask ({STACK_INLINE.name}) with {SLOWLORIS_CONNECTIONS} slowloris ≥ 0.9× its own req/s "
               "without", "stack_slowloris", STACK_INLINE.name, "slowloris_ratio", 0.9, STACK_NGINX.name),
     ProxyGoal(f"stack_flask ({STACK_SYNC.name}) with {SLOWLORIS_CONNECTIONS} slowloris ≥ 0.9× its own req/s "
@@ -175,6 +180,10 @@ METHOD = """\
   log to a file in combined format, a 2 MiB body limit, and `/static/` served from a folder
   of generated files (nginx with `sendfile on`). Everything else is each front's default: nginx buffers a
   1 MiB upload to a temp file, `wsgistack proxy` keeps bodies up to 1 MiB in memory.
+- `{up}` is one process tree instead: `wsgistack up -c wsgistack.toml` runs the app server
+  ([serve]: the same app, worker class `sync`, {workers} workers, on a unix socket in its private run
+  folder) and, once that is ready, the proxy ([proxy]: {up_proxy_workers} workers, as nginx has, and the
+  fronts' setup below); it is ready when its port answers 200.
 - Each stack start: wait until the app server answers on its socket and the front answers 200, 1 s of
   warm-up load, then for each case one request checked by hand (status 200 and the expected body or
   length) and the measured wrk run. A run with a failed check, any non-2xx response, or no response is
@@ -193,7 +202,9 @@ for each start with a free port):
 
 
 def _method(meta: dict) -> list[str]:
-    text = METHOD.format(workers=WORKERS, proxy_workers=PROXY_WORKERS, keepalive=UPSTREAM_KEEPALIVE, slowloris=SLOWLORIS_CONNECTIONS,
+    text = METHOD.format(workers=WORKERS, proxy_workers=PROXY_WORKERS, up=STACK_UP.name,
+                         up_proxy_workers=UP_PROXY_WORKERS, keepalive=UPSTREAM_KEEPALIVE,
+                         slowloris=SLOWLORIS_CONNECTIONS,
                          repeats=meta["settings"]["repeats"],
                          versions=", ".join(f"{name} {version}" for name, version in meta["versions"].items()))
     places = Places(Path("/tmp/RUN/STACK"), Path("/tmp/RUN/static"))
@@ -202,17 +213,22 @@ def _method(meta: dict) -> list[str]:
         *_table(["stack", "front", "app server", "cases"], [_stack_row(stack) for stack in STACKS]), "",
         "<details><summary>The fronts' configs, as written for each start</summary>", "",
         "```nginx", nginx_config(places, 8080).rstrip(), "```", "",
-        "```toml", wsgistack_config(places, 8080).rstrip(), "```", "", "</details>", "",
+        "```toml", wsgistack_config(places, 8080).rstrip(), "```", "",
+        f"`{STACK_UP.name}` (all of it, for the Flask hello):", "",
+        "```toml", up_config("flask_hello", places, 8080).rstrip(), "```", "", "</details>", "",
     ]
 
 
 def _stack_row(stack: Stack) -> list[str]:
     sessions = [session for session in SESSIONS if stack in session.stacks]
     apps = ",".join(session.app for session in sessions)
+    cases = ", ".join(load.key for session in sessions for load in session.loads)
+    if stack.whole is not None:
+        return [stack.name, "`wsgistack up -c wsgistack.toml`: its [proxy]",
+                f"its [serve]: `apps:{apps}`, sync, {WORKERS} workers", cases]
     argv = stack.upstream(f"{{{apps}}}" if len(sessions) > 1 else apps, Path("SOCK"))
     argv[0] = Path(argv[0]).name
     front = "`wsgistack proxy -c wsgistack.toml`" if stack.wsgistack else "`nginx -c nginx.conf`"
-    cases = ", ".join(load.key for session in sessions for load in session.loads)
     name = stack.name + (" (informative)" if stack.informative else "")
     return [name, front, f"`{' '.join(argv)}`", cases]
 

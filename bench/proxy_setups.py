@@ -1,5 +1,6 @@
 """The proxy benchmark's contenders and cases: nginx or `wsgistack proxy` in front of an app server on a unix
-socket, the config each front is given, and the loads run through them."""
+socket, or `wsgistack up` running both from one wsgistack.toml; the config each is given, and the loads run
+through them."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ UPSTREAM_KEEPALIVE = 64
 # each front as it ships: nginx's `worker_processes auto` is 2 here; wsgistack proxy's default is 1, and on 2
 # cores shared with the app servers and wrk a second process measured slower, not faster
 PROXY_WORKERS = 1
+# `wsgistack up`'s proxy is given what the nginx front has (worker_processes 2), as its contender
+UP_PROXY_WORKERS = WORKERS
 BODY_LIMIT = "2m"
 UPLOAD_BYTES = 1 << 20
 STATIC_FILES = {"f10k.bin": 10 * 1024, "f10m.bin": 10 * 1024 * 1024}
@@ -51,6 +54,8 @@ class Places:
 
 FrontBuilder = Callable[[Places, int], list[str]]
 UpstreamBuilder = Callable[[str, Path], list[str]]
+# app, places, port: the command of a contender that is one process tree, front and app server at once
+WholeBuilder = Callable[[str, Places, int], list[str]]
 
 
 def nginx_config(places: Places, port: int) -> str:
@@ -121,6 +126,49 @@ upstream = "app"
 """
 
 
+def up_config(app: str, places: Places, port: int, worker_class: str = "sync") -> str:
+    """wsgistack.toml for `wsgistack up`: [serve] as `wsgistack serve -k CLASS -w 2`, and [proxy] set up as
+    the other fronts are (nginx's worker count; keep-alive, access log, body limit and /static/ as both have).
+    The app server's socket is up's own (in its private run folder), so the upstream gives no servers."""
+    return f"""[serve]
+app = "apps:{app}"
+worker_class = "{worker_class}"
+workers = {WORKERS}
+log_level = "warning"
+
+[proxy]
+listen = ["127.0.0.1:{port}"]
+workers = {UP_PROXY_WORKERS}
+access_log = "{places.access_log}"
+access_log_format = "combined"
+client_max_body_size = "{BODY_LIMIT}"
+log_level = "warning"
+
+[proxy.upstreams.app]
+keepalive = {UPSTREAM_KEEPALIVE}
+
+[[proxy.routes]]
+path = "/static/"
+static = "{places.static_dir}"
+
+[[proxy.routes]]
+path = "/"
+upstream = "app"
+"""
+
+
+def wsgistack_up(worker_class: str) -> WholeBuilder:
+    """Write wsgistack.toml for this start and return the `wsgistack up` command that runs all of it (the app
+    server is found on PYTHONPATH, which names bench/, as for every other contender)."""
+
+    def build(app: str, places: Places, port: int) -> list[str]:
+        conf = places.workdir / "wsgistack.toml"
+        conf.write_text(up_config(app, places, port, worker_class))
+        return [str(BIN_DIR / "wsgistack"), "up", "-c", str(conf)]
+
+    return build
+
+
 def nginx_front(places: Places, port: int) -> list[str]:
     """Write nginx.conf for this start and return the command that runs nginx in the foreground."""
     conf = places.workdir / "nginx.conf"
@@ -155,14 +203,16 @@ def gunicorn_sync(app: str, socket: Path) -> list[str]:
 
 @dataclass(frozen=True)
 class Stack:
-    """One contender: a front (nginx or `wsgistack proxy`) and the app server behind it."""
+    """One contender: a front (nginx or `wsgistack proxy`) and the app server behind it, or (`whole`) one
+    command that runs both, `wsgistack up`; front and upstream are then None."""
 
     name: str
-    front: FrontBuilder
-    upstream: UpstreamBuilder
+    front: FrontBuilder | None
+    upstream: UpstreamBuilder | None
     wsgistack: bool
     # Shown, never judged: an extra row for information.
     informative: bool = False
+    whole: WholeBuilder | None = None
 
 
 @dataclass(frozen=True)
@@ -199,7 +249,9 @@ STACK_INLINE = Stack("wsgistack proxy + wsgistack event --threads 1", wsgistack_
                      wsgistack_serve("event", threads=1), wsgistack=True)
 STACK_EVENT = Stack("wsgistack proxy + wsgistack event", wsgistack_front, wsgistack_serve("event"),
                     wsgistack=True, informative=True)
-STACKS = (WSGISTACK_PROXY, NGINX, STACK_SYNC, STACK_NGINX, STACK_INLINE, STACK_EVENT)
+# the whole stack from one wsgistack.toml, with the worker class of STACK_SYNC
+STACK_UP = Stack("wsgistack up (sync)", None, None, wsgistack=True, whole=wsgistack_up("sync"))
+STACKS = (WSGISTACK_PROXY, NGINX, STACK_SYNC, STACK_NGINX, STACK_UP, STACK_INLINE, STACK_EVENT)
 
 SESSIONS: tuple[ProxySession, ...] = (
     # The static files are the front's own work; the hello upstream only answers the readiness probe there.
@@ -220,7 +272,8 @@ SESSIONS: tuple[ProxySession, ...] = (
                   expect_body=str(UPLOAD_BYTES).encode()),
     )),
     # The slowloris run follows the plain one on the same stack, which is its own baseline.
-    ProxySession("flask_hello", (STACK_SYNC, STACK_NGINX, STACK_INLINE, STACK_EVENT), STACK_NGINX.name, (
+    ProxySession("flask_hello", (STACK_SYNC, STACK_NGINX, STACK_UP, STACK_INLINE, STACK_EVENT),
+                 STACK_NGINX.name, (
         ProxyLoad("stack_flask", "stack_flask: Flask hello through proxy and app server, c64", 64,
                   expect_body=HELLO),
         ProxyLoad("stack_slowloris", f"stack_flask with {SLOWLORIS_CONNECTIONS} slowloris connections open "
