@@ -19,7 +19,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -75,6 +75,7 @@ class Target:
     process: subprocess.Popen
     add_program: Callable[[str], None]  # write one more sleeper into the config
     drop_program: Callable[[str], None]  # take one program out of the config
+    settled: dict[str, str] = field(default_factory=lambda: dict(SETTLED))  # where start-up leaves everything
 
     def run(self, *args: str, stdin: int | None = subprocess.DEVNULL) -> subprocess.CompletedProcess:
         """supervisorctl ARGS against this supervisor."""
@@ -92,8 +93,8 @@ class Target:
     def settle(self) -> dict[str, dict]:
         """Wait until PROGRAMS are where start-up leaves them (SETTLED); their records."""
         return wait_for(lambda: (r := self.records()) and all(r.get(n, {}).get("statename") == s
-                                                              for n, s in SETTLED.items()) and r,
-                        timeout=20, message=f"the settled states {SETTLED}")
+                                                              for n, s in self.settled.items()) and r,
+                        timeout=20, message=f"the settled states {self.settled}")
 
 
 def _write_scripts(folder: Path) -> Path:
@@ -148,7 +149,47 @@ def start_supervise(folder: Path) -> Target:
                   drop_program=drop_program)
 
 
-STARTERS = {"supervise": start_supervise}  # `up` (a wsgistack.toml) is to join them
+def _toml_program(name: str, scripts: Path) -> str:
+    options = {
+        "long": f'command = "{PY} {scripts}/long.py"\n',
+        "ticker": f'command = "{PY} {scripts}/ticker.py"\nstdout_logfile = "%(here)s/logs/ticker.log"\n'
+                  'stderr_logfile = "%(here)s/logs/ticker.err"\n',
+        "pool": f'command = "{PY} {scripts}/long.py"\nprocess_name = "%(program_name)s_%(process_num)02d"\n'
+                "numprocs = 2\n",
+        "fail": f'command = "{PY} {scripts}/fail.py"\nstartretries = 0\n',
+        "manual": f'command = "{PY} {scripts}/long.py"\nautostart = false\n',
+    }
+    body = options.get(name, f'command = "{PY} {scripts}/long.py"\n')
+    return f"[programs.{name}]\n{body}startsecs = 0.2\n\n"
+
+
+def start_up(folder: Path) -> Target:
+    """`wsgistack up` on a wsgistack.toml: an app server and the proxy in front of it besides PROGRAMS; the real
+    supervisorctl reaches it with -s unix://SOCKET (the control socket in the stack's run folder)."""
+    from stacks import free_port, write_release
+
+    from wsgistack.supervisor.toml_config import stack_run_dir
+
+    scripts = _write_scripts(folder)
+    (folder / "logs").mkdir()
+    write_release(folder, "up")
+    conf = folder / "wsgistack.toml"
+    head = (f'[serve]\napp = "hello:app"\nworkers = 1\n\n[proxy]\nlisten = ["127.0.0.1:{free_port()}"]\n\n'
+            '[supervisor]\nchildlogdir = "%(here)s/logs"\nlogfile = "%(here)s/supervisor.log"\n\n')
+    conf.write_text(head + "".join(_toml_program(name, scripts) for name in PROGRAMS))
+
+    def drop_program(name: str) -> None:
+        conf.write_text(conf.read_text().replace(_toml_program(name, scripts), ""))
+
+    process = subprocess.Popen([PY, "-m", "wsgistack", "up", "-c", str(conf)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    socket = Path(stack_run_dir(str(conf))) / "supervisor.sock"
+    return Target(conf, [str(SUPERVISORCTL), "-s", f"unix://{socket}"], socket, process,
+                  add_program=lambda name: conf.write_text(conf.read_text() + _toml_program(name, scripts)),
+                  drop_program=drop_program, settled={**SETTLED, "app": "RUNNING", "proxy": "RUNNING"})
+
+
+STARTERS = {"supervise": start_supervise, "up": start_up}
 
 
 @pytest.fixture(params=sorted(STARTERS))
