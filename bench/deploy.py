@@ -9,6 +9,10 @@ returns, one GET on a fresh connection must give that release's answer. Reported
 and the failed requests (non-2xx and non-200 answers, answers that are not the app's, socket errors); the
 figure is req/s during the deploys ÷ req/s without, per round, and its median over the rounds.
 
+The machine may be shared, and req/s drifts with others' load, so each phase also counts CPU seconds: the
+stack's (every process of `wsgistack up`'s tree, exited generations included), wrk's and the deploy
+clients'. Per request, and per deploy beyond the requests, that drifts much less.
+
 Run: `python bench/deploy.py [--rounds 3] [--seconds 30]` with a Python that has wsgistack and Flask
 (bench/run.sh's venv). Writes bench/results/deploy.json and the up stack's output in
 bench/results/logs/deploy/.
@@ -21,6 +25,7 @@ import http.client
 import json
 import logging
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -34,7 +39,7 @@ from pathlib import Path
 
 import machine
 from load import parse_wrk
-from procs import NotReady, StartFailed, TreeProcess
+from procs import NotReady, StartFailed, TreeProcess, process_tree
 from servers import BENCH_DIR, BIN_DIR, WORKERS, Server
 
 log = logging.getLogger("bench.deploy")
@@ -95,6 +100,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="Deploys in a row in the deploy phase (default 20).")
     parser.add_argument("--connections", type=int, default=32, help="wrk's connections (default 32).")
     parser.add_argument("--watch", type=float, default=0.3, help="`wsgistack deploy --watch` (default 0.3).")
+    parser.add_argument("--preload", action="store_true",
+                        help="[serve] preload = true: each generation imports the app once, before forking.")
     parser.add_argument("--max-deploy-seconds", type=float, default=150.0,
                         help="The deploy phase stops deploying after this long (default 150).")
     args = parser.parse_args(argv)
@@ -105,7 +112,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def write_stack(folder: Path, port: int, releases: int) -> Path:
+def write_stack(folder: Path, port: int, releases: int, preload: bool = False) -> Path:
     """Release folders r0..rN (release N answers "release N ...") and the wsgistack.toml serving r0."""
     for number in range(releases + 1):
         release = folder / f"r{number}"
@@ -119,6 +126,7 @@ chdir = "r0"
 worker_class = "sync"
 workers = {WORKERS}
 log_level = "warning"
+preload = {str(preload).lower()}
 
 [proxy]
 listen = ["127.0.0.1:{port}"]
@@ -161,18 +169,49 @@ def phase_figures(text: str, seconds: float) -> dict:
     return figures
 
 
-def quiet_phase(port: int, args: argparse.Namespace, script: Path) -> dict:
-    started = time.monotonic()
+def tree_cpu(root: int) -> float:
+    """CPU seconds used so far by a process tree: each live process's own and its reaped children's (an
+    exited generation is counted in its parent's, the supervisor's)."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    """CPU seconds of this harness's reaped children (wrk, the deploy clients)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def add_cpu(figures: dict, stack_cpu: float, wrk_cpu: float, client_cpu: float = 0.0) -> dict:
+    """CPU seconds of the stack, of wrk and of the deploy clients over the phase, and all of it per request:
+    the machine is shared, so req/s drifts with others' load; CPU per request does much less."""
+    figures.update(stack_cpu_s=round(stack_cpu, 2), wrk_cpu_s=round(wrk_cpu, 2),
+                   client_cpu_s=round(client_cpu, 2))
+    requests = figures["requests"]
+    figures["cpu_ms_per_request"] = (stack_cpu + wrk_cpu + client_cpu) * 1000 / requests if requests else None
+    return figures
+
+
+def quiet_phase(port: int, root: int, args: argparse.Namespace, script: Path) -> dict:
+    started, stack_cpu, wrk_cpu = time.monotonic(), tree_cpu(root), children_cpu()
     done = subprocess.run(wrk_argv(port, args.connections, args.seconds, script), capture_output=True,
                           text=True, timeout=args.seconds + 30, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
-    return phase_figures(done.stdout, time.monotonic() - started)
+    figures = phase_figures(done.stdout, time.monotonic() - started)
+    return add_cpu(figures, tree_cpu(root) - stack_cpu, children_cpu() - wrk_cpu)
 
 
-def deploy_phase(port: int, folder: Path, args: argparse.Namespace, script: Path) -> dict:
+def deploy_phase(port: int, root: int, folder: Path, args: argparse.Namespace, script: Path) -> dict:
     """The load from just before the first deploy until the last one returned (wrk stopped by SIGINT, which
     makes it print its report for the time it ran)."""
+    stack_cpu, children = tree_cpu(root), children_cpu()
     wrk = subprocess.Popen(wrk_argv(port, args.connections, args.max_deploy_seconds + 10, script),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deploys: list[dict] = []
@@ -186,6 +225,8 @@ def deploy_phase(port: int, folder: Path, args: argparse.Namespace, script: Path
                 break
             deploys.append(deploy(folder, port, number, args.watch))
         elapsed = time.monotonic() - started
+        stack_cpu = tree_cpu(root) - stack_cpu
+        client_cpu = children_cpu() - children  # wrk is not reaped yet: the deploy clients alone
         wrk.send_signal(signal.SIGINT)
         out, err = wrk.communicate(timeout=30)
     finally:
@@ -194,7 +235,8 @@ def deploy_phase(port: int, folder: Path, args: argparse.Namespace, script: Path
             wrk.wait()
     if "Requests/sec" not in out:
         raise RuntimeError(f"wrk failed ({wrk.returncode}): {err.strip() or out.strip()}")
-    figures = phase_figures(out, elapsed)
+    wrk_cpu = children_cpu() - children - client_cpu
+    figures = add_cpu(phase_figures(out, elapsed), stack_cpu, wrk_cpu, client_cpu)
     figures["deploys"] = deploys
     return figures
 
@@ -226,7 +268,7 @@ def run_round(index: int, args: argparse.Namespace, work: Path, script: Path) ->
     record: dict = {"round": index + 1}
 
     def build(app: str, port: int, threads: int) -> list[str]:
-        return [str(BIN_DIR / "wsgistack"), "up", "-c", str(write_stack(folder, port, args.deploys))]
+        return [str(BIN_DIR / "wsgistack"), "up", "-c", str(write_stack(folder, port, args.deploys, args.preload))]
 
     stack = TreeProcess(Server("wsgistack up", build), "", 0, LOG_DIR / f"round{index + 1}.log")
     with stack:
@@ -241,12 +283,12 @@ def run_round(index: int, args: argparse.Namespace, work: Path, script: Path) ->
             return record
         subprocess.run(wrk_argv(stack.port, args.connections, WARMUP_SECONDS, script), capture_output=True,
                        timeout=30, check=False)
-        record["quiet"] = quiet_phase(stack.port, args, script)
+        record["quiet"] = quiet_phase(stack.port, stack.proc.pid, args, script)
         log.info("  round %d quiet:   %7.0f req/s  p99 %7.2f ms  failed %d  (%d requests in %.1f s; load "
                  "average %.1f)", index + 1, record["quiet"]["rps"], record["quiet"]["p99_ms"] or 0,
                  record["quiet"]["failed"], record["quiet"]["requests"], record["quiet"]["seconds"],
                  record["quiet"]["load_average_1min"])
-        record["deploying"] = deploy_phase(stack.port, folder, args, script)
+        record["deploying"] = deploy_phase(stack.port, stack.proc.pid, folder, args, script)
         if stack.proc.poll() is not None:
             record["error"] = f"wsgistack up exited ({stack.proc.returncode}) during the round"
     phase = record["deploying"]
@@ -260,7 +302,17 @@ def run_round(index: int, args: argparse.Namespace, work: Path, script: Path) ->
              phase["requests"], phase["seconds"], record["deploys_ok"], args.deploys, record["answers_ok"],
              args.deploys, statistics.median(d["seconds"] for d in deploys) if deploys else 0,
              phase["load_average_1min"])
-    log.info("  round %d: %.3f× the quiet req/s during the deploys", index + 1, record["ratio"] or 0)
+    quiet_cpu, deploying_cpu = record["quiet"]["cpu_ms_per_request"], phase["cpu_ms_per_request"]
+    record["cpu_ratio"] = quiet_cpu / deploying_cpu if quiet_cpu and deploying_cpu else None
+    # what the deploys cost beyond the requests: the phase's CPU less its requests at the quiet phase's price
+    spent = phase["stack_cpu_s"] + phase["wrk_cpu_s"] + phase["client_cpu_s"]
+    record["cpu_s_per_deploy"] = ((spent - phase["requests"] * (quiet_cpu or 0) / 1000) / len(deploys)
+                                  if deploys else None)
+    log.info("  round %d: %.3f× the quiet req/s during the deploys; CPU per request %.3f ms quiet, %.3f ms "
+             "deploying (stack %.1f s, wrk %.1f s, deploy clients %.1f s): %.3f× as many requests per CPU "
+             "second; %.2f CPU s per deploy beyond the requests", index + 1, record["ratio"] or 0,
+             quiet_cpu or 0, deploying_cpu or 0, phase["stack_cpu_s"], phase["wrk_cpu_s"],
+             phase["client_cpu_s"], record["cpu_ratio"] or 0, record["cpu_s_per_deploy"] or 0)
     return record
 
 
@@ -278,6 +330,11 @@ def summarize(rounds: list[dict], args: argparse.Namespace) -> dict:
         "deploying_rps_median": median("deploying", "rps"),
         "ratio_median": statistics.median(r["ratio"] for r in measured),
         "ratios": [round(r["ratio"], 3) for r in measured],
+        "cpu_ms_per_request_quiet_median": median("quiet", "cpu_ms_per_request"),
+        "cpu_ms_per_request_deploying_median": median("deploying", "cpu_ms_per_request"),
+        "cpu_ratio_median": statistics.median(r["cpu_ratio"] for r in measured),
+        "cpu_ratios": [round(r["cpu_ratio"], 3) for r in measured],
+        "cpu_s_per_deploy_median": statistics.median(r["cpu_s_per_deploy"] for r in measured),
         "failed_quiet": sum(r["quiet"]["failed"] for r in measured),
         "failed_deploying": sum(r["deploying"]["failed"] for r in measured),
         "deploys": sum(len(r["deploying"]["deploys"]) for r in measured),
@@ -349,6 +406,12 @@ def main(argv: list[str] | None = None) -> None:
                  "%.1f s (median)", summary["failed_quiet"], summary["failed_deploying"],
                  summary["deploys_ok"], summary["deploys"], summary["answers_ok"], summary["deploys"],
                  summary["deploy_seconds_median"], args.deploys, summary["deploy_phase_seconds_median"])
+        log.info("        CPU per request (stack, wrk and deploy clients): %.3f ms without, %.3f ms during "
+                 "the deploys (medians): %.3f× as many requests per CPU second (median of %s); one deploy "
+                 "costs %.2f CPU s beyond the requests (median)",
+                 summary["cpu_ms_per_request_quiet_median"], summary["cpu_ms_per_request_deploying_median"],
+                 summary["cpu_ratio_median"], ", ".join(f"{x:.3f}" for x in summary["cpu_ratios"]),
+                 summary["cpu_s_per_deploy_median"])
     else:
         log.info("%s", summary["verdict"])
     log.info("done in %.1f min: %s", meta["elapsed_minutes"], RESULTS)
