@@ -3,11 +3,13 @@ black box against a real `wsgistack serve` of every worker class, and in process
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 from pathlib import Path
 
 import pytest
+from polling import wait_for
 from rawhttp import Reader, closed_by_peer, get, request
 from servers import WORKER_CLASSES
 
@@ -108,6 +110,25 @@ def test_http_1_0_gets_its_answer_and_the_close(start_server):
         response = request(sock, get(HEALTH, version="1.0"))
         assert closed_by_peer(sock)
     assert (response.status, response.body) == (200, b"ready\n")
+
+
+@pytest.mark.parametrize("worker_class", ["thread", "event", "gevent", "tornado"])
+def test_a_stopping_server_says_draining_on_a_kept_alive_connection(start_server, worker_class):
+    server = start_server("target_app:app", "-k", worker_class, "-w", "1", "--threads", "2")
+    with server.connect() as sock:
+        reader = Reader(sock)
+        sock.sendall(get(HEALTH))
+        assert reader.one().body == b"ready\n"
+        server.signal(signal.SIGTERM)
+
+        def answer():
+            sock.sendall(get(HEALTH))  # every 20 ms: never idle long enough for the stopping worker to close it
+            response = reader.one()
+            return response if response.status != 200 else None
+
+        response = wait_for(answer, timeout=10, message="the draining answer")
+        assert (response.status, response.body, response.header("Connection")) == (503, b"draining\n", "close")
+        assert closed_by_peer(sock)
 
 
 # --- in process: the draining answer ---------------------------------------------------------------------------
