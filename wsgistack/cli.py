@@ -152,11 +152,8 @@ def _up(args: dict[str, Any]) -> int:
 
 
 def _deploy(args: dict[str, Any]) -> int:
-    from wsgistack.supervisor.ctl import EXIT_FAILED, EXIT_UNREACHABLE, Unreachable, request, socket_path
+    from wsgistack.supervisor.ctl import run_ctl
 
-    found = None if args["socket"] else find_config_file(args.get("config"), os.environ)
-    if found is None and not args["socket"]:
-        raise ConfigError("no config: wsgistack deploy -c wsgistack.toml (or ./wsgistack.toml here, or -s SOCKET)")
     words = [args["name"]] if args["name"] else []
     if args["rollback"]:
         words.append("rollback")
@@ -169,18 +166,9 @@ def _deploy(args: dict[str, Any]) -> int:
                 raise ConfigError(f"--chdir {args[key]}: no such folder")
             words.append(f"{key}={value}")
     words += [f"smoke_path={args['smoke_path']}", f"watch={args['watch']}", f"timeout={args['timeout']}"]
-    path = socket_path(None if found is None else str(found), args["socket"])
-    try:
-        answer = request(path, "deploy", *words, timeout=args["timeout"] + args["watch"] + 120)
-    except Unreachable as exc:
-        sys.stderr.write(f"wsgistack deploy: {exc}\n")
-        return EXIT_UNREACHABLE
-    if not answer.get("ok"):
-        sys.stderr.write(f"wsgistack deploy: {answer.get('error')}\n")
-        return EXIT_FAILED
-    for name, outcome in answer["result"].items():
-        sys.stdout.write(f"{name}: {outcome}\n")
-    return 0
+    # the supervisor answers once the deploy is done: its ready timeout, the watch, the old generation's stop
+    return run_ctl(args["config"], args["socket"], "deploy", words, as_json=False,
+                   timeout=args["timeout"] + args["watch"] + 120, prog="deploy")
 
 
 def _add_proxy_parser(commands: Any, parser: argparse.ArgumentParser) -> None:

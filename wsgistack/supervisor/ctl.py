@@ -105,20 +105,21 @@ def credentials(config_path: str | None, username: str | None, password: str | N
 
 def run_ctl(config_path: str | None, socket_arg: str | None, command: str, args: list[str],
             as_json: bool, follow: bool = False, lines: int = 0, username: str | None = None,
-            password: str | None = None) -> int:
-    """Carry out one ctl command; print its result; return the exit code."""
+            password: str | None = None, timeout: float = 30.0, prog: str = "ctl") -> int:
+    """Carry out one ctl command (`prog` names the command in messages: ctl, or deploy, which waits longer);
+    print its result; return the exit code."""
     config_path = find_config(config_path, socket_arg)
     path = socket_path(config_path, socket_arg)
     auth = credentials(config_path, username, password)
     try:
         if command == "tail":
             return _tail(path, args, as_json, follow, lines, auth)
-        answer = request(path, command, *args, credentials=auth)
+        answer = request(path, command, *args, credentials=auth, timeout=timeout)
     except Unreachable as exc:
-        sys.stderr.write(f"wsgistack ctl: {exc}\n")
+        sys.stderr.write(f"wsgistack {prog}: {exc}\n")
         return EXIT_UNREACHABLE
     if not answer.get("ok"):
-        sys.stderr.write(f"wsgistack ctl: {answer.get('error')}\n")
+        sys.stderr.write(f"wsgistack {prog}: {answer.get('error')}\n")
         return EXIT_FAILED
     result = answer["result"]
     if as_json:
