@@ -102,11 +102,6 @@ def test_app_and_apps_together_are_refused(tmp_path):
     assert refusal(tmp_path, '[serve]\napps = { "/admin" = "b:app" }\n', argv=("a:app",)) == message
 
 
-def test_preload_with_mounts_is_refused_for_now(tmp_path):
-    assert refusal(tmp_path, argv=("--mount", "/=a:app", "--preload")) == \
-        "--preload with mounts (apps, --mount) is not supported yet: leave one out"
-
-
 def test_mounts_alone_are_an_app_enough(tmp_path):
     assert load(tmp_path, argv=("--mount", "/=a:app")).apps == ("/=a:app",)
 

@@ -16,10 +16,10 @@ def get(server, path: str, host: str | None = None, **kwargs) -> requests.Respon
     return requests.get(f"http://127.0.0.1:{server.port}{path}", headers=headers, timeout=10, **kwargs)
 
 
-@pytest.mark.parametrize("worker_class", ["sync", "event"])
-def test_two_flask_apps_by_prefix_with_their_links(start_server, worker_class):
+@pytest.mark.parametrize(("worker_class", "preload"), [("sync", False), ("event", False), ("event", True)])
+def test_two_flask_apps_by_prefix_with_their_links(start_server, worker_class, preload):
     server = start_server("", "-k", worker_class, "-w", "1", "--mount", "/=site_app:app",
-                          "--mount", "/admin=admin_app:app")
+                          "--mount", "/admin=admin_app:app", *(["--preload"] if preload else []))
     admin = get(server, "/admin/").json()
     assert admin == {"app": "admin", "script_name": "/admin", "path_info": "/", "link": "/admin/page/users",
                      "external": f"http://127.0.0.1:{server.port}/admin/page/users"}

@@ -235,8 +235,6 @@ def validate(settings: ServeSettings) -> None:
         raise ConfigError("both an app and mounts (apps, --mount) are set: serve one app, or mount it at \"/\"")
     if not settings.app and not settings.apps:
         raise ConfigError("no app given: wsgistack serve MODULE:NAME (or 'app' in the [serve] table)")
-    if settings.apps and settings.preload:
-        raise ConfigError("--preload with mounts (apps, --mount) is not supported yet: leave one out")
     for text in settings.bind:
         parse_address(text)
     if settings.chdir is not None and not os.path.isdir(settings.chdir):

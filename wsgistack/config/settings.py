@@ -196,6 +196,11 @@ class ServeSettings:
         """The declared settings, in order."""
         return list(dataclasses.fields(cls))
 
+    @property
+    def title(self) -> str:
+        """What the process titles name: proc_name, else the app, else the mounts."""
+        return self.proc_name or self.app or " ".join(self.apps or ())
+
     def replace(self, **changes: Any) -> ServeSettings:
         """A copy with some settings changed."""
         return dataclasses.replace(self, **changes)

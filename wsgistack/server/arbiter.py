@@ -43,6 +43,7 @@ from wsgistack.server.workers.base import (
     set_process_title,
 )
 from wsgistack.wsgi.loader import AppLoadError, load_app
+from wsgistack.wsgi.mounts import load_mounts
 
 log = logging.getLogger("wsgistack.server")
 
@@ -112,10 +113,10 @@ class Arbiter:
             self._write_pidfile()
             if settings.preload:
                 try:
-                    self.app = load_app(settings.app or "")
+                    self.app = load_mounts(settings.apps) if settings.apps else load_app(settings.app or "")
                 except AppLoadError as exc:
                     raise HaltServer(str(exc), EXIT_APP_LOAD_ERROR) from None
-            set_process_title(f"wsgistack: master [{settings.proc_name or settings.app}]")
+            set_process_title(f"wsgistack: master [{settings.title}]")
             self._import_worker_class()
             self._init_signals()
             log.debug("wsgistack %s master %s starting %s worker(s) of class %s", __version__, self.pid,

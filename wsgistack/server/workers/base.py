@@ -104,7 +104,7 @@ class Worker:
     def _boot_and_run(self) -> int:
         settings = self.settings
         self.before_boot()
-        set_process_title(f"wsgistack: worker [{settings.proc_name or settings.app}]")
+        set_process_title(f"wsgistack: worker [{settings.title}]")
         self._init_signals()
         try:
             # opened before dropping privileges, like the master's error log, so root-owned logs work
