@@ -25,6 +25,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import resource
 import shlex
 import shutil
@@ -76,8 +77,12 @@ request = function()
   if turn % 2 == 0 then return post end
   return get
 end
+sample = ""
 response = function(status, headers, body)
-  if status ~= 200 or string.sub(body, 1, 8) ~= "release " then bad = bad + 1 end
+  if status ~= 200 or string.sub(body, 1, 8) ~= "release " then
+    bad = bad + 1
+    if sample == "" then sample = status .. " " .. string.sub(body or "", 1, 120) end
+  end
 end
 local threads = {}
 setup = function(thread) table.insert(threads, thread) end
@@ -85,6 +90,10 @@ done = function(summary, latency, requests)
   local total = 0
   for _, thread in ipairs(threads) do total = total + thread:get("bad") end
   io.write(string.format("answers not 200 or not the app's: %d\\n", total))
+  for _, thread in ipairs(threads) do
+    local first = thread:get("sample")
+    if first ~= "" then io.write("first of them: " .. first:gsub("\\n", " ") .. "\\n") end
+  end
 end
 '''
 
@@ -132,6 +141,7 @@ preload = {str(preload).lower()}
 listen = ["127.0.0.1:{port}"]
 workers = {WORKERS}
 log_level = "warning"
+access_log = "access.log"
 
 [proxy.upstreams.app]
 keepalive = 64
@@ -164,6 +174,9 @@ def phase_figures(text: str, seconds: float) -> dict:
     figures["load_average_1min"] = round(os.getloadavg()[0], 2)
     line = [x for x in text.splitlines() if x.startswith("answers not 200 or not the app's:")]
     figures["bad_answers"] = int(line[0].rsplit(":", 1)[1]) if line else None
+    first = [x for x in text.splitlines() if x.startswith("first of them: ")]
+    if first:
+        figures["first_bad_answer"] = first[0].removeprefix("first of them: ")[:200]
     figures["failed"] = max(figures["non_2xx"], figures["bad_answers"] or 0) + figures["socket_errors"]
     figures["seconds"] = round(seconds, 2)
     return figures
@@ -262,13 +275,32 @@ def deploy(folder: Path, port: int, number: int, watch: float) -> dict:
     return record
 
 
+def keep_failures(access_log: Path, kept: Path) -> int:
+    """Copy the proxy's access log lines of answers other than 200 (the evidence of a failed request: its
+    time, method and status) to `kept`; how many there were."""
+    count = 0
+    try:
+        with open(access_log, errors="replace") as lines, open(kept, "w") as out:
+            for line in lines:
+                match = re.search(r'" (\d{3}) ', line)
+                if match and match.group(1) != "200":
+                    count += 1
+                    out.write(line)
+    except OSError as exc:
+        log.warning("  cannot read %s: %s", access_log, exc)
+    if not count:
+        kept.unlink(missing_ok=True)
+    return count
+
+
 def run_round(index: int, args: argparse.Namespace, work: Path, script: Path) -> dict:
     folder = work / f"round{index}"
     folder.mkdir()
     record: dict = {"round": index + 1}
 
     def build(app: str, port: int, threads: int) -> list[str]:
-        return [str(BIN_DIR / "wsgistack"), "up", "-c", str(write_stack(folder, port, args.deploys, args.preload))]
+        config = write_stack(folder, port, args.deploys, args.preload)
+        return [str(BIN_DIR / "wsgistack"), "up", "-c", str(config)]
 
     stack = TreeProcess(Server("wsgistack up", build), "", 0, LOG_DIR / f"round{index + 1}.log")
     with stack:
@@ -291,6 +323,8 @@ def run_round(index: int, args: argparse.Namespace, work: Path, script: Path) ->
         record["deploying"] = deploy_phase(stack.port, stack.proc.pid, folder, args, script)
         if stack.proc.poll() is not None:
             record["error"] = f"wsgistack up exited ({stack.proc.returncode}) during the round"
+    record["access_log_not_200"] = keep_failures(folder / "access.log",
+                                                 LOG_DIR / f"round{index + 1}-not-200.log")
     phase = record["deploying"]
     deploys = phase["deploys"]
     record["deploys_ok"] = sum(1 for d in deploys if d["exit"] == 0)
