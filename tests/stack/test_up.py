@@ -11,6 +11,8 @@ import pytest
 from commands import one_error_line, run
 from stacks import Stack, free_port, get, write_release
 
+from wsgistack.supervisor.toml_config import stack_run_dir
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -34,8 +36,11 @@ def test_the_bundled_example_runs_as_one_stack(tmp_path):
         assert get(port, "/_wsgistack/health")[0] == 200  # answered by the app server, through the proxy
         workers = stack.descendants()
         assert len(workers) >= 5  # the app master and its 2 workers, the proxy, the program
+        run_dir = Path(stack_run_dir(str(stack.config)))
+        assert sorted(path.name for path in run_dir.iterdir()) == ["app.1.sock", "app.sock", "supervisor.sock"]
     finally:
         assert stack.stop(signal.SIGINT) == 0
+    assert not run_dir.exists()  # the private run folder goes with the stack
     log = stack.log()
     # one line per state change, and the stop in reverse order: the proxy and the program before the app
     assert "app:app: STARTING -> RUNNING" in log

@@ -35,15 +35,19 @@ def run_up(path: str, daemon: bool = False) -> int:
     try:
         return supervise(stack.supervisor_config(fds=fds), daemon=daemon, prepare=prepare)
     finally:
-        _remove_links(stack)
+        _clean_up(stack)
 
 
-def _remove_links(stack: Stack) -> None:
-    """The links to the app servers' sockets go with the stack (each server removes its own socket)."""
-    if stack.proxy is None:
-        return
-    for server in stack.servers:
-        try:
-            os.unlink(stack.socket(server.name))
-        except OSError:
-            pass
+def _clean_up(stack: Stack) -> None:
+    """The links to the app servers' sockets go with the stack (each server removes its own socket, the control
+    server its own), and so does the run folder once empty."""
+    if stack.proxy is not None:
+        for server in stack.servers:
+            try:
+                os.unlink(stack.socket(server.name))
+            except OSError:
+                pass
+    try:
+        os.rmdir(stack.run_dir)
+    except OSError:
+        pass  # something is still there (a socket of a server that outlived us): leave it
