@@ -164,6 +164,8 @@ def _deploy(args: dict[str, Any]) -> int:
                 value = os.path.abspath(value)
             if key == "chdir" and not os.path.isdir(value):
                 raise ConfigError(f"--chdir {args[key]}: no such folder")
+            if key == "python" and os.sep in value and not os.access(value, os.X_OK):
+                raise ConfigError(f"--python {args[key]}: no such program")
             words.append(f"{key}={value}")
     words += [f"smoke_path={args['smoke_path']}", f"watch={args['watch']}", f"timeout={args['timeout']}"]
     # the supervisor answers once the deploy is done: its ready timeout, the watch, the old generation's stop

@@ -83,9 +83,16 @@ depends_on = ["api"]
         stack.wait_running("web", "api", "proxy", "after")
         assert get(port, "/")[1] == "web 0"
         assert get(port, "/api/")[1] == "api 0"
-        deployed = stack.wsgistack("deploy", "api", "--watch", "0")
+        deployed = stack.wsgistack("deploy", "api", "--watch", "0", "--python", sys.executable)
         assert deployed.returncode == 0, deployed.stderr
         assert deployed.stdout.startswith("api: generation 2 serving")
+        refused = stack.wsgistack("deploy", "web", "--python", "python-that-is-not-there")
+        assert refused.returncode == 1 and "cannot run 'python-that-is-not-there'" in refused.stderr
+        assert "generation 1 keeps serving" in refused.stderr
+        assert get(port, "/")[1] == "web 0"
+        missing = stack.wsgistack("deploy", "web", "--python", "/no/such/python")
+        assert missing.returncode == 2 and missing.stderr.strip() == \
+            "wsgistack deploy: error: --python /no/such/python: no such program"
     finally:
         assert stack.stop(signal.SIGTERM) == 0
 
