@@ -159,6 +159,8 @@ class Worker:
             answer = self.answer_self_check(ctx, request)
         except Exception as exc:  # noqa: BLE001 - whatever broke is the one line the master logs
             return f"{type(exc).__name__}: {exc}"
+        if self.draining:
+            return None  # told to stop while it checked: its 503 is right, and no boot failure
         if answer.split(b" ", 2)[1:2] != [b"200"] or not answer.endswith(b"ready\n"):
             return f"the health endpoint answered {answer[:40]!r}"
         return None

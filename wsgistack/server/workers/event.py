@@ -50,6 +50,9 @@ class EventWorker(Worker):
             server = self.loop.run_until_complete(self.loop.create_server(
                 self._new_protocol, sock=listener.sock, backlog=settings.backlog, start_serving=False))
             self.servers.append(server)
+        # the self-check before any listener serves: a real request taken meanwhile could stop the worker
+        # (--max-requests 1), and its health check would then say 503
+        self.report_booted()
         # every server is known before any accepts: a request served while the loop starts them may stop
         # the worker (--max-requests 1), and _begin_stop must then close them all
         for server in self.servers:
@@ -57,7 +60,6 @@ class EventWorker(Worker):
                 self.loop.run_until_complete(server.start_serving())
         if self.stopping_since is not None:
             self._stop_accepting()
-        self.report_booted()
         self._tick()
         try:
             self.loop.run_forever()

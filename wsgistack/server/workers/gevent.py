@@ -60,6 +60,7 @@ class GeventWorker(Worker):
         servers = []
         from gevent import socket as green
 
+        self.report_booted()  # before any listener serves (see EventWorker)
         for listener in self.listeners:
             # the master made this socket before we patched: wrap its descriptor in a cooperative socket
             sock = green.socket(listener.sock.family, listener.sock.type, fileno=os.dup(listener.sock.fileno()))
@@ -67,7 +68,6 @@ class GeventWorker(Worker):
             server = StreamServer(sock, self._handle, spawn=group.spawn)  # unbounded: _admit applies the cap
             server.start()
             servers.append((server, sock))
-        self.report_booted()
         interval = self.beat_interval(settings)
         # a greenlet stuck in a blocking call or a CPU loop blocks this one too: the heartbeat stops, the
         # master notices after --timeout. A greenlet that sleeps or waits on a patched socket is not stuck.

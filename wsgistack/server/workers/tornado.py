@@ -46,11 +46,11 @@ class TornadoWorker(Worker):
         self.server = _tcp_server(self.ctx, self.connections)
         for listener in self.listeners:
             listener.sock.setblocking(False)
-        self.server.add_sockets([listener.sock for listener in self.listeners])
         self.stopping_since: float | None = None
         self.adopting: set[asyncio.Task] = set()  # connections taken from the listen queue while stopping
         self.ioloop.add_handler(self.wakeup_r, self._on_wakeup, IOLoop.READ)
-        self.report_booted()
+        self.report_booted()  # before any listener serves (see EventWorker)
+        self.server.add_sockets([listener.sock for listener in self.listeners])
         self._tick()
         try:
             self.ioloop.start()
