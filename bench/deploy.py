@@ -108,7 +108,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--deploys", type=int, default=20,
                         help="Deploys in a row in the deploy phase (default 20).")
     parser.add_argument("--connections", type=int, default=32, help="wrk's connections (default 32).")
-    parser.add_argument("--watch", type=float, default=0.3, help="`wsgistack deploy --watch` (default 0.3).")
+    parser.add_argument("--watch", type=float, default=None,
+                        help="`wsgistack deploy --watch` (default: the command's own, 3 s).")
     parser.add_argument("--preload", action="store_true",
                         help="[serve] preload = true: each generation imports the app once, before forking.")
     parser.add_argument("--max-deploy-seconds", type=float, default=150.0,
@@ -256,7 +257,8 @@ def deploy_phase(port: int, root: int, folder: Path, args: argparse.Namespace, s
 
 def deploy(folder: Path, port: int, number: int, watch: float) -> dict:
     """`wsgistack deploy --chdir rN --watch W` next to the wsgistack.toml, then a fresh GET."""
-    argv = [str(BIN_DIR / "wsgistack"), "deploy", "--chdir", f"r{number}", "--watch", f"{watch:g}"]
+    argv = [str(BIN_DIR / "wsgistack"), "deploy", "--chdir", f"r{number}",
+            *(["--watch", f"{watch:g}"] if watch is not None else [])]
     started = time.monotonic()
     try:
         done = subprocess.run(argv, cwd=folder, capture_output=True, text=True, timeout=DEPLOY_TIMEOUT,

@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+WATCH_SECONDS = 3.0  # a deploy's watch: the "first seconds"; the old generation serves on meanwhile
+
+
 def _add_stack_parsers(commands: Any, parser: argparse.ArgumentParser) -> None:
     up = commands.add_parser(
         "up", help="run the whole stack of a wsgistack.toml: app servers, proxy, programs",
@@ -135,8 +138,9 @@ def _add_stack_parsers(commands: Any, parser: argparse.ArgumentParser) -> None:
                                                       "(a release folder)")
     deploy.add_argument("--rollback", action="store_true", help="run the previous generation's settings again")
     deploy.add_argument("--smoke-path", metavar="PATH", default="/", help="what the smoke request asks (default /)")
-    deploy.add_argument("--watch", type=float, default=1.0, metavar="SECONDS",
-                        help="how long the new generation is probed after the switch (default 1)")
+    deploy.add_argument("--watch", type=float, default=WATCH_SECONDS, metavar="SECONDS",
+                        help=f"how long the new generation is probed after the switch, its first seconds of "
+                             f"traffic (default {WATCH_SECONDS:g})")
     deploy.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                         help="how long the new generation may take to become ready (default 60)")
     parser._subcommands.update({"up": up, "deploy": deploy})  # type: ignore[attr-defined]

@@ -38,7 +38,8 @@ STOP_TIME = re.compile(r"[A-Z][a-z]{2} \d\d \d\d:\d\d [AP]M")  # supervisord's d
 # the programs every Target runs: name -> what it does
 PROGRAMS = {
     "long": "sleeps; started at start-up",
-    "ticker": "prints 200 `tick NNNNN` lines at once, then 50 a second; `got HUP` on SIGHUP; a line on stderr",
+    "ticker": "prints 200 `tick NNNNN` lines at once, then 50 a second; `got HUP` on SIGHUP; a line on stderr; "
+              "`typed LINE` for each line of its stdin",
     "pool": "a group of two sleepers, pool:pool_00 and pool:pool_01",
     "fail": "exits 1 at once, no retries: FATAL",
     "manual": "sleeps, autostart off: STOPPED, never started",
@@ -47,8 +48,10 @@ SETTLED = {"long": "RUNNING", "ticker": "RUNNING", "pool:pool_00": "RUNNING", "p
            "fail": "FATAL", "manual": "STOPPED"}
 SCRIPTS = {
     "long.py": "import time\nwhile True:\n    time.sleep(1)\n",
-    "ticker.py": "import signal, sys, time\n"
+    "ticker.py": "import signal, sys, threading, time\n"
                  "signal.signal(signal.SIGHUP, lambda *a: print('got HUP', flush=True))\n"
+                 "threading.Thread(target=lambda: [print('typed ' + line.strip(), flush=True) for line in sys.stdin],"
+                 " daemon=True).start()\n"
                  "print('ticker on stderr', file=sys.stderr, flush=True)\n"
                  "i = 0\nwhile True:\n    print('tick %05d' % i, flush=True)\n    i += 1\n"
                  "    if i > 200:\n        time.sleep(0.02)\n",
@@ -435,16 +438,16 @@ def test_shutdown(target):
 
 # -- fg ------------------------------------------------------------------------------------------------------
 
-def test_fg_shows_the_output_and_refuses_what_it_must(target):
-    """fg on a terminal (a pty that nobody types into) shows the program's output as it comes. Typing is not
-    tested: wsgistack gives programs /dev/null as stdin, so sendProcessStdin refuses (NO_FILE)."""
+def test_fg_shows_the_output_types_into_stdin_and_refuses_what_it_must(target):
+    """fg on a terminal (a pty) shows the program's output as it comes, and what is typed reaches its stdin
+    (a pipe, as supervisord gives)."""
     primary, terminal = pty.openpty()
     try:
         seen = _follow(target, "fg", "ticker", stdin=terminal,
                        until=lambda text: len(re.findall(r"^tick \d{5}$", text, re.MULTILINE)) >= 10)
         typed = _follow(target, "fg", "ticker", stdin=terminal, then=lambda: os.write(primary, b"hello\n"),
-                        until=lambda text: "Exiting foreground" in text)
-        assert "NO_FILE: wsgistack gives programs /dev/null as stdin" in typed, typed
+                        until=lambda text: "typed hello" in text)
+        assert "Exiting foreground" not in typed and "ERROR" not in typed, typed
     finally:
         os.close(primary)
         os.close(terminal)

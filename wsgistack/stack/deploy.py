@@ -7,7 +7,7 @@ The steps, in the supervisor of `wsgistack up` (the client only asks and prints 
    its program) within the timeout;
 2. a smoke request (GET --smoke-path, "/" by default) must answer below 500;
 3. turn the link the proxy connects to, so new connections reach the new generation;
-4. watch it for --watch seconds: a probe of the smoke path every tenth of a second; more than a tenth of
+4. watch it for --watch seconds (3 by default): a probe of the smoke path every tenth of a second; more than a tenth of
    them answered 5xx (or not at all) turns the link back and stops the new generation;
 5. stop the old generation (SIGTERM: it stops accepting and answers what it holds and what waits in its
    backlog), and the new one takes the program's name.
@@ -68,7 +68,7 @@ class Deployer:
         if name in self.busy:
             raise CommandError(f"{name}: a deploy is already under way")
         try:
-            watch = float(options.get("watch", 1.0))
+            watch = float(options.get("watch", 3.0))
             timeout = float(options.get("timeout", 60.0))
         except ValueError:
             raise CommandError("deploy: watch and timeout are seconds") from None

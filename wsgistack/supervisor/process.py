@@ -109,7 +109,8 @@ class Process:
             env[leftovers.MARK] = self.mark
         try:
             popen = subprocess.Popen(
-                list(settings.command), cwd=settings.directory, env=env, stdin=subprocess.DEVNULL,
+                # a pipe, as supervisord gives: supervisorctl's fg types into it (send_stdin)
+                list(settings.command), cwd=settings.directory, env=env, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT if settings.redirect_stderr else subprocess.PIPE,
                 start_new_session=True, user=settings.user, umask=-1 if settings.umask is None else settings.umask,
                 preexec_fn=die_with_parent,  # noqa: PLW1509 (one C call: SIGKILL when we die)
@@ -121,6 +122,8 @@ class Process:
             self._failed_start(self.spawn_error)
             return
         self._popen = popen
+        if popen.stdin is not None:
+            os.set_blocking(popen.stdin.fileno(), False)
         self.pid = popen.pid
         self.spawn_error = ""
         self.started_at = time.time()
@@ -195,6 +198,8 @@ class Process:
                 pass
         if self._popen is not None:
             self._popen.returncode = os.waitstatus_to_exitcode(status)  # keeps Popen from reaping again
+            if self._popen.stdin is not None:
+                self._popen.stdin.close()
         self.exit_status = status
         self.stopped_at = time.time()
         cause = describe_exit(status)
@@ -279,6 +284,16 @@ class Process:
         if killed:
             log.info("%s: killed %d process(es) it left behind: %s", self.name, len(killed),
                      " ".join(map(str, sorted(killed))))
+
+    def send_stdin(self, data: bytes) -> None:
+        """Write `data` to the running program's stdin (supervisorctl's fg); OSError when it cannot take it
+        now (BlockingIOError: its pipe is full, it does not read) or the program is gone."""
+        pipe = self._popen.stdin if self._popen is not None and self.pid else None
+        if pipe is None or pipe.closed:
+            raise BrokenPipeError("the program is not running")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(pipe.fileno(), view):]
 
     def send_signal(self, signum: int) -> bool:
         """Deliver a signal to the running child (ctl signal); False when there is none."""

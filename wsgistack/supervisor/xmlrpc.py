@@ -293,11 +293,17 @@ class RPCInterface:
         return True
 
     def supervisor_sendProcessStdin(self, name: str, chars: str) -> bool:
-        """supervisorctl's fg types into a program's stdin; wsgistack gives programs /dev/null instead."""
+        """What supervisorctl's fg types goes to the program's stdin (a pipe, as supervisord gives)."""
         process = self._one(name)
         if process.state not in RUNNING_STATES or not process.pid:
             raise Fault(NOT_RUNNING, "NOT_RUNNING", name)
-        raise Fault(NO_FILE, "NO_FILE", "wsgistack gives programs /dev/null as stdin: nothing can be sent")
+        try:
+            process.send_stdin(chars.encode("utf-8") if isinstance(chars, str) else bytes(chars))
+        except BlockingIOError:
+            raise Fault(FAILED, "FAILED", f"{name}: its stdin is full (it does not read it)") from None
+        except OSError:
+            raise Fault(NOT_RUNNING, "NOT_RUNNING", name) from None
+        return True
 
     def _clear(self, name: str) -> bool:
         process = self._one(name)
