@@ -56,7 +56,7 @@ class Deployer:
         options = dict(arg.split("=", 1) for arg in args if "=" in arg)
         unknown = set(options) - _OPTIONS
         if unknown:
-            raise CommandError(f"deploy: unknown option {sorted(unknown)[0]!r}")
+            raise CommandError(f"deploy: unknown option {min(unknown)!r}")
         if self.stack.proxy is None:
             raise CommandError("deploy needs a [proxy] in front of the app server: without one, the app server "
                                "listens itself and `ctl restart` (or HUP) is the way to reload it")

@@ -23,7 +23,7 @@ CommandRunner = Callable[[list[str]], Awaitable[int]]
 
 async def _connects(opening: Awaitable) -> bool:
     try:
-        reader, writer = await asyncio.wait_for(opening, ATTEMPT_TIMEOUT)
+        _reader, writer = await asyncio.wait_for(opening, ATTEMPT_TIMEOUT)
     except (TimeoutError, OSError):
         return False
     writer.close()
