@@ -144,6 +144,29 @@ def _add_stack_parsers(commands: Any, parser: argparse.ArgumentParser) -> None:
     deploy.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                         help="how long the new generation may take to become ready (default 60)")
     parser._subcommands.update({"up": up, "deploy": deploy})  # type: ignore[attr-defined]
+    cgi = commands.add_parser(
+        "cgi", help="answer one request as a CGI/1.1 script (for a CGI host such as Apache's mod_cgi)",
+        description="Run the app for the one request of this process: the request from the CGI meta-variables "
+                    "in the environment and the body from stdin (CONTENT_LENGTH bytes), the response on stdout "
+                    "with a Status: field, held whole so a failure gives a clean 500; errors go to stderr. "
+                    "A script of two lines serves an app: #!/bin/sh, then exec wsgistack cgi myproject:app.")
+    cgi.add_argument("app", metavar="APP", help="the WSGI app, as for `wsgistack serve`")
+    parser._subcommands["cgi"] = cgi  # type: ignore[attr-defined]
+
+
+def _cgi(args: dict[str, Any]) -> int:
+    from wsgistack.observe.errorlog import setup_error_log
+    from wsgistack.server.cgi import error_response, run_cgi
+    from wsgistack.wsgi.loader import AppLoadError, load_app
+
+    setup_error_log("-", "info")  # stderr: the CGI host's error log
+    try:
+        app = load_app(args["app"])
+    except AppLoadError as exc:
+        sys.stderr.write(f"wsgistack cgi: error: {exc}\n")
+        sys.stdout.buffer.write(error_response(500, "Internal server error"))
+        return 1
+    return run_cgi(app, os.environ, sys.stdin.buffer, sys.stdout.buffer, sys.stderr)
 
 
 def _up(args: dict[str, Any]) -> int:
@@ -366,6 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config(args)
         if command == "proxy":
             return _proxy(args)
+        if command == "cgi":
+            return _cgi(args)
         if command == "up":
             return _up(args)
         if command == "deploy":

@@ -101,6 +101,11 @@ def write_head(start_line: str, lines: list[str]) -> bytes:
     return f"{start_line}\r\n{''.join(lines)}\r\n".encode("latin-1")
 
 
+def cgi_head(status: str, headers: list[tuple[str, str]]) -> bytes:
+    """A CGI script's response head (RFC 3875 §6.3): `Status:` instead of a status line, then the fields."""
+    return write_head(f"Status: {status}", [f"{name}: {value}\r\n" for name, value in headers])
+
+
 def closing_fields(chunked: bool, keep_alive: bool, version: str, has_date: bool, has_server: bool,
                    late: str = "") -> str:
     """The fields a response head ends with: Transfer-Encoding, Date and Server if missing, `late` (written
