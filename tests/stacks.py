@@ -64,20 +64,23 @@ class Stack:
         return subprocess.run([sys.executable, "-m", "wsgistack", *args], cwd=self.tmp, env=BASE_ENV,
                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False)
 
-    def status(self) -> dict[str, dict]:
-        """`ctl status --json`, by process name."""
+    def status(self, starting: bool = False) -> dict[str, dict]:
+        """`ctl status --json`, by process name; {} while `starting` and the control socket is not up yet."""
         result = self.wsgistack("ctl", "status", "--json", timeout=15)
+        if starting and result.returncode == 4:  # unreachable: the supervisor is not listening yet
+            return {}
         try:
             records = json.loads(result.stdout)
         except ValueError:
-            return {}
+            raise AssertionError(f"ctl status said no JSON (exit {result.returncode}): {result.stdout!r} "
+                                 f"{result.stderr!r}\n{self.log()[-3000:]}") from None
         return {record["name"]: record for record in records}
 
     def wait_running(self, *names: str, timeout: float = 30) -> dict[str, dict]:
         def running():
             if self.proc.poll() is not None:
                 raise AssertionError(f"wsgistack up exited with {self.proc.returncode}:\n{self.log()}")
-            status = self.status()
+            status = self.status(starting=True)
             return status if all(status.get(name, {}).get("statename") == "RUNNING" for name in names) else None
         return wait_for(running, timeout, interval=0.1, message=f"{', '.join(names)} RUNNING\n")
 

@@ -183,7 +183,7 @@ def _deploy(args: dict[str, Any]) -> int:
 
     words = [args["name"]] if args["name"] else []
     if args["rollback"]:
-        words.append("rollback")
+        words.append("rollback=yes")
     for key in ("python", "chdir"):
         if args[key]:
             value = args[key]

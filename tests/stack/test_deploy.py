@@ -39,9 +39,10 @@ def test_restarts_and_deploys_under_load_fail_no_request(tmp_path):
 
         master = stack.status()["app"]["pid"]
         os.kill(master, signal.SIGKILL)
-        wait_for(lambda: stack.status().get("app", {}).get("pid") not in (master, 0, None)
-                 and stack.status()["app"]["statename"] == "RUNNING", 30, interval=0.1,
-                 message="the app server back after kill -9 of its master")
+        def back() -> bool:
+            app = stack.status()["app"]
+            return app["pid"] not in (master, 0) and app["statename"] == "RUNNING"
+        wait_for(back, 30, interval=0.1, message="the app server back after kill -9 of its master")
 
         for number in (2, 3, 4):
             write_release(tmp_path / f"r{number}", f"release {number}")

@@ -33,7 +33,7 @@ log = logging.getLogger("wsgistack.supervisor")
 CANDIDATE = "next"  # the process name of a generation being tried, in its app server's group
 _PROBE_EVERY = 0.1
 _MAX_BAD_SHARE = 0.1  # probes answered 5xx or not at all, of those made while watching, that fail a deploy
-_OPTIONS = {"python", "chdir", "smoke_path", "watch", "timeout"}
+_OPTIONS = {"python", "chdir", "smoke_path", "watch", "timeout", "rollback"}
 
 
 class DeployFailed(Exception):
@@ -51,8 +51,9 @@ class Deployer:
         self.busy: set[str] = set()
 
     async def command(self, *args: str) -> dict[str, str]:
-        """The control socket's `deploy [NAME] [rollback] [KEY=VALUE...]`."""
-        names = [arg for arg in args if "=" not in arg and arg != "rollback"]
+        """The control socket's `deploy [NAME] [KEY=VALUE...]` (rollback=yes among the options, so an app server
+        may be called anything)."""
+        names = [arg for arg in args if "=" not in arg]
         options = dict(arg.split("=", 1) for arg in args if "=" in arg)
         unknown = set(options) - _OPTIONS
         if unknown:
@@ -75,7 +76,7 @@ class Deployer:
         smoke_path = options.get("smoke_path", "/")
         if not smoke_path.startswith("/"):
             raise CommandError(f"deploy: the smoke path must start with '/' (got {smoke_path!r})")
-        if "rollback" in args:
+        if options.get("rollback") == "yes":
             if name not in self.previous:
                 raise CommandError(f"{name}: no previous generation to roll back to")
             target = dataclasses.replace(self.previous[name], number=self._next_number(name))
