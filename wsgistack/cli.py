@@ -152,6 +152,38 @@ def _add_stack_parsers(commands: Any, parser: argparse.ArgumentParser) -> None:
                     "A script of two lines serves an app: #!/bin/sh, then exec wsgistack cgi myproject:app.")
     cgi.add_argument("app", metavar="APP", help="the WSGI app, as for `wsgistack serve`")
     parser._subcommands["cgi"] = cgi  # type: ignore[attr-defined]
+    export = commands.add_parser(
+        "export", help="write the stack of a wsgistack.toml as another engine's config",
+        description="Write the same wsgistack.toml for the engines a team already runs: nginx (the [proxy] as a "
+                    "server block), supervisord (a supervisord.conf), systemd (units, socket activation), k8s "
+                    "(Kubernetes manifests), compose (a Compose file), apache (a mod_wsgi vhost and .wsgi file). "
+                    "To the folder of -o, or to stdout.")
+    export.add_argument("kind", choices=["nginx", "supervisord", "systemd", "k8s", "compose", "apache"],
+                        metavar="KIND", help="nginx, supervisord, systemd, k8s, compose or apache")
+    export.add_argument("-c", "--config", metavar="FILE", default=None,
+                        help="the stack's wsgistack.toml (default: $WSGISTACK_CONFIG, then ./wsgistack.toml)")
+    export.add_argument("-o", "--output", metavar="DIR", default=None,
+                        help="write the files into this folder (default: print them to stdout)")
+    parser._subcommands["export"] = export  # type: ignore[attr-defined]
+
+
+def _export(args: dict[str, Any]) -> int:
+    from wsgistack.export import render, write
+    from wsgistack.stack.compose import load_stack
+
+    path = find_config_file(args.get("config"), os.environ)
+    if path is None:
+        raise ConfigError("no config: wsgistack export KIND -c wsgistack.toml (or ./wsgistack.toml here)")
+    files = render(args["kind"], load_stack(str(path)))
+    if args["output"]:
+        for written in write(files, args["output"]):
+            print(written)
+        return 0
+    for index, (name, text) in enumerate(files.items()):
+        if len(files) > 1:  # several files: each under a comment naming it (every format here has # comments)
+            sys.stdout.write(("\n" if index else "") + f"# ---- {name}\n")
+        sys.stdout.write(text)
+    return 0
 
 
 def _cgi(args: dict[str, Any]) -> int:
@@ -391,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _proxy(args)
         if command == "cgi":
             return _cgi(args)
+        if command == "export":
+            return _export(args)
         if command == "up":
             return _up(args)
         if command == "deploy":

@@ -218,6 +218,8 @@ proc-name = "web"
 chdir = "/tmp"
 daemon = false
 health-path = "/healthz"
+protocol = "FastCGI"
+protocol-allow-from = "10.0.0.0/8, ::1"
 """
     write(tmp_path, body)
     settings = load(tmp_path, ())
@@ -228,7 +230,7 @@ health-path = "/healthz"
         limit_request_field_size=0, max_body_size=1 << 20, access_log="-", access_log_format="json",
         error_log="/tmp/error.log", log_level="warning", pid="/tmp/w.pid", preload=True, reload=False,
         forwarded_allow_ips=("*",), umask=0o22, user=None, group=None, proc_name="web", chdir="/tmp", daemon=False,
-        health_path="/healthz",
+        health_path="/healthz", protocol="fastcgi", protocol_allow_from=("10.0.0.0/8", "::1"),
     )
     # apps excludes app: tests/config/test_config_mounts.py sets it from the file
     assert set(FIELDS) - {"apps"} == {line.split(" =")[0].replace("-", "_") for line in body.splitlines()[1:] if line}

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import grp
 import importlib.util
+import ipaddress
 import os
 import pwd
 from collections.abc import Iterable, Mapping
@@ -243,6 +244,15 @@ def validate(settings: ServeSettings) -> None:
     if package is not None and importlib.util.find_spec(package) is None:
         raise ConfigError(f"--worker-class {settings.worker_class}: needs {package}; "
                           f"pip install 'wsgistack[{package}]'")
+    if settings.protocol != "http" and settings.worker_class == "tornado":
+        raise ConfigError(f"--protocol {settings.protocol}: the tornado worker speaks http only; use the sync, "
+                          f"thread, event or gevent worker")
+    for item in settings.protocol_allow_from:
+        try:
+            if item != "*":
+                ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"--protocol-allow-from: {item!r} is not an IP address or network") from None
     if settings.user is not None or settings.group is not None:
         if os.geteuid() != 0:
             raise ConfigError("--user/--group: only root can switch user or group")

@@ -180,6 +180,20 @@ class ServeSettings:
                                "the server's log then goes to --error-log only.",
         flags=("-D", "--daemon"), switch=True,
     )
+    protocol: str = option(
+        "http", values.choice("http", "uwsgi", "fastcgi"),
+        "What the listeners speak: http, uwsgi (nginx's uwsgi_pass: one request per connection) or fastcgi "
+        "(nginx's fastcgi_pass, the responder role, with fastcgi_keep_conn). uwsgi and fastcgi take requests "
+        "from a web server in front, not from browsers (sync, thread, event and gevent workers).",
+        flags=("--protocol",), metavar="PROTOCOL",
+    )
+    protocol_allow_from: tuple[str, ...] = option(
+        ("127.0.0.1", "::1"), values.text_list,
+        "With --protocol uwsgi or fastcgi: the peers (IPs or networks, comma-separated, or '*') allowed to "
+        "connect over TCP; unix-socket peers always are. Others are closed without an answer (gunicorn's "
+        "--uwsgi-allow-from).",
+        flags=("--protocol-allow-from",), metavar="IPS",
+    )
     health_path: str = option(
         "/_wsgistack/health", values.health_path,
         "A path the server answers itself, without the app, for load balancers and readiness checks: GET or "

@@ -16,8 +16,7 @@ from typing import Any, BinaryIO, TextIO
 
 from wsgistack.http.errors import error_body, status_line_text
 from wsgistack.http.heads import cgi_head, check_headers, check_status
-from wsgistack.wsgi.file_wrapper import FileWrapper
-from wsgistack.wsgi.input import InputStream
+from wsgistack.wsgi.cgi_environ import body_length, cgi_environ
 from wsgistack.wsgi.runner import run_app
 
 log = logging.getLogger("wsgistack.server")
@@ -65,13 +64,9 @@ class HeldResponse:
         return cgi_head(self.status, self.headers) + (b"" if head_only else b"".join(self.body))
 
 
-def cgi_environ(meta: Mapping[str, str], stdin: BinaryIO, errors: TextIO) -> dict[str, Any]:
-    """PEP 3333's environ from a CGI script's meta-variables and stdin; ValueError for a bad CONTENT_LENGTH."""
-    environ: dict[str, Any] = dict(meta)
-    text = environ.get("CONTENT_LENGTH", "").strip()
-    if text and not text.isdigit():
-        raise ValueError(f"CONTENT_LENGTH {text!r} is not a length")
-    left = int(text or 0)
+def stdin_environ(meta: Mapping[str, str], stdin: BinaryIO, errors: TextIO) -> dict[str, Any]:
+    """The environ of a CGI script's request; ValueError for a bad CONTENT_LENGTH."""
+    left = body_length(meta)
 
     def pull() -> bytes:  # the body is CONTENT_LENGTH bytes of stdin, never more (RFC 3875 §4.2)
         nonlocal left
@@ -83,27 +78,7 @@ def cgi_environ(meta: Mapping[str, str], stdin: BinaryIO, errors: TextIO) -> dic
             left = 0
         return piece
 
-    environ.setdefault("REQUEST_METHOD", "GET")
-    environ.setdefault("SCRIPT_NAME", "")
-    environ.setdefault("PATH_INFO", "")
-    environ.setdefault("QUERY_STRING", "")
-    environ.setdefault("SERVER_NAME", "localhost")
-    environ.setdefault("SERVER_PORT", "80")
-    environ.setdefault("SERVER_PROTOCOL", "HTTP/1.0")
-    environ.setdefault("RAW_URI", environ["SCRIPT_NAME"] + environ["PATH_INFO"]
-                       + (f"?{environ['QUERY_STRING']}" if environ["QUERY_STRING"] else ""))
-    environ.update({
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "https" if str(environ.get("HTTPS", "")).lower() in ("on", "1") else "http",
-        "wsgi.input": InputStream(pull),
-        "wsgi.input_terminated": True,
-        "wsgi.errors": errors,
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": True,
-        "wsgi.file_wrapper": FileWrapper,
-    })
-    return environ
+    return cgi_environ(meta, pull, errors, run_once=True)
 
 
 def run_cgi(app: Callable[..., Any], meta: Mapping[str, str], stdin: BinaryIO, stdout: BinaryIO,
@@ -111,7 +86,7 @@ def run_cgi(app: Callable[..., Any], meta: Mapping[str, str], stdin: BinaryIO, s
     """Answer the one request of `meta` and `stdin` on `stdout`; 0 when the app answered, 1 when we did (400, 500)."""
     response = HeldResponse()
     try:
-        environ = cgi_environ(meta, stdin, errors)
+        environ = stdin_environ(meta, stdin, errors)
     except ValueError as exc:
         log.error("bad request: %s", exc)
         response.send_error(400, str(exc))

@@ -39,6 +39,15 @@ class ServeContext:
     # the request target answered by answer_health, compared whole with each request's (one string compare
     # per request); "" turns it off, since no request target is empty
     health_path: str = "/_wsgistack/health"
+    protocol: str = "http"  # what the listeners speak: http, uwsgi or fastcgi (server/protocols/choose.py)
+    # uwsgi and fastcgi: who may connect over TCP (unix-socket peers always may); None for http
+    gateway_peers: ProxyTrust | None = None
+
+
+def peer_allowed(ctx: ServeContext, info: ConnectionInfo) -> bool:
+    """Whether a uwsgi or FastCGI peer may send requests (--protocol-allow-from); always true over http."""
+    peers = ctx.gateway_peers
+    return peers is None or peers.trusts(info.remote_addr, unix=info.unix)
 
 
 def refusal(ctx: ServeContext, info: ConnectionInfo, error: ParseError) -> bytes:

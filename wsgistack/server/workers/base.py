@@ -20,13 +20,13 @@ from typing import Any
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.config.settings import ServeSettings
-from wsgistack.http.heads import request_head
 from wsgistack.http.parser import Limits
 from wsgistack.http.trust import ProxyTrust
 from wsgistack.observe.accesslog import AccessLog
 from wsgistack.observe.errorlog import ErrorStream, error_log_fd, reopen_error_log
 from wsgistack.server.context import ServeContext
 from wsgistack.server.heartbeat import Heartbeat
+from wsgistack.server.protocols.choose import self_check_exchange
 from wsgistack.server.reloader import Reloader
 from wsgistack.server.sockets import Listener
 from wsgistack.server.stop_flag import StopFlag
@@ -154,14 +154,15 @@ class Worker:
         # the probe is no request of the worker's: not in its access log, not counted for --max-requests
         ctx = dataclasses.replace(self.ctx, access_log=AccessLog(None, self.settings.access_log_format),
                                   on_request=lambda: None)
-        request = request_head("GET", path, [("Host", "self-check"), ("Connection", "close")])
+        request, read_answer = self_check_exchange(self.settings.protocol, path)
         try:
             answer = self.answer_self_check(ctx, request)
+            status, body = read_answer(answer)
         except Exception as exc:  # noqa: BLE001 - whatever broke is the one line the master logs
             return f"{type(exc).__name__}: {exc}"
         if self.draining:
             return None  # told to stop while it checked: its 503 is right, and no boot failure
-        if answer.split(b" ", 2)[1:2] != [b"200"] or not answer.endswith(b"ready\n"):
+        if status != 200 or not body.endswith(b"ready\n"):
             return f"the health endpoint answered {answer[:40]!r}"
         return None
 
@@ -305,6 +306,8 @@ class Worker:
             beat=beat,
             keep_alive_timeout=settings.keep_alive,
             health_path=settings.health_path,
+            protocol=settings.protocol,
+            gateway_peers=None if settings.protocol == "http" else ProxyTrust(settings.protocol_allow_from),
         )
         self.ctx.draining = self.draining  # a TERM that came before the context existed
         return self.ctx

@@ -16,6 +16,7 @@ import time
 from wsgistack.event_loop import new_event_loop  # uvloop with it: the master imports it before forking
 from wsgistack.server.app_threads import AppThreads
 from wsgistack.server.context import ServeContext
+from wsgistack.server.protocols.choose import event_protocol
 from wsgistack.server.protocols.http_event import ConnectionRegistry, EventHTTPProtocol
 from wsgistack.server.sockets import accept_backlog
 from wsgistack.server.workers.base import SELF_CHECK_TIMEOUT, STOP_GRACE_IDLE, Worker
@@ -40,6 +41,7 @@ class EventWorker(Worker):
         self.registry = ConnectionRegistry(settings.worker_connections, pool)
         self.ctx = self.serve_context(keep_alive=lambda: self.alive and settings.keep_alive > 0,
                                       on_request=self.count_request, beat=lambda: None)
+        self.protocol_class = event_protocol(self.ctx.protocol)
         self.loop.add_reader(self.wakeup_r, self._on_wakeup)
         self.servers: list[asyncio.AbstractServer] = []
         self.stopping_since: float | None = None
@@ -114,7 +116,7 @@ class EventWorker(Worker):
         with client:
             client.setblocking(False)
             registry = ConnectionRegistry(1, self.registry.pool)  # the probe is no connection of the worker's
-            protocol = EventHTTPProtocol(ctx, self.loop, registry, run_in_pool=not self.inline)
+            protocol = event_protocol(ctx.protocol)(ctx, self.loop, registry, run_in_pool=not self.inline)
             await self.loop.connect_accepted_socket(lambda: protocol, server)
             await self.loop.sock_sendall(client, request)
             answer = b""
@@ -123,7 +125,7 @@ class EventWorker(Worker):
             return answer
 
     def _new_protocol(self) -> EventHTTPProtocol:
-        return EventHTTPProtocol(self.ctx, self.loop, self.registry, run_in_pool=not self.inline)
+        return self.protocol_class(self.ctx, self.loop, self.registry, run_in_pool=not self.inline)
 
     def _begin_stop(self, now: float) -> None:
         # stop accepting first (the kernel's backlog is shared: the other workers take what waits there),

@@ -16,7 +16,7 @@ import socket
 import sys
 
 from wsgistack.server.context import ServeContext
-from wsgistack.server.protocols.http import HTTPConnection
+from wsgistack.server.protocols.choose import blocking_connection
 from wsgistack.server.request_deadline import RequestTimedOut, with_deadline
 from wsgistack.server.sockets import accept_backlog, unread_bytes
 from wsgistack.server.workers.base import STOP_GRACE_IDLE, Worker
@@ -130,7 +130,7 @@ class GeventWorker(Worker):
         if not self._admit(me):
             sock.close()  # every other connection is in a request: refuse rather than starve them
             return
-        conn = HTTPConnection(sock, peer, self.ctx)
+        conn = blocking_connection(self.ctx.protocol)(sock, peer, self.ctx)
         wait = self.ctx.client_timeout  # for the first byte; then --keep-alive between requests
         try:
             while True:

@@ -10,7 +10,7 @@ import selectors
 import socket
 
 from wsgistack.server.context import ServeContext
-from wsgistack.server.protocols.http import HTTPConnection
+from wsgistack.server.protocols.choose import blocking_connection
 from wsgistack.server.sockets import accept_backlog
 from wsgistack.server.workers.base import SELF_CHECK_TIMEOUT, Worker
 
@@ -60,7 +60,7 @@ class SyncWorker(Worker):
 
     @staticmethod
     def _serve(sock: socket.socket, peer, ctx: ServeContext) -> None:
-        conn = HTTPConnection(sock, peer, ctx)
+        conn = blocking_connection(ctx.protocol)(sock, peer, ctx)
         try:
             conn.serve()
         finally:

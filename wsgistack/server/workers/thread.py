@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from wsgistack.server.context import ServeContext
+from wsgistack.server.protocols.choose import blocking_connection
 from wsgistack.server.protocols.http import HTTPConnection
 from wsgistack.server.sockets import defer_accept, unread_bytes
 from wsgistack.server.workers.base import STOP_GRACE_IDLE, Worker
@@ -41,6 +42,7 @@ class ThreadWorker(Worker):
         self.emptying: list = []  # listeners whose queue this stopping worker still empties
         self.ctx = self.serve_context(keep_alive=lambda: self.alive and settings.keep_alive > 0,
                                       on_request=self._request_started, beat=lambda: None)
+        self.connection_class = blocking_connection(self.ctx.protocol)
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, "wakeup")
         self.report_booted()
         for listener in self.listeners:
@@ -156,7 +158,7 @@ class ThreadWorker(Worker):
             # at --worker-connections a new client takes the place of the connection idle the longest (shed
             # only once there is a client to admit: a sibling worker may have won the accept)
             admitted_all = not full or self._shed_oldest_idle()
-            conn = HTTPConnection(sock, peer, self.ctx)
+            conn = self.connection_class(sock, peer, self.ctx)
             if unread_bytes(sock.fileno()):
                 self._submit(conn)
             else:
