@@ -2,8 +2,9 @@
 # The benchmark in one command: `bash bench/run.sh [--quick]`. Installs wrk, nginx and a private venv with
 # the peers, then runs bench/run.py (the servers: docs/benchmarks.md, docs/img/benchmarks.png,
 # bench/results/latest.json) and bench/proxy.py (wsgistack proxy against nginx: its section of
-# docs/benchmarks.md, bench/results/proxy.json). `--proxy` runs only the latter. Every server binds
-# 127.0.0.1 or a unix socket only.
+# docs/benchmarks.md, bench/results/proxy.json). `--proxy` runs only the latter. `--gateway` runs only
+# bench/gateway.py (nginx -> wsgistack serve --protocol uwsgi|fastcgi against uWSGI and flup:
+# bench/results/gateway.json). Every server binds 127.0.0.1 or a unix socket only.
 set -euo pipefail
 
 bench_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -12,12 +13,15 @@ venv="$bench_dir/.venv"
 python="${PYTHON:-python3}"
 
 # --proxy: only the proxy benchmark. The options both benchmarks know go to bench/proxy.py as well.
+# --gateway: only the gateway benchmark, which takes the same options as the proxy benchmark.
 proxy_only=0
+gateway_only=0
 run_args=()
 proxy_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --proxy) proxy_only=1 ;;
+        --gateway) gateway_only=1 ;;
         --quick | --report-only | -h | --help) run_args+=("$1"); proxy_args+=("$1") ;;
         --repeats | --duration) run_args+=("$1" "${2:-}"); proxy_args+=("$1" "${2:-}"); shift ;;
         --repeats=* | --duration=*) run_args+=("$1"); proxy_args+=("$1") ;;
@@ -25,8 +29,12 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-if [ "$proxy_only" = 1 ] && [ ${#run_args[@]} -ne ${#proxy_args[@]} ]; then
-    echo "bench: --proxy takes only --quick, --repeats N, --duration SECONDS and --report-only" >&2
+if [ "$proxy_only" = 1 ] && [ "$gateway_only" = 1 ]; then
+    echo "bench: --proxy and --gateway each run one benchmark: give one of them" >&2
+    exit 2
+fi
+if { [ "$proxy_only" = 1 ] || [ "$gateway_only" = 1 ]; } && [ ${#run_args[@]} -ne ${#proxy_args[@]} ]; then
+    echo "bench: --proxy and --gateway take only --quick, --repeats N, --duration SECONDS and --report-only" >&2
     exit 2
 fi
 
@@ -50,7 +58,12 @@ fi
 pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
 
 echo "+ pip install -e '$repo_dir[gevent,tornado,bench]' gunicorn gevent waitress granian flask matplotlib"
-"${pip[@]}" -e "$repo_dir[gevent,tornado,bench]" gunicorn gevent waitress granian flask matplotlib
+# The bench extra holds uWSGI, which compiles from source: if that fails, everything else is installed without
+# it (flup, the FastCGI peer, named here since the extra is then left out) and the block below says why.
+if ! "${pip[@]}" -e "$repo_dir[gevent,tornado,bench]" gunicorn gevent waitress granian flask matplotlib; then
+    echo "+ pip install without the bench extra's uWSGI"
+    "${pip[@]}" -e "$repo_dir[gevent,tornado]" gunicorn gevent waitress granian flask matplotlib flup
+fi
 
 # uWSGI has no wheels: it compiles with gcc against this Python. A failed build costs one peer, not the run.
 if [ ! -x "$venv/bin/uwsgi" ]; then
@@ -60,6 +73,9 @@ if [ ! -x "$venv/bin/uwsgi" ]; then
     fi
 fi
 
+if [ "$gateway_only" = 1 ]; then
+    exec "$venv/bin/python" "$bench_dir/gateway.py" ${proxy_args[@]+"${proxy_args[@]}"}
+fi
 if [ "$proxy_only" = 0 ]; then
     "$venv/bin/python" "$bench_dir/run.py" ${run_args[@]+"${run_args[@]}"}
 fi
