@@ -52,10 +52,16 @@ class UwsgiRequest:
         """modifier1 30: cut SCRIPT_NAME from the front of PATH_INFO."""
         return self.modifier1 == MODIFIER_STRIP_SCRIPT_NAME
 
-    def head(self) -> RequestHead:
+    def head(self, version: str = "1.0") -> RequestHead:
         """The request as the response writers know it. Version 1.0 and no keep-alive: a body without a
-        Content-Length ends with the connection, never chunked (nginx's uwsgi module reads no chunked coding)."""
-        return RequestHead(self.method, self.target, "1.0", [], False, False, self.content_length, False)
+        Content-Length ends with the connection, never chunked (nginx's uwsgi module reads no chunked coding).
+        Answers with a Content-Length of our own (the health endpoint) may say the client's `version`."""
+        return RequestHead(self.method, self.target, version, [], False, False, self.content_length, False)
+
+    @property
+    def version(self) -> str:
+        """The client's HTTP version as SERVER_PROTOCOL gives it: "1.1" or "1.0"."""
+        return "1.1" if self.vars.get("SERVER_PROTOCOL") == "HTTP/1.1" else "1.0"
 
 
 def read_header(data: bytes | bytearray) -> tuple[int, int, int]:
