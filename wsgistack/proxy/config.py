@@ -26,6 +26,7 @@ from wsgistack.proxy.compression import GzipSettings
 from wsgistack.proxy.limits import LimitConnSettings, LimitReqSettings
 from wsgistack.proxy.settings import (
     BALANCE_METHODS,
+    ENGINES,
     HealthCheckSettings,
     ProxySettings,
     RotateSettings,
@@ -43,7 +44,7 @@ PROXY_PATHS = ("certfile", "keyfile", "access_log", "error_log")
 # the plain values of [proxy]: from the file, WSGISTACK_PROXY_<NAME> and --<name>, as ProxySettings declares them
 _OPTIONS = {fld.name: fld for fld in ProxySettings.options()}
 _OLD_NAMES = {fld.metadata["formerly"]: name for name, fld in _OPTIONS.items() if fld.metadata["formerly"]}
-_PROXY_KEYS = (*_OPTIONS, "upstreams", "routes", "gzip", "access_log_rotate", *_OLD_NAMES)
+_PROXY_KEYS = (*_OPTIONS, "upstreams", "routes", "gzip", "access_log_rotate", "engine", *_OLD_NAMES)
 _UPSTREAM_KEYS = ("servers", "balance", "max_fails", "fail_timeout", "health_check", "keepalive",
                   "keepalive_timeout", "connect_timeout", "read_timeout", "connect_retry_timeout")
 _ROUTE_KEYS = ("path", "host", "upstream", "static", "cache_control", "limit_req", "limit_conn",
@@ -161,6 +162,8 @@ def _from_table(table: dict[str, Any], where: _Where, renamed: Renamed,
         chosen["gzip"] = _field(where, "proxy", "gzip")(GzipSettings.from_value, _inline_keys(table["gzip"]))
     if "access_log_rotate" in table:
         chosen["access_log_rotate"] = _field(where, "proxy", "access_log_rotate")(_rotate, table["access_log_rotate"])
+    if "engine" in table:
+        chosen["engine"] = _field(where, "proxy", "engine")(_engine, table["engine"])
     upstreams = table.get("upstreams", {})
     if not isinstance(upstreams, dict):
         raise ConfigError(f"{where('proxy', 'upstreams')}proxy.upstreams: must be tables [proxy.upstreams.NAME]")
@@ -305,6 +308,13 @@ def _rotate(raw: Any) -> RotateSettings:
             raise ValueError(f"unknown key {key!r} (known: size, interval, keep)")
     return RotateSettings(size=values.size(raw.get("size", 0)), interval=values.duration(raw.get("interval", 0)),
                           keep=values.whole(1)(raw.get("keep", 5)))
+
+
+def _engine(raw: Any) -> str:
+    if not isinstance(raw, str) or raw not in ENGINES:
+        raise ValueError(f"{raw!r} is not an engine: \"wsgistack\" (the default: wsgistack's own proxy) or "
+                         f"\"nginx\" (`wsgistack up` runs nginx with the config of `wsgistack export nginx`)")
+    return raw
 
 
 def _route_path(raw: Any) -> str:

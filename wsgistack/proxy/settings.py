@@ -20,6 +20,9 @@ from wsgistack.proxy.compression import GzipSettings
 from wsgistack.proxy.limits import LimitConnSettings, LimitReqSettings
 
 BALANCE_METHODS = ("round_robin", "least_conn", "ip_hash", "hash")
+# what `wsgistack up` runs as the proxy of the stack: this package's proxy, or a real nginx with the
+# configuration `wsgistack export nginx` writes
+ENGINES = ("wsgistack", "nginx")
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,8 @@ class ProxySettings:
                                       "how long an idle client connection is kept open (default 75s)",
                                       flags=("--keepalive-timeout",), metavar="SECONDS")
     gzip: GzipSettings = GzipSettings()
+    # read from the file only: it chooses the program `wsgistack up` runs; `wsgistack proxy` is always "wsgistack"
+    engine: str = "wsgistack"
     config_file: str | None = None  # where it was read from, for reloads
 
     @property
