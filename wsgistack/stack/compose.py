@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
+import shutil
+import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +38,8 @@ _APP_PRIORITY = 100  # app servers first, then the proxy, then the programs (sup
 _PROXY_PRIORITY = 200
 _STOP_MARGIN = 5.0  # seconds beyond an app server's graceful_timeout before the supervisor kills it
 _READY_TIMEOUT = 60.0
+NGINX_FOLDER = "nginx"  # in the run folder: the config `wsgistack export nginx` writes, nginx's pid and temp files
+_NGINX_SEARCH = "/usr/sbin:/usr/local/sbin:/usr/local/nginx/sbin"  # where distributions put it, off a user's PATH
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ class Stack:
         if self.proxy is not None:
             socket = self.socket(server.name, generation.number)
             command += ["--bind", f"unix:{socket}"]
-            ready = _health_check(settings, f"http://unix:{socket}:")
+            ready = _health_check(settings, socket)
         elif fds:  # systemd's sockets (socket activation): the app server listens on them itself
             command += [arg for fd in fds for arg in ("--bind", f"fd://{fd}")]
             ready = _fd_check(fds[0], settings)
@@ -114,7 +119,10 @@ class Stack:
             pass_fds=fds if self.proxy is None else ())
 
     def proxy_program(self, fds: tuple[int, ...] = ()) -> ProgramSettings:
+        """The supervisor's program for the proxy: `wsgistack proxy`, or nginx with `[proxy] engine = "nginx"`."""
         assert self.proxy is not None
+        if self.proxy.engine == "nginx":
+            return self._nginx_program(fds)
         command = [sys.executable, "-m", "wsgistack", "proxy", "--config", self.path]
         for server in self.servers:
             command += ["--stack-upstream", f"{server.name}=unix:{self.socket(server.name)}"]
@@ -126,6 +134,28 @@ class Stack:
             autorestart="true", startsecs=0.2, stopwaitsecs=STOP_GRACE + _STOP_MARGIN, killasgroup=True, priority=_PROXY_PRIORITY,
             redirect_stderr=True, stdout=LogSettings("/dev/stdout"), stderr=LogSettings("/dev/stdout"),
             depends_on=tuple(server.name for server in self.servers), ready=ready, pass_fds=fds)
+
+    def _nginx_program(self, fds: tuple[int, ...]) -> ProgramSettings:
+        """nginx in the foreground on the config `wsgistack export nginx` writes into the run folder, written
+        afresh at each start of the program (so `ctl restart proxy` takes an edited [proxy]); SIGQUIT is nginx's
+        graceful stop (requests in flight finish, within its worker_shutdown_timeout)."""
+        assert self.proxy is not None
+        if fds:
+            raise ConfigError(f"{self.path}: [proxy] engine = \"nginx\" takes no sockets from systemd (socket "
+                              f"activation): nginx binds its listen addresses itself")
+        folder = os.path.join(self.run_dir, NGINX_FOLDER)
+        export = [sys.executable, "-m", "wsgistack", "export", "nginx", "--config", self.path, "-o", folder]
+        # the app servers' sockets are in a 0700 folder: as root, the workers must stay root to reach them
+        directives = "daemon off; master_process on;" + (" user root root;" if os.geteuid() == 0 else "")
+        nginx = [find_nginx(self.path), "-p", f"{folder}/", "-c", os.path.join(folder, "nginx.conf"),
+                 "-g", directives]
+        command = ("/bin/sh", "-c", f"{shlex.join(export)} >/dev/null && exec {shlex.join(nginx)}")
+        return ProgramSettings(
+            name=PROXY, program=PROXY, group=PROXY, command=command, directory=os.path.dirname(self.path),
+            autorestart="true", startsecs=0.2, stopsignal=signal.SIGQUIT, stopwaitsecs=STOP_GRACE + _STOP_MARGIN,
+            killasgroup=True, priority=_PROXY_PRIORITY, redirect_stderr=True, stdout=LogSettings("/dev/stdout"),
+            stderr=LogSettings("/dev/stdout"), depends_on=tuple(server.name for server in self.servers),
+            ready=_address_check(str(self.proxy.listen[0].address)))
 
     def supervisor_config(self, generations: Mapping[str, Generation] | None = None,
                           fds: tuple[int, ...] = ()) -> SupervisorConfig:
@@ -170,21 +200,49 @@ def load_stack(path: str, environ: Mapping[str, str] | None = None) -> Stack:
             raise ConfigError(f"{path}: a program is named {PROXY!r}, as the [proxy]: rename it")
         upstreams = [f"{server.name}=unix:{os.path.join(run_dir, server.name)}.sock" for server in servers]
         proxy = load_proxy_settings(path, {"stack_upstream": upstreams}, environ)
+        if proxy.engine == "wsgistack":
+            _check_http_upstreams(path, servers)
     return Stack(path=path, run_dir=run_dir, servers=tuple(servers), proxy=proxy, supervisor=supervisor)
 
 
-def _health_check(settings: ServeSettings, base_url: str) -> ReadyCheck:
-    """Ready when the health endpoint says so (a plain connect when it is turned off)."""
+def find_nginx(path: str) -> str:
+    """The nginx binary: on PATH, or where distributions install it; a ConfigError naming the file if none."""
+    found = shutil.which("nginx") or shutil.which("nginx", path=_NGINX_SEARCH)
+    if found is None:
+        raise ConfigError(f"{path}: [proxy] engine = \"nginx\": no nginx on PATH nor in {_NGINX_SEARCH} "
+                          f"(install it, e.g. apt-get install nginx-light, or set engine = \"wsgistack\")")
+    return found
+
+
+def _check_http_upstreams(path: str, servers: list[AppServer]) -> None:
+    """wsgistack's own proxy speaks HTTP to the app servers: one speaking uwsgi or FastCGI needs nginx in front."""
+    for server in servers:
+        protocol = server.settings.protocol
+        if protocol != "http":
+            table = ("serve", server.table) if server.table else "serve"
+            where = read_toml_file(path).where(table, "protocol")
+            name = f"serve.{server.table}" if server.table else "serve"
+            raise ConfigError(f"{where}: {name}.protocol = {protocol!r}: the wsgistack proxy speaks HTTP to app "
+                              f"servers; set [proxy] engine = \"nginx\" for {protocol} (or protocol = \"http\")")
+
+
+def _health_check(settings: ServeSettings, socket: str) -> ReadyCheck:
+    """Ready when the health endpoint says so; a plain connect when it is turned off, or when the app server
+    speaks uwsgi or FastCGI (the readiness checks speak HTTP only)."""
     health = getattr(settings, "health_path", "")
-    if health:
-        return ReadyCheck("http", base_url + health, _READY_TIMEOUT)
-    return ReadyCheck("unix", base_url.removeprefix("http://unix:").removesuffix(":"), _READY_TIMEOUT)
+    if health and _speaks_http(settings):
+        return ReadyCheck("http", f"http://unix:{socket}:{health}", _READY_TIMEOUT)
+    return ReadyCheck("unix", socket, _READY_TIMEOUT)
+
+
+def _speaks_http(settings: ServeSettings) -> bool:
+    return getattr(settings, "protocol", "http") == "http"
 
 
 def _listen_check(bind: str, settings: ServeSettings) -> ReadyCheck:
     """Readiness of an app server listening publicly itself (no [proxy])."""
     check = _address_check(bind)
-    health = getattr(settings, "health_path", "")
+    health = getattr(settings, "health_path", "") if _speaks_http(settings) else ""
     if health and check.kind == "tcp":
         return ReadyCheck("http", f"http://{check.target}{health}", _READY_TIMEOUT)
     if health and check.kind == "unix":

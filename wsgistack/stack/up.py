@@ -9,9 +9,10 @@ them in reverse order (proxy and programs first, then the app servers, which ans
 from __future__ import annotations
 
 import os
+import shutil
 
 from wsgistack.process import listen_fds
-from wsgistack.stack.compose import Stack, load_stack
+from wsgistack.stack.compose import NGINX_FOLDER, Stack, load_stack
 from wsgistack.stack.deploy import Deployer
 from wsgistack.supervisor.control import ControlServer
 from wsgistack.supervisor.daemon import supervise
@@ -40,7 +41,9 @@ def run_up(path: str, daemon: bool = False) -> int:
 
 def _clean_up(stack: Stack) -> None:
     """The links to the app servers' sockets go with the stack (each server removes its own socket, the control
-    server its own), and so does the run folder once empty."""
+    server its own), and so does nginx's folder (its config, temp folders and pid file, with engine = "nginx"),
+    and the run folder once empty."""
+    shutil.rmtree(os.path.join(stack.run_dir, NGINX_FOLDER), ignore_errors=True)
     if stack.proxy is not None:
         for server in stack.servers:
             try:
