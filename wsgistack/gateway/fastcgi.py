@@ -136,6 +136,7 @@ class FastCGIParser:
         self.events: deque = deque()
         self.buffer = bytearray()
         self.failed = False
+        self.error = ""  # why, once failed
         self.request_id = 0  # the open request, 0 between requests
         self.in_params = False
         self.stdin_done = False
@@ -184,7 +185,7 @@ class FastCGIParser:
         return bool(self.ignored)
 
     def _fail(self, reason: str) -> None:
-        self.failed = True
+        self.failed, self.error = True, reason
         self.events.append(ProtocolError(reason))
         self.buffer.clear()
 

@@ -1,0 +1,315 @@
+"""`wsgistack serve --protocol fastcgi`: a real nginx (fastcgi_pass, Debian's fastcgi_params, fastcgi_keep_conn
+with an upstream keepalive pool) in front of a real Flask app, over a unix socket and TCP, for the sync, thread,
+event and gevent workers; records sent straight to the socket: keep-alive by FCGI_KEEP_CONN, the management
+records, and malformed input (refused, the app never called, the worker still serving); --protocol-allow-from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+from polling import wait_for
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "proxy"))
+from nginx import nginx_fixture  # noqa: F401 - the start_nginx fixture
+
+from wsgistack.gateway import fastcgi as f
+
+BODY = os.urandom(5 << 20)
+APP_CODE = '''import hashlib
+import os
+import time
+from pathlib import Path
+
+from flask import Flask, Response, jsonify, request
+
+app = Flask(__name__)
+
+
+@app.before_request
+def note_the_call():
+    with open(os.environ["FASTCGI_APP_CALLS"], "a") as calls:
+        calls.write(request.path + "\\n")
+
+
+@app.get("/hello")
+def hello():
+    return "hello\\n"
+
+
+@app.post("/echo")
+def echo():
+    data = request.get_data()
+    return jsonify(length=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+@app.get("/environ")
+def environ():
+    seen = {key: value for key, value in request.environ.items() if isinstance(value, str)}
+    return jsonify({**seen, "url": request.url})
+
+
+@app.get("/stream")
+def stream():
+    gate = Path(request.args["gate"])
+
+    def pieces():
+        yield "first\\n"
+        deadline = time.monotonic() + 10
+        while not gate.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        yield "second\\n"
+    return Response(pieces(), mimetype="text/plain")
+'''
+NGINX_SITE = """
+upstream app {
+    server {upstream};
+    keepalive 4;
+}
+server {
+    listen 127.0.0.1:{port};
+    client_max_body_size 20m;
+    location / {
+        include /etc/nginx/fastcgi_params;
+        fastcgi_keep_conn on;
+        fastcgi_pass app;
+    }
+    location /stream {
+        include /etc/nginx/fastcgi_params;
+        fastcgi_keep_conn on;
+        fastcgi_buffering off;
+        fastcgi_pass app;
+    }
+    location /app/ {
+        fastcgi_split_path_info ^(/app)(/.*)$;
+        include /etc/nginx/fastcgi_params;
+        fastcgi_param PATH_INFO $fastcgi_path_info;
+        fastcgi_keep_conn on;
+        fastcgi_pass app;
+    }
+}
+"""
+GET = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/hello", "SCRIPT_NAME": "/hello", "QUERY_STRING": "",
+       "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "192.0.2.7", "SERVER_NAME": "t", "SERVER_PORT": "80"}
+
+
+def serve_fastcgi(start_server, tmp_path: Path, worker: str, *args: str, unix: bool = False):
+    """A FastCGI server of `worker` class and the file its app appends each request's path to."""
+    (tmp_path / "fastcgi_app.py").write_text(APP_CODE)
+    calls = tmp_path / f"calls-{worker}-{'unix' if unix else 'tcp'}.txt"
+    calls.touch()
+    server = start_server("fastcgi_app:app", "--protocol", "fastcgi", "-k", worker, "-w", "1", *args,
+                          unix=unix, cwd=tmp_path, env={"FASTCGI_APP_CALLS": str(calls)})
+    return server, calls
+
+
+def server_side_connections(server) -> set[int]:
+    """The inodes of the server's accepted, connected sockets, as the kernel lists them (black-box)."""
+    if server.socket_path is not None:
+        rows = Path("/proc/net/unix").read_text().splitlines()[1:]
+        # Num RefCount Protocol Flags Type St Inode Path: St 03 is connected; the listener is 01
+        return {int(row.split()[6]) for row in rows
+                if row.endswith(f" {server.socket_path}") and row.split()[5] == "03"}
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    # sl local_address rem_address st ... inode: st 01 is ESTABLISHED, 06 TIME_WAIT (a closed connection)
+    return {int(row.split()[9]) or -1 for row in rows
+            if int(row.split()[1].split(":")[1], 16) == server.port and row.split()[3] in ("01", "06")}
+
+
+def read_answer(sock: socket.socket, request_id: int = 1) -> list[f.Record]:
+    """Records until the request's END_REQUEST (or the server's close)."""
+    data = b""
+    while not any(r.kind == f.END_REQUEST and r.request_id == request_id for r in f.read_records(data)):
+        try:
+            piece = sock.recv(65536)
+        except ConnectionResetError:  # closed with our request unread
+            break
+        if not piece:
+            break
+        data += piece
+    return f.read_records(data)
+
+
+def stdout_of(records: list[f.Record]) -> tuple[int, list[tuple[str, str]], bytes]:
+    assert records and records[-1].kind == f.END_REQUEST, records
+    return f.split_cgi_response(b"".join(r.content for r in records if r.kind == f.STDOUT))
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+# -- through nginx ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("worker", "unix"), [("sync", True), ("sync", False), ("thread", True), ("thread", False),
+                                              ("event", True), ("event", False), ("gevent", False)])
+def test_nginx_serves_the_flask_app_over_fastcgi(start_server, start_nginx, tmp_path, worker, unix):
+    server, calls = serve_fastcgi(start_server, tmp_path, worker, unix=unix)
+    upstream = f"unix:{server.socket_path}" if unix else f"127.0.0.1:{server.port}"
+    nginx = start_nginx(NGINX_SITE, upstream=upstream)
+    session = requests.Session()
+    connections = []
+
+    hello = session.get(nginx.url("/hello"), timeout=10)
+    assert (hello.status_code, hello.text) == (200, "hello\n")
+    connections.append(server_side_connections(server))
+
+    echoed = session.post(nginx.url("/echo"), data=BODY, timeout=20)
+    assert echoed.json() == {"length": len(BODY), "sha256": hashlib.sha256(BODY).hexdigest()}
+    connections.append(server_side_connections(server))
+
+    seen = session.get(nginx.url("/environ?x=1"), headers={"X-Test": "yes"}, timeout=10).json()
+    assert (seen["SCRIPT_NAME"], seen["PATH_INFO"], seen["QUERY_STRING"]) == ("", "/environ", "x=1")
+    assert seen["REMOTE_ADDR"] == "127.0.0.1" and seen["HTTP_X_TEST"] == "yes"
+    assert seen["REQUEST_URI"] == "/environ?x=1" and seen["url"] == "http://127.0.0.1/environ?x=1"
+    connections.append(server_side_connections(server))
+
+    mounted = session.get(nginx.url("/app/environ?y=2"), timeout=10).json()
+    assert (mounted["SCRIPT_NAME"], mounted["PATH_INFO"]) == ("/app", "/environ")
+    assert mounted["url"] == "http://127.0.0.1/app/environ?y=2"
+    connections.append(server_side_connections(server))
+
+    gate = tmp_path / f"gate-{worker}"
+    with session.get(nginx.url(f"/stream?gate={gate}"), stream=True, timeout=10) as streamed:
+        # the app is still waiting for the gate: this piece can only have come before it finished
+        assert streamed.raw.read(6) == b"first\n"
+        gate.touch()
+        assert streamed.raw.read() == b"second\n"
+    connections.append(server_side_connections(server))
+
+    health = session.get(nginx.url("/_wsgistack/health"), timeout=10)
+    assert (health.status_code, health.text) == (200, "ready\n")
+    assert "_wsgistack" not in calls.read_text()  # answered without the app
+    connections.append(server_side_connections(server))
+    assert calls.read_text().split() == ["/hello", "/echo", "/environ", "/environ", "/stream"]
+
+    if worker != "sync":
+        # fastcgi_keep_conn + keepalive: every request came over the one connection nginx keeps (over TCP, a
+        # connection closed in between would also be listed, in TIME_WAIT)
+        assert len(connections[0]) == 1 and all(seen == connections[0] for seen in connections), connections
+    log = wait_for(lambda: (text := server.access_log.read_text()).count("\n") >= 6 and text,
+                   message="six access log lines")
+    assert '"GET /hello HTTP/1.1" 200 6' in log and '"GET /_wsgistack/health HTTP/1.1" 200' in log
+    assert '"POST /echo HTTP/1.1" 200' in log and '"GET /app/environ?y=2 HTTP/1.1" 200' in log
+
+
+# -- records straight to the socket ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("worker", ["sync", "thread", "event"])
+def test_keep_conn_keeps_the_connection_and_its_absence_closes_it(start_server, tmp_path, worker):
+    server, _ = serve_fastcgi(start_server, tmp_path, worker, unix=True)
+    with server.connect() as sock:
+        for number in (1, 2):
+            sock.sendall(f.request(1, GET, keep_conn=True))
+            records = read_answer(sock)
+            assert stdout_of(records)[::2] == (200, b"hello\n"), number
+            assert records[-2:] == [f.Record(f.STDOUT, 1, b""), f.Record(f.END_REQUEST, 1, bytes(8))]
+            if worker == "sync":  # one request per connection, as the sync worker does over HTTP
+                assert closed_by_server(sock)
+                break
+    with server.connect() as sock:
+        sock.sendall(f.request(1, GET, keep_conn=False))
+        assert stdout_of(read_answer(sock))[0] == 200
+        assert closed_by_server(sock)
+
+
+@pytest.mark.parametrize("worker", ["thread", "event"])
+def test_management_records_roles_and_multiplexing(start_server, tmp_path, worker):
+    server, calls = serve_fastcgi(start_server, tmp_path, worker, unix=True)
+    with server.connect() as sock:
+        names = {"FCGI_MAX_CONNS": "", "FCGI_MAX_REQS": "", "FCGI_MPXS_CONNS": "", "OTHER": ""}
+        sock.sendall(f.record(f.GET_VALUES, 0, f.encode_pairs(names)) + f.record(99, 0, b"x"))
+        data = b""
+        while len(f.read_records(data)) < 2:
+            data += sock.recv(65536)
+        answers = f.read_records(data)
+        values = dict(f.decode_pairs(answers[0].content))
+        assert answers[0].kind == f.GET_VALUES_RESULT and values["FCGI_MPXS_CONNS"] == "0"
+        assert "OTHER" not in values
+        if worker == "event":
+            assert values["FCGI_MAX_CONNS"] == values["FCGI_MAX_REQS"] == "1000"  # --worker-connections
+        assert answers[1] == f.Record(f.UNKNOWN_TYPE, 0, b"\x63" + bytes(7))
+
+        sock.sendall(f.record(f.BEGIN_REQUEST, 1, struct.pack(">HB5x", f.AUTHORIZER, 1))
+                     + f.record(f.PARAMS, 1) + f.record(f.STDIN, 1))
+        assert read_answer(sock) == [f.Record(f.END_REQUEST, 1, struct.pack(">IB3x", 0, f.UNKNOWN_ROLE))]
+
+        # a second request while the first is open: refused, the first still served on the same connection
+        sock.sendall(f.begin_request(1, keep_conn=True) + f.stream(f.PARAMS, 1, f.encode_pairs(GET))
+                     + f.request(2, GET, keep_conn=True) + f.record(f.PARAMS, 1) + f.record(f.STDIN, 1))
+        records = read_answer(sock, 1)
+        assert f.Record(f.END_REQUEST, 2, struct.pack(">IB3x", 0, f.CANT_MPX_CONN)) in records
+        assert stdout_of([r for r in records if r.request_id == 1])[::2] == (200, b"hello\n")
+    assert calls.read_text() == "/hello\n"
+
+
+MALFORMED = {
+    "bad version": struct.pack(">BBHHBx", 2, f.BEGIN_REQUEST, 1, 8, 0) + struct.pack(">HB5x", 1, 0),
+    "truncated": f.request(1, GET)[:20],
+    "unknown request id": f.begin_request(1) + f.stream(f.PARAMS, 1, f.encode_pairs(GET)) + f.record(f.PARAMS, 1)
+    + f.record(f.STDIN, 7, b"x"),
+    "stdin before the params end": f.begin_request(1) + f.stream(f.PARAMS, 1, f.encode_pairs(GET))
+    + f.record(f.STDIN, 1, b"x"),
+    "broken name-value pairs": f.begin_request(1) + f.record(f.PARAMS, 1, b"\x7f\x01ab") + f.record(f.PARAMS, 1)
+    + f.record(f.STDIN, 1),
+    "short begin body": f.record(f.BEGIN_REQUEST, 1, b"\0\1"),
+}
+
+
+@pytest.mark.parametrize("worker", ["sync", "thread", "event"])
+def test_malformed_records_never_reach_the_app_and_the_worker_goes_on(start_server, tmp_path, worker):
+    server, calls = serve_fastcgi(start_server, tmp_path, worker, unix=True)
+    for name, data in MALFORMED.items():
+        with server.connect() as sock:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            assert read_answer(sock) == [], name  # closed without an answer
+    # params past the limits, a bad CONTENT_LENGTH: well-formed requests, refused with a status
+    headers = {**GET, **{f"HTTP_X_{n}": "v" for n in range(200)}}
+    for params, status in ((headers, 431), ({**GET, "CONTENT_LENGTH": "x"}, 400)):
+        with server.connect() as sock:
+            sock.sendall(f.request(1, params))
+            assert stdout_of(read_answer(sock))[0] == status
+    assert calls.read_text() == ""
+    with server.connect() as sock:
+        sock.sendall(f.request(1, GET))
+        assert stdout_of(read_answer(sock))[::2] == (200, b"hello\n")
+    log = server.error_log.read_text()
+    assert "record version 2" in log and "request 7, which is not open" in log
+    assert "FCGI_STDIN before the params ended" in log and "closed " in log
+    assert server.proc.poll() is None and len(server.wait_workers(1)) == 1
+    assert "exited" not in log and "Traceback" not in log
+
+
+def test_a_body_past_max_body_size_gets_413_without_the_app(start_server, tmp_path):
+    server, calls = serve_fastcgi(start_server, tmp_path, "event", "--max-body-size", "1000", unix=True)
+    with server.connect() as sock:
+        sock.sendall(f.request(1, {**GET, "REQUEST_METHOD": "POST", "CONTENT_LENGTH": "5000"}, b"x" * 5000,
+                               keep_conn=True))
+        assert stdout_of(read_answer(sock))[0] == 413
+        sock.sendall(f.request(1, {**GET, "REQUEST_METHOD": "POST"}, b"x" * 5000, keep_conn=True))
+        assert stdout_of(read_answer(sock))[0] == 413  # no CONTENT_LENGTH: counted as it comes
+        sock.sendall(f.request(1, GET, keep_conn=True))
+        assert stdout_of(read_answer(sock))[::2] == (200, b"hello\n")
+    assert calls.read_text() == "/hello\n"
+
+
+def test_tcp_peers_outside_the_allow_list_are_closed_without_an_answer(start_server, tmp_path):
+    server, calls = serve_fastcgi(start_server, tmp_path, "thread", "--protocol-allow-from", "192.0.2.1")
+    with server.connect() as sock:
+        sock.sendall(f.request(1, GET))
+        assert read_answer(sock) == []
+    wait_for(lambda: "not in --protocol-allow-from" in server.error_log.read_text(), message="the refusal logged")
+    assert calls.read_text() == ""
