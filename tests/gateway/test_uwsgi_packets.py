@@ -173,8 +173,15 @@ def test_content_length_must_be_a_length(length):
     assert refused(encode_packet({**GET, "CONTENT_LENGTH": length})).status == 400
 
 
-def test_a_repeated_cgi_var_is_refused():
+def test_a_content_length_sent_twice_with_different_values_is_refused():
     assert "twice" in refused(encode_packet([*GET.items(), ("CONTENT_LENGTH", "1"), ("CONTENT_LENGTH", "0")])).reason
+    request = read(encode_packet([*GET.items(), ("CONTENT_LENGTH", "1"), ("CONTENT_LENGTH", "1")]))
+    assert isinstance(request, UwsgiRequest) and request.content_length == 1
+
+
+def test_a_repeated_cgi_var_takes_the_last_value_as_a_later_uwsgi_param_means():
+    request = read(encode_packet([*GET.items(), ("PATH_INFO", "/b")]))
+    assert isinstance(request, UwsgiRequest) and request.vars["PATH_INFO"] == "/b"
 
 
 # -- limits --------------------------------------------------------------------------------------------------

@@ -36,6 +36,11 @@ server {
         uwsgi_buffering off;
         uwsgi_pass {upstream};
     }
+    location = /renamed {
+        include /etc/nginx/uwsgi_params;
+        uwsgi_param PATH_INFO /environ;
+        uwsgi_pass {upstream};
+    }
     location /app/ {
         include /etc/nginx/uwsgi_params;
         uwsgi_param SCRIPT_NAME /app;
@@ -103,6 +108,11 @@ def test_nginx_serves_the_flask_app_over_uwsgi(start_server, start_nginx, tmp_pa
                                                                                      "/app/environ?y=2")
     assert mounted["url"] == "http://127.0.0.1/app/environ?y=2"
 
+    # nginx sends both PATH_INFO vars (the included one first): the later one wins, as in uWSGI
+    assert requests.get(nginx.url("/renamed"), timeout=10).json()["PATH_INFO"] == "/environ"
+    head = requests.head(nginx.url("/hello"), timeout=10)
+    assert (head.status_code, head.headers["Content-Length"], head.content) == (200, "6", b"")
+
     gate = tmp_path / f"gate-{worker}"
     with requests.get(nginx.url(f"/stream?gate={gate}"), stream=True, timeout=10) as streamed:
         # the app is still waiting for the gate: this piece can only have come before it finished
@@ -113,8 +123,8 @@ def test_nginx_serves_the_flask_app_over_uwsgi(start_server, start_nginx, tmp_pa
     health = requests.get(nginx.url("/_wsgistack/health"), timeout=10)
     assert (health.status_code, health.text) == (200, "ready\n")
     assert "_wsgistack" not in calls.read_text()  # answered without the app
-    log = wait_for(lambda: (text := server.access_log.read_text()).count("\n") >= 6 and text,
-                   message="six access log lines")
+    log = wait_for(lambda: (text := server.access_log.read_text()).count("\n") >= 8 and text,
+                   message="eight access log lines")
     assert '"GET /hello HTTP/1.1" 200 6' in log and '"GET /_wsgistack/health HTTP/1.1" 200' in log
     assert log.startswith("127.0.0.1 ")
 

@@ -107,10 +107,13 @@ def parse_vars(block: bytes | bytearray, limits: Limits) -> dict[str, str] | Par
         if name in _NOT_PASSED:
             continue
         if name in found:
-            if not name.startswith("HTTP_"):
-                return ParseError(400, f"uwsgi var {name} sent twice")
-            # nginx sends a repeated header field as repeated vars; joined as the HTTP environ joins them
-            text = found[name] + ("; " if name == "HTTP_COOKIE" else ",") + text
+            if name.startswith("HTTP_"):
+                # nginx sends a repeated header field as repeated vars; joined as the HTTP environ joins them
+                text = found[name] + ("; " if name == "HTTP_COOKIE" else ",") + text
+            elif name == "CONTENT_LENGTH" and text != found[name]:
+                return ParseError(400, "uwsgi CONTENT_LENGTH sent twice with different values")
+            # otherwise the last one wins, as in uWSGI and PHP-FPM: a uwsgi_param after `include uwsgi_params`
+            # (PATH_INFO, SCRIPT_NAME) is sent as well as the included one, and is meant to replace it
         found[name] = text
     return found
 
