@@ -34,7 +34,7 @@ from typing import Any
 
 from wsgistack.config.addresses import Address, parse_address
 from wsgistack.config.settings import ServeSettings
-from wsgistack.proxy.settings import ProxySettings, RouteSettings
+from wsgistack.proxy.settings import ProxySettings, RouteSettings, address_text
 from wsgistack.stack.compose import AppServer, Stack
 
 INDENT = "    "
@@ -45,7 +45,7 @@ _SERVE_DONE = {"app", "apps", "workers", "threads", "worker_class", "timeout", "
                "chdir", "user", "group", "umask", "proc_name", "preload", "bind", "health_path"}
 _SERVE_DONE_ALONE = {"keep_alive", "max_body_size"}  # translated when the app server faces clients itself
 _PROXY_DONE = {"listen", "upstreams", "routes", "config_file", "client_max_body_size", "keepalive_timeout",
-               "access_log", "error_log", "log_level", "gzip"}
+               "access_log", "error_log", "log_level", "gzip", "certfile", "keyfile"}
 _LOG_LEVELS = {"warning": "warn", "critical": "crit"}  # Apache's names; debug, info and error are the same
 _HINTS = {  # where a setting's job goes under Apache, when it has a usual place
     "access_log_rotate": "rotatelogs in CustomLog",
@@ -104,10 +104,10 @@ def _proxy_host(stack: Stack) -> list[_Host]:
     addresses = []
     for listen in proxy.listen:
         if listen.tls:
-            notes.append(f"listen {listen.address} ssl (a <VirtualHost> of its own with mod_ssl's SSLEngine on, "
+            notes.append(f"[proxy] listen {address_text(listen.address)} ssl (a <VirtualHost> of its own with mod_ssl's SSLEngine on, "
                          f"SSLCertificateFile {proxy.certfile}, SSLCertificateKeyFile {proxy.keyfile})")
         elif listen.address.kind != "tcp":
-            notes.append(f"listen {listen.address} (Apache listens on TCP only)")
+            notes.append(f"[proxy] listen {address_text(listen.address)} (Apache listens on TCP only)")
         else:
             addresses.append(_vhost_address(listen.address))
     if proxy.gzip.enabled:  # on by default in the proxy, so noted even when the file does not say it
@@ -124,7 +124,7 @@ def _proxy_host(stack: Stack) -> list[_Host]:
 def _add_route(host: _Host, route: RouteSettings, servers: dict[str, AppServer]) -> None:
     where = f"[[proxy.routes]] {route.index + 1} (path {route.path!r})"
     if route.hosts:
-        host.notes.append(f"{where}: hosts {', '.join(route.hosts)} (a <VirtualHost> with ServerName for them)")
+        host.notes.append(f"{where}: host {', '.join(route.hosts)} (a <VirtualHost> with that ServerName)")
         return
     if route.static is not None:
         host.statics.append(route)
@@ -188,6 +188,7 @@ def _vhost_file(stack: Stack, site: str, hosts: list[_Host]) -> str:
             f"({sys.version_info.major}.{sys.version_info.minor}; Debian: libapache2-mod-wsgi-py3), mod_alias "
             "and mod_authz_core,"),
            f"# Apache listening on {listens} (ports.conf), and the .wsgi files in {folder}.",
+           "# Daemon mode only: `WSGIRestrictEmbedded On` in the server config keeps Python out of Apache's workers.",
            ""]
     for server in stack.servers:
         out += _daemon_lines(stack, site, server)
@@ -229,7 +230,7 @@ def _daemon_lines(stack: Stack, site: str, server: AppServer) -> list[str]:
         lines.append(f"# not translated: [{table}] health_path = {settings.health_path!r} (serve answers it "
                      "itself; here the app is asked)")
     done = _SERVE_DONE if stack.proxy is not None else _SERVE_DONE | _SERVE_DONE_ALONE
-    lines += _changed(table, settings, ServeSettings(), done)
+    lines += [f"# not translated: {note}" for note in _changed(table, settings, ServeSettings(), done)]
     return lines
 
 
@@ -274,17 +275,17 @@ def _static_lines(route: RouteSettings) -> list[str]:
 def _entry_file(stack: Stack, site: str, server: AppServer, prefixed: bool) -> str:
     settings = server.settings
     table = f"serve.{server.table}" if server.table else "serve"
+    name = "app" if prefixed else "application"  # mod_wsgi calls `application`
     if settings.apps:
-        load = ("from wsgistack.wsgi.mounts import load_mounts\n\n"
-                f"app = load_mounts({list(settings.apps)!r})\n")
+        load = f"from wsgistack.wsgi.mounts import load_mounts\n\n{name} = load_mounts({list(settings.apps)!r})\n"
     else:
-        load = f"from wsgistack.wsgi.loader import load_app\n\napp = load_app({settings.app!r})\n"
+        load = f"from wsgistack.wsgi.loader import load_app\n\n{name} = load_app({settings.app!r})\n"
     text = (f'"""The WSGI entry of app server {server.name!r} ([{table}] of {stack.path}) under Apache\'s '
             f"mod_wsgi\n(WSGIScriptAlias in {site}.conf), written by `wsgistack export apache`.\n\n"
             "The app is loaded as `wsgistack serve` loads it; relative paths start in the daemon's home,\n"
             f'{app_folder(stack, server)}.\n"""\n\n{load}')
     if not prefixed:
-        return text + "application = app\n"
+        return text
     return text + (
         "\n\ndef application(environ, start_response):\n"
         '    """The app sees the whole path, as behind wsgistack\'s proxy: the alias\'s prefix goes back into '
@@ -298,7 +299,7 @@ def _entry_file(stack: Stack, site: str, server: AppServer, prefixed: bool) -> s
 
 
 def _changed(table: str, settings: Any, defaults: Any, done: set[str]) -> list[str]:
-    """A `# not translated:` line for each setting not in `done` that differs from its default."""
+    """What to note as not translated: each setting not in `done` that differs from its default."""
     lines = []
     for fld in dataclasses.fields(settings):
         value = getattr(settings, fld.name)
@@ -306,7 +307,7 @@ def _changed(table: str, settings: Any, defaults: Any, done: set[str]) -> list[s
             continue
         shown = f"[{table}.{fld.name}]" if dataclasses.is_dataclass(value) else f"[{table}] {fld.name} = {value!r}"
         hint = f" ({_HINTS[fld.name]})" if fld.name in _HINTS else ""
-        lines.append(f"# not translated: {shown}{hint}")
+        lines.append(f"{shown}{hint}")
     return lines
 
 
