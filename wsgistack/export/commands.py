@@ -98,12 +98,17 @@ _PROBE = (
 )
 
 
-def probe_command(server: AppServer, address: str, python: str = "python") -> list[str]:
-    """A command that succeeds while `server`, at `address` (a socket path or HOST:PORT), is ready: its health
-    endpoint answers 200. Over uwsgi or FastCGI, or with the endpoint turned off, a connect is all it can ask."""
+def health_path(server: AppServer) -> str | None:
+    """The path an HTTP probe of `server` asks: its health endpoint; None over uwsgi or FastCGI, or with the
+    endpoint turned off (a connect is all a probe can ask then)."""
     path = server.settings.health_path
-    asks = [path] if path and server.settings.protocol == "http" else []
-    return [python, "-c", _PROBE, address, *asks]
+    return path if path and server.settings.protocol == "http" else None
+
+
+def probe_command(address: str, path: str | None, python: str = "python") -> list[str]:
+    """A command that succeeds while `address` (a socket path or HOST:PORT) answers `path` with 200, or with no
+    path, while it accepts a connection."""
+    return [python, "-c", _PROBE, address, *([path] if path else [])]
 
 
 def container_listens(stack: Stack) -> list[str]:

@@ -30,6 +30,7 @@ from wsgistack.export.commands import (
     container_command,
     container_folder,
     container_listens,
+    health_path,
     health_route,
     name_of,
     probe_command,
@@ -134,7 +135,7 @@ def _app_server(stack: Stack, server: AppServer, sleep: int) -> dict[str, Any]:
         socket = f"{CONTAINER_SOCKETS}/{server.name}.sock"
         container["command"] = serve_command(stack, server, "python", CONTAINER_CONFIG, [f"unix:{socket}"])
         # a unix socket is out of httpGet's reach: the probe asks it from inside the container
-        probe: dict[str, Any] = {"exec": {"command": probe_command(server, socket)}}
+        probe: dict[str, Any] = {"exec": {"command": probe_command(socket, health_path(server))}}
     else:
         binds = container_binds(server)
         container["command"] = serve_command(stack, server, "python", CONTAINER_CONFIG, binds)
@@ -144,7 +145,7 @@ def _app_server(stack: Stack, server: AppServer, sleep: int) -> dict[str, Any]:
         container["ports"] = [{"name": _port_name(first + index), "containerPort": port}
                               for index, port in enumerate(ports)]
         probe = _port_probe(server, ports[0]) if ports else {
-            "exec": {"command": probe_command(server, binds[0].removeprefix("unix:"))}}
+            "exec": {"command": probe_command(binds[0].removeprefix("unix:"), health_path(server))}}
     workers = settings.workers
     memory = MEMORY_BASE_MI + MEMORY_PER_WORKER_MI * workers
     container.update({
@@ -164,8 +165,9 @@ def _app_server(stack: Stack, server: AppServer, sleep: int) -> dict[str, Any]:
 def _port_probe(server: AppServer, port: int) -> dict[str, Any]:
     """An app server's own port: httpGet of its health endpoint, or a connect over uwsgi and FastCGI (the
     kubelet's probes speak only HTTP)."""
-    if server.settings.protocol == "http" and server.settings.health_path:
-        return {"httpGet": {"path": server.settings.health_path, "port": port}}
+    path = health_path(server)
+    if path:
+        return {"httpGet": {"path": path, "port": port}}
     return {"tcpSocket": {"port": port}}
 
 
