@@ -41,6 +41,9 @@ from wsgistack.proxy.settings import (
 
 MAIN_FILE = "nginx.conf"
 HTTP_FILE = "wsgistack.conf"
+# where distributions keep mime.types, uwsgi_params and fastcgi_params (named absolutely: nginx.conf is run
+# from a folder of its own)
+NGINX_CONF_DIR = "/etc/nginx"
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 STOP_GRACE = "10s"  # wsgistack proxy's graceful stop (proxy/server.py STOP_GRACE): nginx's worker_shutdown_timeout
 _ZONE_SIZE = "10m"  # about 160,000 keys of limit_req / limit_conn state per zone
@@ -81,7 +84,7 @@ def main_conf(proxy: ProxySettings) -> str:
         "}",
         "",
         "http {",
-        "    include /etc/nginx/mime.types;",
+        f"    include {NGINX_CONF_DIR}/mime.types;",
         "    default_type application/octet-stream;",
         *(f"    {kind}_temp_path {kind}_temp;" for kind in TEMP_PATHS),
         f"    include {HTTP_FILE};",
@@ -126,7 +129,7 @@ def _log_lines(proxy: ProxySettings) -> list[str]:
     lines = []
     rotate = proxy.access_log_rotate
     if rotate.size or rotate.interval:
-        lines.append(f"# not translated: access_log_rotate (size {rotate.size}, interval {rotate.interval:g}s, "
+        lines.append(f"# not translated: access_log_rotate (size {_size(rotate.size)}, interval {rotate.interval:g}s, "
                      f"keep {rotate.keep}): rotate with logrotate and `nginx -s reopen` (USR1)")
     if proxy.access_log is None:
         return [*lines, "access_log off;"]
@@ -469,9 +472,9 @@ def _pass_lines(upstream: UpstreamSettings, protocol: str, route: RouteSettings,
                   'proxy_set_header Connection "";  # keep-alive to the upstream',
                   "proxy_redirect off;", *_proxy_headers()]
     elif protocol == "uwsgi":
-        lines += [f"uwsgi_pass {upstream.name};", "include uwsgi_params;", *_param_headers("uwsgi_param")]
+        lines += [f"uwsgi_pass {upstream.name};", f"include {NGINX_CONF_DIR}/uwsgi_params;", *_param_headers("uwsgi_param")]
     else:
-        lines += [f"fastcgi_pass {upstream.name};", "include fastcgi_params;", "fastcgi_keep_conn on;",
+        lines += [f"fastcgi_pass {upstream.name};", f"include {NGINX_CONF_DIR}/fastcgi_params;", "fastcgi_keep_conn on;",
                   'fastcgi_param SCRIPT_NAME "";  # a WSGI app is mounted at the root: PATH_INFO is the path',
                   "fastcgi_param PATH_INFO $uri;", *_param_headers("fastcgi_param")]
     lines += [f"{prefix}_pass_header Server;", f"{prefix}_pass_header Date;",
