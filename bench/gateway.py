@@ -36,8 +36,10 @@ RESULTS = BENCH_DIR / "results" / "gateway.json"
 LOG_DIR = BENCH_DIR / "results" / "logs" / "gateway"
 WARMUP_SECONDS = 1.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-TABLE_HEAD = ("| app server | keep_conn | req/s | ratio | p99 ms | valid runs | app CPU ms/req | nginx CPU ms/req |\n"
-              "|---|---|---|---|---|---|---|---|")
+# "CPU ratio": the reference's app CPU per request ÷ this stack's, which drifts less than req/s when others
+# load the machine
+TABLE_HEAD = ("| app server | keep_conn | req/s | ratio | p99 ms | valid runs | app CPU ms/req | CPU ratio | "
+              "nginx CPU ms/req |\n|---|---|---|---|---|---|---|---|---|")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -141,7 +143,8 @@ def measure(stack: GatewayStack, repeat: int, seconds: float, work: Path) -> dic
     workdir = work / slug
     workdir.mkdir()
     socket_path = workdir / "app.sock"
-    record: dict = {"server": stack.name, "protocol": stack.protocol, "repeat": repeat}
+    record: dict = {"server": stack.name, "protocol": stack.protocol, "repeat": repeat,
+                    "load_average": round(os.getloadavg()[0], 2)}
     upstream = Server(f"{stack.name} (app server)", lambda app, port, threads: stack.upstream(socket_path))
     front = Server(f"nginx → {stack.name}",
                    lambda app, port, threads: nginx_front(workdir, socket_path, port, stack))
@@ -289,7 +292,9 @@ def reference_value(records: list[dict], session: Session) -> tuple[str | None, 
 def render(saved: dict) -> str:
     """The Markdown tables, one per protocol, and the goal lines."""
     records, meta = saved["records"], saved["meta"]
-    lines = [f"`{meta['command']}`, {meta['machine']['date']}, load average {meta['machine']['load_average']}, "
+    loads = sorted(r["load_average"] for r in records if "load_average" in r)
+    spread = f" (1-minute load at the runs' starts {loads[0]:g}–{loads[-1]:g})" if loads else ""
+    lines = [f"`{meta['command']}`, {meta['machine']['date']}, load average {meta['machine']['load_average']}{spread}, "
              f"{meta['settings']['repeats']} × {meta['settings']['duration']:g} s, c{CONNECTIONS}; "
              + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()), ""]
     goals = []
@@ -299,11 +304,12 @@ def render(saved: dict) -> str:
         if not stacks:
             continue
         ref_name, ref_value = reference_value(records, session)
+        ref_cpu = median(records, ref_name, "app_cpu_ms_per_request") if ref_name else None
         title = (f"nginx → {session.protocol} (unix socket), medians of valid runs; ratios to "
                  f"{ref_name or 'the peer (not measured)'}:")
         lines += [title, "", TABLE_HEAD]
         for stack in stacks:
-            lines.append(_row(records, meta, stack, ref_value))
+            lines.append(_row(records, meta, stack, ref_value, ref_cpu))
         lines.append("")
         goal_value = median(records, session.goal_stack, "rps")
         ratio = goal_value / ref_value if goal_value is not None and ref_value else None
@@ -313,19 +319,21 @@ def render(saved: dict) -> str:
     return "\n".join(lines + goals) + "\n"
 
 
-def _row(records: list[dict], meta: dict, stack: GatewayStack, ref_value: float | None) -> str:
+def _row(records: list[dict], meta: dict, stack: GatewayStack, ref_value: float | None,
+         ref_cpu: float | None) -> str:
     runs = [r for r in records if r["server"] == stack.name]
     valid = [r for r in runs if not r.get("error") and not r.get("invalid")]
     rps = median(records, stack.name, "rps")
+    cpu = median(records, stack.name, "app_cpu_ms_per_request")
     name = stack.name + (" (informative)" if stack.informative else "")
     if stack.name in meta["unavailable"]:
-        return f"| {name} | | n/a: {meta['unavailable'][stack.name][:120]} | | | | | |"
+        return f"| {name} | | n/a: {meta['unavailable'][stack.name][:120]} | | | | | | |"
     problems = sorted({r.get("invalid") or r.get("error") for r in runs if r not in valid})
     cells = [name, "on" if stack.keep_conn else "off", f"{rps:,.0f}" if rps is not None else "n/a",
              f"{rps / ref_value:.2f}×" if rps is not None and ref_value else "",
              _fmt(median(records, stack.name, "p99_ms"), 2),
              f"{len(valid)}/{len(runs)}" + (f" ({'; '.join(problems)[:160]})" if problems else ""),
-             _fmt(median(records, stack.name, "app_cpu_ms_per_request"), 3),
+             _fmt(cpu, 3), f"{ref_cpu / cpu:.2f}×" if cpu and ref_cpu else "",
              _fmt(median(records, stack.name, "nginx_cpu_ms_per_request"), 3)]
     return "| " + " | ".join(cells) + " |"
 
