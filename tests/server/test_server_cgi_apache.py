@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import stat
 import sys
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -54,8 +53,9 @@ def test_links_carry_the_scripts_path_under_apache(start_apache, tmp_path):
     connection.request("POST", "/cgi-bin/app.cgi/notes", body=b"text=hi",
                        headers={"Content-Type": "application/x-www-form-urlencoded"})
     response = connection.getresponse()
-    assert (response.status, response.getheader("Location")) == (303, "/cgi-bin/app.cgi/")
+    response.read()  # the socket closes with the response: Apache's lingering close then ends at once
     connection.close()
+    assert (response.status, response.getheader("Location")) == (303, "/cgi-bin/app.cgi/")
 
 
 def test_a_missing_app_is_a_500_with_its_reason_in_apaches_error_log(start_apache, tmp_path):
@@ -64,11 +64,11 @@ def test_a_missing_app_is_a_500_with_its_reason_in_apaches_error_log(start_apach
     script.write_text(f"#!/bin/sh\ncd {EXAMPLES} && exec {WSGISTACK} cgi no_such_module:app\n")
     script.chmod(0o755)
     apache = start_apache(CGI_SITE, modules=("cgid",))
-    try:
-        urllib.request.urlopen(apache.url("/cgi-bin/app.cgi/"), timeout=20)
-    except urllib.error.HTTPError as error:
-        assert error.code == 500
-    else:
-        raise AssertionError("a missing app answered")
+    connection = http.client.HTTPConnection("127.0.0.1", apache.port, timeout=20)
+    connection.request("GET", "/cgi-bin/app.cgi/")
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    assert response.status == 500
     wait_for(lambda: "wsgistack cgi: error: " in apache.error_log(), 10, message="the reason in the error log")
     assert "no_such_module" in apache.error_log()
