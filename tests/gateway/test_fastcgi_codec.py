@@ -194,3 +194,10 @@ def test_health_request_and_answer_round_trip():
     assert f.read_health_answer(answer[:-16])[0] == 0  # no END_REQUEST: not an answer
     assert f.read_health_answer(b"")[0] == 0
     assert f.split_cgi_response(b"Content-Type: x\r\n\r\nbody") == (200, [("Content-Type", "x")], b"body")
+
+
+def test_an_abort_for_a_request_no_longer_open_is_ignored():
+    parser = f.FastCGIParser()
+    assert events(f.record(f.ABORT_REQUEST, 1) + f.request(2, {"A": "b"}), parser)[:2] == [
+        f.BeginRequest(2, False), f.Params(2, {"A": "b"})]
+    assert not parser.failed

@@ -203,6 +203,8 @@ class FastCGIParser:
             if kind == STDIN and not content or kind == ABORT_REQUEST:
                 self.ignored.discard(request_id)
         elif request_id != self.request_id:
+            if kind == ABORT_REQUEST:
+                return  # crossed our END_REQUEST on the wire: nothing left to abort
             self._fail(f"a record of type {kind} for request {request_id}, which is not open")
         elif kind == PARAMS:
             self._params(content)

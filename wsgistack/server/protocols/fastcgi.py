@@ -48,13 +48,19 @@ def param_limits(limits: Limits) -> fcgi.ParamLimits:
 def fastcgi_environ(params: dict[str, str], pull: Callable[[], bytes], ctx: ServeContext) -> dict[str, Any]:
     """The environ of one request, the one `wsgistack cgi` gives for the same meta-variables.
 
-    nginx's stock fastcgi_params send SCRIPT_NAME ($fastcgi_script_name: the whole path unless
-    fastcgi_split_path_info cut it) and no PATH_INFO; without PATH_INFO the path is the app's own, so it
-    becomes PATH_INFO under an empty SCRIPT_NAME. A `Proxy:` request header (HTTP_PROXY) is dropped (httpoxy).
+    nginx's stock fastcgi_params send SCRIPT_NAME ($fastcgi_script_name: the whole path, DOCUMENT_URI, unless
+    fastcgi_split_path_info cut it) and no PATH_INFO. Without PATH_INFO, what DOCUMENT_URI has past a
+    SCRIPT_NAME that ends at a segment boundary is the PATH_INFO (the split's $fastcgi_path_info), and a
+    SCRIPT_NAME that is the whole path becomes PATH_INFO under an empty SCRIPT_NAME: the app is then mounted
+    at the root. A `Proxy:` request header (HTTP_PROXY) is dropped (httpoxy).
     """
     meta = dict(params)
     if "PATH_INFO" not in meta:
-        meta["PATH_INFO"], meta["SCRIPT_NAME"] = meta.get("SCRIPT_NAME", ""), ""
+        script, path = meta.get("SCRIPT_NAME", ""), meta.get("DOCUMENT_URI", "")
+        if script and path.startswith(script.rstrip("/") + "/") and path != script:
+            meta["PATH_INFO"] = path[len(script.rstrip("/")):]
+        else:
+            meta["PATH_INFO"], meta["SCRIPT_NAME"] = script, ""
     meta.pop("HTTP_PROXY", None)
     return cgi_environ(meta, pull, ctx.errors, multithread=ctx.multithread)
 
