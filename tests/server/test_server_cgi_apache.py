@@ -14,28 +14,26 @@ from polling import wait_for
 
 WSGISTACK = Path(sys.executable).parent / "wsgistack"  # the venv's command, as a user's script names it
 
-# /cgi-bin/ is the folder of scripts; the same script also answers at the root (the rest of the path is its
-# PATH_INFO, SCRIPT_NAME is empty), so its pages and links are those of `wsgistack serve`
-CGI_SITE = """
-ScriptAlias /cgi-bin/ {tmp}/cgi-bin/
-ScriptAlias / {tmp}/cgi-bin/app.cgi/
-<Directory {tmp}/cgi-bin>
-    Require all granted
-</Directory>
-"""
 
 
-def write_script(folder: Path) -> None:
-    """The two lines the docs show: the app is found from the example's folder, as serve finds it there."""
-    script = folder / "cgi-bin" / "app.cgi"
-    script.parent.mkdir(parents=True)
-    script.write_text(f"#!/bin/sh\ncd {EXAMPLES} && exec {WSGISTACK} cgi flask_app/app.py\n")
+def cgi_site(tmp_path: Path, app: str = "flask_app/app.py") -> str:
+    """The two-line script the docs show, in tmp_path/cgi-bin (the app found from the example's folder, as
+    serve finds it there), and the server config's part that runs it.
+
+    /cgi-bin/ is the ScriptAlias'd folder; the same script also answers at the root (the rest of the path is its
+    PATH_INFO, SCRIPT_NAME is empty), so its pages and links there are those of `wsgistack serve`."""
+    folder = tmp_path / "cgi-bin"
+    folder.mkdir()
+    script = folder / "app.cgi"
+    script.write_text(f"#!/bin/sh\ncd {EXAMPLES} && exec {WSGISTACK} cgi {app}\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return (f"ScriptAlias /cgi-bin/ {folder}/\n"
+            f"ScriptAlias / {script}/\n"
+            f"<Directory {folder}>\n    Require all granted\n</Directory>\n")
 
 
 def test_apache_runs_the_example_through_wsgistack_cgi_as_serve_does(start_apache, start_server, tmp_path):
-    write_script(tmp_path / "apache0")
-    apache = start_apache(CGI_SITE, modules=("cgid",))
+    apache = start_apache(cgi_site(tmp_path), modules=("cgid",))
     served = start_server("flask_app/app.py", "--workers", "1", cwd=EXAMPLES)
     expected = example_answers(served.port)
     assert [answer[1] for answer in expected] == [200, 200, 200, 200, 200, 404, 200, 200, 400, 400, 201, 303]
@@ -44,8 +42,7 @@ def test_apache_runs_the_example_through_wsgistack_cgi_as_serve_does(start_apach
 
 def test_links_carry_the_scripts_path_under_apache(start_apache, tmp_path):
     """Under /cgi-bin/app.cgi, Apache's SCRIPT_NAME reaches Flask: its links and redirects name the script."""
-    write_script(tmp_path / "apache0")
-    apache = start_apache(CGI_SITE, modules=("cgid",))
+    apache = start_apache(cgi_site(tmp_path), modules=("cgid",))
     with urllib.request.urlopen(apache.url("/cgi-bin/app.cgi/"), timeout=20) as response:
         page = response.read().decode()
     assert 'action="/cgi-bin/app.cgi/notes"' in page and 'href="/cgi-bin/app.cgi/static/style.css"' in page
@@ -59,11 +56,7 @@ def test_links_carry_the_scripts_path_under_apache(start_apache, tmp_path):
 
 
 def test_a_missing_app_is_a_500_with_its_reason_in_apaches_error_log(start_apache, tmp_path):
-    script = tmp_path / "apache0" / "cgi-bin" / "app.cgi"
-    script.parent.mkdir(parents=True)
-    script.write_text(f"#!/bin/sh\ncd {EXAMPLES} && exec {WSGISTACK} cgi no_such_module:app\n")
-    script.chmod(0o755)
-    apache = start_apache(CGI_SITE, modules=("cgid",))
+    apache = start_apache(cgi_site(tmp_path, "no_such_module:app"), modules=("cgid",))
     connection = http.client.HTTPConnection("127.0.0.1", apache.port, timeout=20)
     connection.request("GET", "/cgi-bin/app.cgi/")
     response = connection.getresponse()
