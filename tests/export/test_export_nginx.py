@@ -1,7 +1,7 @@
 """`wsgistack export nginx`: the bundled example and a richer stack as nginx configuration that the real nginx
 accepts (`nginx -t`, no warning) and serves, with the app servers run by `wsgistack serve` on the sockets the
 config names: routing as wsgistack routes, X-Forwarded-* and X-Request-ID as wsgistack's proxy sets them (over
-HTTP and over uwsgi), limits, body sizes, gzip, static files with their .gz siblings, the access log; what nginx
+HTTP, uwsgi and FastCGI), limits, body sizes, gzip, static files with their .gz siblings, the access log; what nginx
 cannot say is a `# not translated:` comment."""
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def _echo(name):
 
 web = _echo("web")
 api = _echo("api")
+cgi = _echo("cgi")
 '''
 
 RICH = '''[serve]
@@ -57,6 +58,10 @@ app = "echo:web"
 [serve.api]
 app = "echo:api"
 protocol = "uwsgi"
+
+[serve.cgi]
+app = "echo:cgi"
+protocol = "fastcgi"
 
 [proxy]
 engine = "nginx"
@@ -89,6 +94,10 @@ cache_control = "public, max-age=60"
 path = "/api"
 upstream = "api"
 client_max_body_size = "1m"
+
+[[proxy.routes]]
+path = "/fcgi/"
+upstream = "cgi"
 
 [[proxy.routes]]
 path = "/limited/"
@@ -268,6 +277,7 @@ def test_a_rich_stack_is_translated_and_served_as_wsgistack_would(tmp_path, runn
                      "symlinks"):
             assert what in untranslated, (what, untranslated)
         assert "connect_retry_timeout = 0s" not in untranslated  # 0 is nginx's own behaviour: nothing to say
+        assert "fastcgi_pass cgi;" in site and "fastcgi_keep_conn on;" in site and "keepalive 32;" in site
         assert "uwsgi_pass api;" in site and "include /etc/nginx/uwsgi_params;" in site and "proxy_pass http://web;" in site
         assert "hash $http_x_user consistent;" in site and "least_conn;" in site
         assert "server 127.0.0.1:" in site and "weight=2 max_fails=2 fail_timeout=3s;" in site
@@ -287,9 +297,11 @@ def test_a_rich_stack_is_translated_and_served_as_wsgistack_would(tmp_path, runn
         assert get("/apix")["app"] == "web"
         assert get("/static/app.js", Host="admin.example.com")["app"] == "api"
         assert get("/stream/x")["app"] == "web"
+        seen = get("/fcgi/a/b?q=1")
+        assert (seen["app"], seen["PATH_INFO"], seen["SCRIPT_NAME"]) == ("cgi", "/fcgi/a/b", "")
 
         # X-Forwarded-* replaced for a client not in forwarded_allow_ips, over HTTP and over uwsgi alike
-        for path in ("/", "/api"):
+        for path in ("/", "/api", "/fcgi/"):
             seen = get(path, **{"X-Forwarded-For": "1.2.3.4", "X-Forwarded-Proto": "https", "X-Real-IP": "9.9.9.9",
                                 "X-Request-ID": "abc-123", "Host": "site.example"})
             assert seen["HTTP_X_FORWARDED_FOR"] == "127.0.0.1", (path, seen)
