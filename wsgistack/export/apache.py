@@ -39,13 +39,15 @@ from wsgistack.stack.compose import AppServer, Stack
 
 INDENT = "    "
 
-# settings written as directives above, or with no meaning once Apache stands in front (the stack makes
-# the proxy's upstreams and the app servers' binds); any other that differs from its default is noted
+# settings written as directives below, or with no meaning once Apache stands in front (the stack makes the
+# proxy's upstreams and the app servers' binds; mod_wsgi calls the app in its own process, so the protocol an app
+# server speaks and which engine proxies for it go with them); any other that differs from its default is noted
 _SERVE_DONE = {"app", "apps", "workers", "threads", "worker_class", "timeout", "graceful_timeout", "max_requests",
-               "chdir", "user", "group", "umask", "proc_name", "preload", "bind", "health_path"}
+               "chdir", "user", "group", "umask", "proc_name", "preload", "bind", "health_path", "protocol",
+               "protocol_allow_from"}
 _SERVE_DONE_ALONE = {"keep_alive", "max_body_size"}  # translated when the app server faces clients itself
 _PROXY_DONE = {"listen", "upstreams", "routes", "config_file", "client_max_body_size", "keepalive_timeout",
-               "access_log", "error_log", "log_level", "gzip", "certfile", "keyfile"}
+               "access_log", "error_log", "log_level", "gzip", "certfile", "keyfile", "engine"}
 _LOG_LEVELS = {"warning": "warn", "critical": "crit"}  # Apache's names; debug, info and error are the same
 _HINTS = {  # where a setting's job goes under Apache, when it has a usual place
     "access_log_rotate": "rotatelogs in CustomLog",
