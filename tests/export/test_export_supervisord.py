@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from commands import BASE_ENV
+from commands import BASE_ENV, run
 from export_stacks import STACKS, check_command, free_port
 from polling import wait_for
 from processes import children_of, pid_alive
@@ -99,3 +99,6 @@ def test_depends_on_becomes_priority(tmp_path):
     assert priority["web"] == priority["api"] < priority["proxy"] < priority["ticker"]
     assert conf.get("program:web", "stopwaitsecs") == "9"  # graceful-timeout 4 s + 5
     assert "--serve-table api" in conf.get("program:api", "command")
+    # `wsgistack supervise` reads the same file
+    checked = run(tmp_path, "config", "check", str(out / "supervisord.conf"))
+    assert checked.returncode == 0 and "4 programs" in checked.stdout, (checked.stdout, checked.stderr)

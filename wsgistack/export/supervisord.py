@@ -18,7 +18,7 @@ from wsgistack.stack.compose import AppServer, Stack
 from wsgistack.supervisor.settings import LogSettings, ProgramSettings
 
 FILE = "supervisord.conf"
-PYTHON = "python"  # as `up` runs them: the interpreter that runs supervisord must have wsgistack installed
+PYTHON = "python"  # when the interpreter running the export is unknown; else its absolute path, as `up` runs them
 APP_PRIORITY = 100  # app servers start first and stop last, the proxy next, then the programs
 PROXY_PRIORITY = 200
 
