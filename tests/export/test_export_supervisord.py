@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from commands import BASE_ENV, run
+from commands import BASE_ENV, one_error_line, run
 from export_stacks import STACKS, check_command, free_port
 from polling import wait_for
 from processes import children_of, pid_alive
@@ -102,3 +102,13 @@ def test_depends_on_becomes_priority(tmp_path):
     # `wsgistack supervise` reads the same file
     checked = run(tmp_path, "config", "check", str(out / "supervisord.conf"))
     assert checked.returncode == 0 and "4 programs" in checked.stdout, (checked.stdout, checked.stderr)
+
+
+@pytest.mark.parametrize("kind", ["supervisord", "systemd", "k8s", "compose"])
+def test_a_proxy_engine_other_than_wsgistack_is_one_line(kind, tmp_path):
+    """These exports run `wsgistack proxy`: with [proxy] engine = "nginx" they say so instead of changing it."""
+    config = STACKS["two_servers"](tmp_path / "project")
+    config.write_text(config.read_text().replace("[proxy]\n", '[proxy]\nengine = "nginx"\n'))
+    line = one_error_line(run(config.parent, "export", kind, "-c", str(config)))
+    assert line.startswith(f"wsgistack export: error: {config}: [proxy] engine = 'nginx': `wsgistack export {kind}` "
+                           f"runs the wsgistack proxy only"), line

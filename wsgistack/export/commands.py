@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from wsgistack.config.addresses import parse_address
+from wsgistack.config.errors import ConfigError
 from wsgistack.proxy.server import STOP_GRACE
 from wsgistack.stack.compose import AppServer, Stack
 
@@ -26,6 +27,15 @@ PROXY_STOP_SECONDS = math.ceil(STOP_GRACE + STOP_MARGIN)
 APP_DIR = "/app"
 CONTAINER_CONFIG = f"{APP_DIR}/wsgistack.toml"
 CONTAINER_SOCKETS = "/run/wsgistack"
+
+
+def check_exportable(stack: Stack, kind: str) -> None:
+    """ConfigError (one line) for what these exports cannot write: their proxy is `wsgistack proxy`."""
+    engine = getattr(stack.proxy, "engine", "wsgistack")
+    if stack.proxy is not None and engine != "wsgistack":
+        raise ConfigError(f"{stack.path}: [proxy] engine = {engine!r}: `wsgistack export {kind}` runs the wsgistack "
+                          f"proxy only (set engine = \"wsgistack\" to export it, or run nginx from `wsgistack "
+                          f"export nginx` beside the app servers)")
 
 
 def serve_command(stack: Stack, server: AppServer, python: str, config: str, binds: Iterable[str] = ()) -> list[str]:

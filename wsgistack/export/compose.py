@@ -17,6 +17,7 @@ from wsgistack.export.commands import (
     CONTAINER_CONFIG,
     CONTAINER_SOCKETS,
     PROXY_STOP_SECONDS,
+    check_exportable,
     container_binds,
     container_command,
     container_folder,
@@ -52,6 +53,7 @@ HEAD = f"""\
 
 def render(stack: Stack) -> dict[str, str]:
     """compose.yaml for `stack`."""
+    check_exportable(stack, "compose")
     sockets = {server.name: f"{CONTAINER_SOCKETS}/{server.name}.sock" for server in stack.servers} \
         if stack.proxy else {}
     services: dict[str, Any] = {}

@@ -26,6 +26,7 @@ from wsgistack.export.commands import (
     CONTAINER_CONFIG,
     CONTAINER_SOCKETS,
     STOP_MARGIN,
+    check_exportable,
     container_binds,
     container_command,
     container_folder,
@@ -68,6 +69,7 @@ HEAD = f"""\
 
 def render(stack: Stack) -> dict[str, str]:
     """kubernetes.yaml for `stack`."""
+    check_exportable(stack, "k8s")
     name = stack_name(stack)
     documents = [_config_map(stack, name), _web(stack, name)]
     ports = tcp_ports(stack)

@@ -13,7 +13,13 @@ import shlex
 import signal
 import sys
 
-from wsgistack.export.commands import PROXY_STOP_SECONDS, proxy_command, serve_command, server_stop_seconds
+from wsgistack.export.commands import (
+    PROXY_STOP_SECONDS,
+    check_exportable,
+    proxy_command,
+    serve_command,
+    server_stop_seconds,
+)
 from wsgistack.stack.compose import AppServer, Stack
 from wsgistack.supervisor.settings import LogSettings, ProgramSettings
 
@@ -25,6 +31,7 @@ PROXY_PRIORITY = 200
 
 def render(stack: Stack) -> dict[str, str]:
     """supervisord.conf for `stack`."""
+    check_exportable(stack, "supervisord")
     python = sys.executable or PYTHON
     sockets = {server.name: f"%(here)s/{server.name}.sock" for server in stack.servers} if stack.proxy else {}
     sections = [_head(stack), _daemon()]

@@ -19,6 +19,7 @@ import sys
 from wsgistack.config.addresses import parse_address
 from wsgistack.export.commands import (
     PROXY_STOP_SECONDS,
+    check_exportable,
     proxy_command,
     serve_command,
     server_stop_seconds,
@@ -33,6 +34,7 @@ KILL = "/bin/kill"  # ExecReload's; systemd's own documentation writes it so
 
 def render(stack: Stack) -> dict[str, str]:
     """The units of `stack`: NAME.socket and NAME.service per part, then STACK.target."""
+    check_exportable(stack, "systemd")
     prefix = stack_name(stack)
     python = sys.executable
     folder = os.path.dirname(stack.path)
