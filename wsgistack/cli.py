@@ -252,7 +252,11 @@ def _add_proxy_parser(commands: Any, parser: argparse.ArgumentParser) -> None:
     proxy.add_argument("--static", action="append", metavar="PREFIX=DIR",
                        help="serve files under DIR for paths starting with PREFIX, e.g. /static/=./static")
     # how `wsgistack up` tells its proxy where the app servers listen: NAME=unix:PATH, an upstream each
-    proxy.add_argument("--stack-upstream", action="append", metavar="NAME=ADDRESS", help=argparse.SUPPRESS)
+    proxy.add_argument("--stack-upstream", action="append", metavar="NAME=ADDRESS",
+                       help="an app server of the stack: an upstream named NAME at ADDRESS, unless [proxy] "
+                            "declares one of that name; with no route to an upstream in the file, / goes to "
+                            "the first (what `wsgistack up` and the exported supervisord, systemd, Kubernetes "
+                            "and Compose files pass)")
     proxy.add_argument("--check-config", action="store_true",
                        help="Print the effective settings as a [proxy] table of TOML and exit.")
     parser._subcommands["proxy"] = proxy  # type: ignore[attr-defined]
