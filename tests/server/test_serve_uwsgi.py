@@ -127,6 +127,7 @@ def test_nginx_serves_the_flask_app_over_uwsgi(start_server, start_nginx, tmp_pa
                    message="eight access log lines")
     assert '"GET /hello HTTP/1.1" 200 6' in log and '"GET /_wsgistack/health HTTP/1.1" 200' in log
     assert log.startswith("127.0.0.1 ")
+    assert "[error]" not in nginx.error_log()  # no reset, no premature close, no bad header seen by nginx
 
 
 @pytest.mark.parametrize("worker", ["sync", "event"])
@@ -142,6 +143,7 @@ def test_a_body_over_max_body_size_is_refused_with_413_through_nginx(start_serve
     unread = requests.post(nginx.url("/hello"), data=BODY[:900_000], timeout=20)
     assert unread.status_code == 405 and "Method Not Allowed" in unread.text
     assert requests.get(nginx.url("/hello"), timeout=10).text == "hello\n"
+    assert "[error]" not in nginx.error_log()
 
 
 # -- malformed packets straight to the socket --------------------------------------------------------------
@@ -164,6 +166,7 @@ MALFORMED = {  # name -> (bytes, shut our side after sending, the status expecte
     "non-ASCII key": (raw_packet(pair(b"REQUEST_METHOD", b"GET") + pair(b"K\xe9Y", b"v")), False, 400),
     "bad CONTENT_LENGTH": (encode_packet({**GET, "CONTENT_LENGTH": "-5"}), False, 400),
     "var over the field size": (encode_packet({**GET, "HTTP_X": "v" * 3000}), False, 431),
+    "var block over the head limit": (struct.pack("<BHB", 0, 20000, 0) + b"\0" * 100, False, 431),
     "body over max-body-size": (encode_packet({**GET, "CONTENT_LENGTH": str(2 << 20)}) + b"x" * 1000, False, 413),
     "truncated vars": (encode_packet(GET)[:-5], True, 400),
     "header only": (b"\x00\x10", True, 400),
@@ -172,7 +175,9 @@ MALFORMED = {  # name -> (bytes, shut our side after sending, the status expecte
 
 @pytest.mark.parametrize("worker", ["sync", "thread", "event", "gevent"])
 def test_malformed_packets_are_refused_without_the_app_and_the_worker_serves_on(start_server, tmp_path, worker):
-    server, calls = serve_uwsgi(start_server, tmp_path, worker, "--limit-request-field-size", "2048",
+    # the var block may take 1000 + 10 * (1000 + 4) + 4 bytes: what a head within these limits may take
+    server, calls = serve_uwsgi(start_server, tmp_path, worker, "--limit-request-field-size", "1000",
+                                "--limit-request-fields", "10", "--limit-request-line", "1000",
                                 "--max-body-size", "1m")
     workers = server.wait_workers(1)
     for name, (data, shut, status) in MALFORMED.items():
