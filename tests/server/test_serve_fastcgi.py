@@ -61,6 +61,24 @@ def big():
     return b"z" * int(request.args["n"])
 
 
+@app.get("/short")
+def short():
+    return Response([b"12345"], headers={"Content-Length": "10"})
+
+
+@app.get("/boom")
+def boom():
+    raise RuntimeError("boom before the head")
+
+
+@app.get("/late-boom")
+def late_boom():
+    def pieces():
+        yield b"begun"
+        raise RuntimeError("boom after the head")
+    return Response(pieces())
+
+
 @app.get("/stream")
 def stream():
     gate = Path(request.args["gate"])
@@ -230,9 +248,9 @@ def test_nginx_serves_the_flask_app_over_fastcgi(start_server, start_nginx, tmp_
 # -- records straight to the socket ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("worker", ["sync", "thread", "event"])
-def test_keep_conn_keeps_the_connection_and_its_absence_closes_it(start_server, tmp_path, worker):
-    server, _ = serve_fastcgi(start_server, tmp_path, worker, unix=True)
+@pytest.mark.parametrize(("worker", "threads"), [("sync", "1"), ("thread", "4"), ("event", "4"), ("event", "1")])
+def test_keep_conn_keeps_the_connection_and_its_absence_closes_it(start_server, tmp_path, worker, threads):
+    server, _ = serve_fastcgi(start_server, tmp_path, worker, "--threads", threads, unix=True)
     with server.connect() as sock:
         for number in (1, 2):
             sock.sendall(f.request(1, GET, keep_conn=True))
@@ -329,13 +347,18 @@ def test_a_body_past_max_body_size_gets_413_without_the_app(start_server, tmp_pa
     assert calls.read_text() == "/hello\n"
 
 
-def test_tcp_peers_outside_the_allow_list_are_closed_without_an_answer(start_server, tmp_path):
-    server, calls = serve_fastcgi(start_server, tmp_path, "thread", "--protocol-allow-from", "192.0.2.1")
+@pytest.mark.parametrize("worker", ["thread", "event"])
+def test_tcp_peers_outside_the_allow_list_are_closed_without_an_answer(start_server, tmp_path, worker):
+    server, calls = serve_fastcgi(start_server, tmp_path, worker, "--protocol-allow-from", "192.0.2.1")
     with server.connect() as sock:
         sock.sendall(f.request(1, GET))
         assert read_answer(sock) == []
     wait_for(lambda: "not in --protocol-allow-from" in server.error_log.read_text(), message="the refusal logged")
     assert calls.read_text() == ""
+    unix, _ = serve_fastcgi(start_server, tmp_path, worker, "--protocol-allow-from", "192.0.2.1", unix=True)
+    with unix.connect() as sock:  # unix-socket peers always may
+        sock.sendall(f.request(1, GET))
+        assert stdout_of(read_answer(sock))[::2] == (200, b"hello\n")
 
 
 def test_the_environ_follows_nginx_s_script_name_and_document_uri():
@@ -358,3 +381,19 @@ def test_the_environ_follows_nginx_s_script_name_and_document_uri():
         environ = fastcgi_environ(params, lambda: b"", ctx)
         assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == expected, params
         assert "HTTP_PROXY" not in environ
+
+
+@pytest.mark.parametrize("worker", ["thread", "event"])
+def test_a_response_cut_short_gets_no_end_request(start_server, tmp_path, worker):
+    server, _ = serve_fastcgi(start_server, tmp_path, worker, unix=True)
+    with server.connect() as sock:  # an app error before the head: a clean 500, and the connection stays
+        sock.sendall(f.request(1, {**GET, "SCRIPT_NAME": "/boom", "REQUEST_URI": "/boom"}, keep_conn=True))
+        assert stdout_of(read_answer(sock))[0] == 500
+        sock.sendall(f.request(1, GET, keep_conn=True))
+        assert stdout_of(read_answer(sock))[::2] == (200, b"hello\n")
+    for path, sent in (("/short", b"12345"), ("/late-boom", b"begun")):
+        with server.connect() as sock:  # the web server must not take these for whole responses
+            sock.sendall(f.request(1, {**GET, "SCRIPT_NAME": path, "REQUEST_URI": path}, keep_conn=True))
+            records = read_answer(sock)
+            assert f.END_REQUEST not in [r.kind for r in records] and closed_by_server(sock), path
+            assert b"".join(r.content for r in records).endswith(sent), path
