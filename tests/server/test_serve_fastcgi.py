@@ -397,3 +397,16 @@ def test_a_response_cut_short_gets_no_end_request(start_server, tmp_path, worker
             records = read_answer(sock)
             assert f.END_REQUEST not in [r.kind for r in records] and closed_by_server(sock), path
             assert b"".join(r.content for r in records).endswith(sent), path
+
+
+@pytest.mark.parametrize("worker", ["sync", "thread", "event"])
+def test_a_body_left_unread_is_drained_before_the_close(start_server, tmp_path, worker):
+    # closing with request bytes unread would reset the connection, and the answer could be lost with it
+    server, calls = serve_fastcgi(start_server, tmp_path, worker, "--max-body-size", "4m", unix=True)
+    for params, status in (({**GET, "CONTENT_LENGTH": str(len(BODY) // 2)}, 200),  # the app reads none of it
+                           ({**GET, "CONTENT_LENGTH": str(len(BODY))}, 413)):  # refused before the app
+        with server.connect() as sock:
+            sock.sendall(f.request(1, params, BODY[:int(params["CONTENT_LENGTH"])]))
+            assert stdout_of(read_answer(sock))[0] == status
+            assert sock.recv(1) == b""  # a clean close, not a reset
+    assert calls.read_text() == "/hello\n"
