@@ -501,15 +501,15 @@ def _proxy_headers() -> list[str]:
 
 
 def _param_headers(directive: str) -> list[str]:
-    # an HTTP_ param replaces the client's field of that name (nginx does not pass both)
+    # an HTTP_ param replaces the client's field of that name (nginx does not pass both), even one never sent
     return [f"{directive} HTTP_X_FORWARDED_FOR $wsgistack_forwarded_for;",
             f"{directive} HTTP_X_FORWARDED_PROTO $wsgistack_forwarded_proto;",
             f"{directive} HTTP_X_FORWARDED_HOST $wsgistack_forwarded_host;",
             f"{directive} HTTP_X_FORWARDED_PORT $wsgistack_forwarded_port;",
             f"{directive} HTTP_X_REQUEST_ID $wsgistack_request_id;",
-            f'{directive} HTTP_X_REAL_IP "";',
-            f'{directive} HTTP_FORWARDED "";',
-            f'{directive} HTTP_PROXY_AUTHORIZATION "";']
+            f'{directive} HTTP_X_REAL_IP "" if_not_empty;  # never sent, and the client\'s is not passed',
+            f'{directive} HTTP_FORWARDED "" if_not_empty;',
+            f'{directive} HTTP_PROXY_AUTHORIZATION "" if_not_empty;']
 
 
 # -- values as nginx writes them ----------------------------------------------------------------------------
