@@ -2,16 +2,19 @@
 with an upstream keepalive pool) in front of a real Flask app, over a unix socket and TCP, for the sync, thread,
 event and gevent workers; records sent straight to the socket: keep-alive by FCGI_KEEP_CONN, the management
 records, and malformed input (refused, the app never called, the worker still serving); --protocol-allow-from.
+Last, the event protocol in process (a real loop, a fake transport): the orderings a real peer rarely produces.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import socket
 import struct
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -21,6 +24,13 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "proxy"))
 from nginx import nginx_fixture  # noqa: F401 - the start_nginx fixture
 
 from wsgistack.gateway import fastcgi as f
+from wsgistack.http.parser import Limits
+from wsgistack.http.trust import ProxyTrust
+from wsgistack.observe.accesslog import AccessLog
+from wsgistack.server.context import ServeContext
+from wsgistack.server.protocols.fastcgi import fastcgi_environ
+from wsgistack.server.protocols.fastcgi_event import EventFastCGIProtocol
+from wsgistack.server.protocols.http_event import ConnectionRegistry
 
 BODY = os.urandom(5 << 20)
 APP_CODE = '''import hashlib
@@ -94,7 +104,7 @@ def stream():
 NGINX_SITE = """
 upstream app {
     server {upstream};
-    keepalive 4;
+    {keepalive}
 }
 server {
     listen 127.0.0.1:{port};
@@ -188,9 +198,12 @@ def test_nginx_serves_the_flask_app_over_fastcgi(start_server, start_nginx, tmp_
     upstream = f"unix:{server.socket_path}" if unix else f"127.0.0.1:{server.port}"
     # the sync worker closes after each request, as it does over HTTP (it would be pinned to an idle connection
     # otherwise); nginx cannot be told so in FastCGI, and a request sent on a connection it cached as the
-    # worker closed it is retried only when idempotent: behind the sync worker, fastcgi_keep_conn stays off
+    # worker closed it is retried only when idempotent: behind the sync worker, no fastcgi_keep_conn and no
+    # upstream keepalive (with fastcgi_buffering off, nginx 1.22 caches a connection at END_REQUEST even
+    # without fastcgi_keep_conn, when the upstream has a keepalive pool)
     keep_conn = "" if worker == "sync" else "fastcgi_keep_conn on;"
-    nginx = start_nginx(NGINX_SITE, upstream=upstream, keep_conn=keep_conn)
+    keepalive = "" if worker == "sync" else "keepalive 4;"
+    nginx = start_nginx(NGINX_SITE, upstream=upstream, keep_conn=keep_conn, keepalive=keepalive)
     session = requests.Session()
     connections = []
 
@@ -362,10 +375,6 @@ def test_tcp_peers_outside_the_allow_list_are_closed_without_an_answer(start_ser
 
 
 def test_the_environ_follows_nginx_s_script_name_and_document_uri():
-    from types import SimpleNamespace
-
-    from wsgistack.server.protocols.fastcgi import fastcgi_environ
-
     ctx = SimpleNamespace(errors=None, multithread=False)
     cases = [  # (SCRIPT_NAME, DOCUMENT_URI, PATH_INFO if sent) -> (SCRIPT_NAME, PATH_INFO)
         (("/hello", "/hello", None), ("", "/hello")),  # stock params, no split: the app at the root
@@ -410,3 +419,131 @@ def test_a_body_left_unread_is_drained_before_the_close(start_server, tmp_path, 
             assert stdout_of(read_answer(sock))[0] == status
             assert sock.recv(1) == b""  # a clean close, not a reset
     assert calls.read_text() == "/hello\n"
+
+
+# -- the event protocol in process -------------------------------------------------------------------------
+
+GET_X = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/x", "SCRIPT_NAME": "/x", "SERVER_PROTOCOL": "HTTP/1.1"}
+
+
+class FakeTransport(asyncio.Transport):
+    """Keeps what is written; a unix socket pair's end stands for the connection's socket."""
+
+    def __init__(self, sock: socket.socket):
+        super().__init__()
+        self.sock = sock
+        self.out = bytearray()
+        self.closed = False
+
+    def get_extra_info(self, name, default=None):
+        return {"socket": self.sock, "peername": ""}.get(name, default)
+
+    def write(self, data) -> None:
+        assert not self.closed, "written after close"
+        self.out += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def length_app(environ, start_response):
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [environ["PATH_INFO"].encode() + b" " + str(len(body)).encode()]
+
+
+@pytest.fixture
+def connection():
+    loop = asyncio.new_event_loop()
+    pair = socket.socketpair()
+    calls = []
+
+    def counted(environ, start_response):
+        calls.append(environ["PATH_INFO"])
+        return length_app(environ, start_response)
+    ctx = ServeContext(app=counted, limits=Limits(body_size=1000), client_timeout=5.0,
+                       access_log=AccessLog(None, "combined"), trust=ProxyTrust(()), errors=sys.stderr,
+                       multithread=False, keep_alive=lambda: True, on_request=lambda: None, beat=lambda: None,
+                       protocol="fastcgi", gateway_peers=ProxyTrust(("127.0.0.1",)))
+    registry = ConnectionRegistry(10, None)
+    proto = EventFastCGIProtocol(ctx, loop, registry, run_in_pool=False)
+    transport = FakeTransport(pair[1])
+    proto.connection_made(transport)
+    yield proto, transport, calls
+    for end in pair:
+        end.close()
+    loop.close()
+
+
+def answers(transport: FakeTransport) -> list[tuple[int, int, bytes]]:
+    return [(r.kind, r.request_id, r.content) for r in f.read_records(bytes(transport.out))]
+
+
+def body_of(transport: FakeTransport, request_id: int = 1) -> bytes:
+    return f.split_cgi_response(b"".join(c for kind, rid, c in answers(transport)
+                                         if kind == f.STDOUT and rid == request_id))[2]
+
+
+def test_a_kept_connection_serves_request_after_request(connection):
+    proto, transport, calls = connection
+    proto.data_received(f.request(1, GET_X, b"abc", keep_conn=True))
+    assert body_of(transport) == b"/x 3" and proto.parked  # idle between requests: sheddable
+    proto.data_received(f.request(1, {**GET_X, "SCRIPT_NAME": "/y"}, keep_conn=True))
+    ends = [rid for kind, rid, _ in answers(transport) if kind == f.END_REQUEST]
+    assert ends == [1, 1] and calls == ["/x", "/y"] and not transport.closed
+
+
+def test_an_id_reused_before_its_end_request_is_a_protocol_error(connection):
+    proto, transport, calls = connection
+    proto.data_received(f.request(1, GET_X, keep_conn=True) + f.request(1, GET_X, keep_conn=True))
+    assert transport.closed and calls == ["/x"]  # the first was whole before the second broke the protocol
+
+
+def test_a_second_request_while_one_is_open_is_refused_and_the_first_served(connection):
+    proto, transport, calls = connection
+    proto.data_received(f.begin_request(1, keep_conn=True) + f.stream(f.PARAMS, 1, f.encode_pairs(GET_X))
+                        + f.record(f.PARAMS, 1) + f.request(2, GET_X) + f.record(f.STDIN, 1, b"xy")
+                        + f.record(f.STDIN, 1))
+    got = answers(transport)
+    assert got[0] == (f.END_REQUEST, 2, struct_end(0, f.CANT_MPX_CONN))
+    assert body_of(transport) == b"/x 2" and calls == ["/x"]
+
+
+def test_an_abort_ends_the_request_without_the_app(connection):
+    proto, transport, calls = connection
+    proto.data_received(f.begin_request(1, keep_conn=True) + f.stream(f.PARAMS, 1, f.encode_pairs(GET_X))
+                        + f.record(f.PARAMS, 1) + f.record(f.STDIN, 1, b"part") + f.record(f.ABORT_REQUEST, 1))
+    assert answers(transport) == [(f.END_REQUEST, 1, struct_end(0, 0))]
+    assert calls == [] and not transport.closed
+
+
+def test_a_413_without_keep_conn_closes_only_once_the_stdin_ended(connection):
+    proto, transport, calls = connection
+    params = {**GET_X, "REQUEST_METHOD": "POST"}
+    proto.data_received(f.begin_request(1) + f.stream(f.PARAMS, 1, f.encode_pairs(params)) + f.record(f.PARAMS, 1)
+                        + f.record(f.STDIN, 1, b"x" * 1500))
+    assert f.split_cgi_response(b"".join(c for k, _, c in answers(transport) if k == f.STDOUT))[0] == 413
+    assert not transport.closed  # more stdin is on its way: closing now would reset the connection
+    proto.data_received(f.record(f.STDIN, 1, b"y" * 100))
+    assert not transport.closed
+    proto.data_received(f.record(f.STDIN, 1))
+    assert transport.closed and calls == []
+
+
+def test_a_protocol_error_closes_without_an_answer(connection):
+    proto, transport, calls = connection
+    proto.data_received(f.begin_request(1) + f.record(f.STDIN, 1, b"x"))
+    assert transport.closed and answers(transport) == [] and calls == []
+
+
+def struct_end(app_status: int, protocol_status: int) -> bytes:
+    return f.END_BODY.pack(app_status, protocol_status)
