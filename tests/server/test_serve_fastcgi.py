@@ -309,6 +309,19 @@ def test_management_records_roles_and_multiplexing(start_server, tmp_path, worke
     assert calls.read_text() == "/hello\n"
 
 
+
+@pytest.mark.parametrize("worker", ["sync", "event"])
+def test_an_abort_before_the_params_ended_is_answered_without_the_app(start_server, tmp_path, worker):
+    server, calls = serve_fastcgi(start_server, tmp_path, worker, unix=True)
+    with server.connect() as sock:
+        sock.sendall(f.begin_request(1) + f.record(f.PARAMS, 1, f.encode_pairs(GET)[:30])
+                     + f.record(f.ABORT_REQUEST, 1))
+        assert read_answer(sock) == [f.Record(f.END_REQUEST, 1, bytes(8))]
+    with server.connect() as sock:
+        sock.sendall(f.request(1, GET))
+        assert stdout_of(read_answer(sock))[::2] == (200, b"hello\n")
+    assert calls.read_text() == "/hello\n"
+
 MALFORMED = {
     "bad version": struct.pack(">BBHHBx", 2, f.BEGIN_REQUEST, 1, 8, 0) + struct.pack(">HB5x", 1, 0),
     "truncated": f.request(1, GET)[:20],

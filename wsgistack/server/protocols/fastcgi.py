@@ -300,11 +300,15 @@ class FastCGIConnection:
                 return None
             if isinstance(event, fcgi.ProtocolError):
                 return None  # logged by serve()
+            if isinstance(event, fcgi.AbortRequest):
+                self._send(fcgi.end_request(begin.request_id))  # the spec's answer to an abort
+                self.parser.request_done()
+                return None
             if isinstance(event, (fcgi.GetValues, fcgi.UnknownType, fcgi.Refused)):
                 self._send(management_answer(event, None))
                 continue
             if event is not None:
-                raise AssertionError(f"unexpected {event!r} before the params ended")
+                continue  # nothing else can come before the params end (the parser refuses it)
             try:
                 if self._receive(deadline):
                     continue
@@ -399,7 +403,7 @@ class _StdinReader:
                 conn._send(management_answer(event, None))
                 continue
             if event is not None:
-                raise AssertionError(f"unexpected {event!r} inside a body")
+                continue  # nothing else can come inside a body (the parser refuses it)
             try:
                 received = conn._receive(time.monotonic() + conn.ctx.client_timeout)
             except TimeoutError:
