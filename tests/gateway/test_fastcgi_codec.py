@@ -201,3 +201,18 @@ def test_an_abort_for_a_request_no_longer_open_is_ignored():
     assert events(f.record(f.ABORT_REQUEST, 1) + f.request(2, {"A": "b"}), parser)[:2] == [
         f.BeginRequest(2, False), f.Params(2, {"A": "b"})]
     assert not parser.failed
+
+
+@given(st.lists(st.one_of(st.binary(max_size=40), st.sampled_from([
+    f.begin_request(1, keep_conn=True), f.record(f.PARAMS, 1, f.encode_pairs({"A": "b"})), f.record(f.PARAMS, 1),
+    f.record(f.STDIN, 1, b"x"), f.record(f.STDIN, 1), f.record(f.ABORT_REQUEST, 1), f.begin_request(2),
+    f.record(f.GET_VALUES, 0, b"\x01\x00N"), f.record(77, 0)])), max_size=12))
+def test_no_input_raises_and_every_event_is_one_the_connection_knows(pieces):
+    known = (f.BeginRequest, f.Params, f.StdinData, f.StdinEnd, f.AbortRequest, f.GetValues, f.UnknownType,
+             f.Refused, f.TooLarge, f.ProtocolError)
+    parser = f.FastCGIParser(f.ParamLimits(100, 5, 50))
+    for piece in pieces:
+        for event in events(piece, parser):
+            assert isinstance(event, known)
+        if parser.request_id and pieces.index(piece) % 3 == 2:
+            parser.request_done()
