@@ -1,11 +1,10 @@
 """`wsgistack up` with `[proxy] engine = "nginx"`: a real nginx in front of the app servers, on the config
 `wsgistack export nginx` writes into the stack's run folder. The bundled example served through it; app servers
-speaking uwsgi (and FastCGI, once the server speaks it) behind it; deploys under load that no client notices;
+speaking uwsgi and FastCGI behind it, deployed with checks in their protocol; deploys under load that no client notices;
 and the refusals, each one line before anything starts."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -25,8 +24,15 @@ from wsgistack.supervisor.toml_config import stack_run_dir
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples"
 HAVE_NGINX = bool(shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin"))
 needs_nginx = pytest.mark.skipif(not HAVE_NGINX and not os.environ.get("CI"), reason="nginx is not installed")
-# FastCGI in the app server is being written beside this; its case runs once the module is there
-HAVE_FASTCGI = importlib.util.find_spec("wsgistack.server.protocols.fastcgi") is not None
+FAILING_APP = '''from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.route("/")
+def index():
+    raise RuntimeError("this release is broken")
+'''
 
 
 def _comm(pid: int) -> str:
@@ -64,12 +70,7 @@ def test_the_bundled_example_runs_behind_nginx(tmp_path):
     assert '"GET /static/style.css HTTP/1.1" 200' in log  # nginx's access log: access_log = "-"
 
 
-PROTOCOLS = [  # http: the example and the deploy below
-    "uwsgi",
-    pytest.param("fastcgi", marks=pytest.mark.skipif(
-        not HAVE_FASTCGI, reason="serve --protocol fastcgi has not landed yet (wsgistack/server/protocols/"
-                                 "fastcgi.py missing)")),
-]
+PROTOCOLS = ["uwsgi", "fastcgi"]  # http: the example and the deploy below
 
 
 @needs_nginx
@@ -94,6 +95,15 @@ listen = ["127.0.0.1:{port}"]
         assert get(port, "/x") == (200, "one 0")
         load = Load(port, clients=2, limit=40, seconds=20)  # GET and POST on kept-alive client connections
         wait_for(lambda: load.done >= 40, 20, message="40 requests through nginx")
+        # deploy asks the new generation in its own protocol: a release answering 500 is refused (an HTTP
+        # probe of a uwsgi socket would read no status, or a 400, and let it through)
+        write_release(tmp_path / "failing", "x", source=FAILING_APP)
+        refused = stack.wsgistack("deploy", "--chdir", "failing", "--watch", "0.3")
+        assert refused.returncode == 1 and "smoke request GET / answered 500" in refused.stderr, refused.stderr
+        write_release(tmp_path / "r2", "two")
+        deployed = stack.wsgistack("deploy", "--chdir", "r2", "--watch", "0.3")
+        assert deployed.returncode == 0, deployed.stderr
+        assert get(port, "/x") == (200, "two 0")
         done, failures = load.stop()
         assert failures == [] and done >= 40
     finally:
@@ -166,14 +176,15 @@ def test_without_nginx_the_engine_is_one_line(tmp_path, monkeypatch):
         shutil.rmtree(stack.run_dir, ignore_errors=True)
 
 
-def test_an_app_server_speaking_uwsgi_alone_is_ready_on_a_connect(tmp_path):
-    """Without a [proxy] the app server listens itself; its readiness cannot ask HTTP of a uwsgi socket."""
+def test_an_app_server_speaking_uwsgi_alone_is_ready_when_its_health_endpoint_says_so(tmp_path):
+    """Without a [proxy] the app server listens itself; its readiness asks the health endpoint in uwsgi."""
     socket = tmp_path / "app.sock"
     config = tmp_path / "wsgistack.toml"
     config.write_text(f'[serve]\napp = "x:app"\nprotocol = "uwsgi"\nbind = ["unix:{socket}"]\n')
     stack = load_stack(str(config))
     try:
         program = stack.supervisor_config().programs[0]
-        assert program.ready is not None and (program.ready.kind, program.ready.target) == ("unix", str(socket))
+        assert program.ready is not None
+        assert (program.ready.kind, program.ready.target) == ("uwsgi", f"http://unix:{socket}:/_wsgistack/health")
     finally:
         shutil.rmtree(stack.run_dir, ignore_errors=True)

@@ -227,26 +227,22 @@ def _check_http_upstreams(path: str, servers: list[AppServer]) -> None:
 
 
 def _health_check(settings: ServeSettings, socket: str) -> ReadyCheck:
-    """Ready when the health endpoint says so; a plain connect when it is turned off, or when the app server
-    speaks uwsgi or FastCGI (the readiness checks speak HTTP only)."""
+    """Ready when the health endpoint says so, asked in the app server's protocol (http, uwsgi, fastcgi); a
+    plain connect when it is turned off."""
     health = getattr(settings, "health_path", "")
-    if health and _speaks_http(settings):
-        return ReadyCheck("http", f"http://unix:{socket}:{health}", _READY_TIMEOUT)
+    if health:
+        return ReadyCheck(settings.protocol, f"http://unix:{socket}:{health}", _READY_TIMEOUT)
     return ReadyCheck("unix", socket, _READY_TIMEOUT)
-
-
-def _speaks_http(settings: ServeSettings) -> bool:
-    return getattr(settings, "protocol", "http") == "http"
 
 
 def _listen_check(bind: str, settings: ServeSettings) -> ReadyCheck:
     """Readiness of an app server listening publicly itself (no [proxy])."""
     check = _address_check(bind)
-    health = getattr(settings, "health_path", "") if _speaks_http(settings) else ""
+    health = getattr(settings, "health_path", "")
     if health and check.kind == "tcp":
-        return ReadyCheck("http", f"http://{check.target}{health}", _READY_TIMEOUT)
+        return ReadyCheck(settings.protocol, f"http://{check.target}{health}", _READY_TIMEOUT)
     if health and check.kind == "unix":
-        return ReadyCheck("http", f"http://unix:{check.target}:{health}", _READY_TIMEOUT)
+        return ReadyCheck(settings.protocol, f"http://unix:{check.target}:{health}", _READY_TIMEOUT)
     return check
 
 

@@ -120,13 +120,14 @@ class Deployer:
         try:
             await self._until_started(candidate, timeout)
             url = f"http://unix:{self.stack.socket(name, target.number)}:{smoke_path}"
-            status = await http_status(url, timeout=min(timeout, 30.0))
+            protocol = server.settings.protocol  # http, or uwsgi/fastcgi behind engine = "nginx"
+            status = await http_status(url, timeout=min(timeout, 30.0), protocol=protocol)
             if status is None or status >= 500:
                 raise DeployFailed(f"the smoke request GET {smoke_path} answered "
                                    f"{status if status is not None else 'nothing'}")
             self.stack.point_to(name, target.number)
             try:
-                await self._watch(url, watch, candidate)
+                await self._watch(url, protocol, watch, candidate)
             except DeployFailed:
                 self.stack.point_to(name, self.current[name].number)
                 raise
@@ -156,14 +157,14 @@ class Deployer:
         said = _last_line(bytes(candidate.stdout.recent))
         raise DeployFailed(f"{reason}{f' (it said: {said})' if said else ''}")
 
-    async def _watch(self, url: str, seconds: float, candidate: Process) -> None:
+    async def _watch(self, url: str, protocol: str, seconds: float, candidate: Process) -> None:
         """Probe the new generation for `seconds`; DeployFailed when too many probes fail or it exits."""
         bad = made = 0
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if candidate.state != ProcessState.RUNNING:
                 raise DeployFailed(f"it exited while watched ({candidate.state.name})")
-            status = await http_status(url)
+            status = await http_status(url, protocol=protocol)
             made += 1
             if status is None or status >= 500:
                 bad += 1

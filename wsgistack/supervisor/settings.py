@@ -23,7 +23,7 @@ class LogSettings:
 class ReadyCheck:
     """What must succeed before a program counts as RUNNING (beyond supervisord: startsecs alone)."""
 
-    kind: str  # "tcp", "http", "unix" or "command"
+    kind: str  # "tcp", "http", "unix" or "command"; "uwsgi" or "fastcgi": an http check in that protocol
     target: str  # host:port, URL, socket path or a command line
     timeout: float = 30.0
 

@@ -43,9 +43,10 @@ def event_protocol(protocol: str) -> Any:
     return EventHTTPProtocol
 
 
-def self_check_exchange(protocol: str, path: str) -> tuple[bytes, Callable[[bytes], tuple[int, bytes]]]:
-    """A new worker's probe of its own health endpoint in `protocol`: the request's bytes, and the function
-    that reads the answer's bytes as (status, body)."""
+def probe_exchange(protocol: str, path: str) -> tuple[bytes, Callable[[bytes], tuple[int, bytes]]]:
+    """A GET of `path` in `protocol` (a new worker's probe of its own health endpoint; readiness checks and
+    deploy's smoke requests of app servers): the request's bytes, and the function that reads the answer's
+    bytes, up to the server's close, as (status, body)."""
     if protocol == "uwsgi":
         from wsgistack.gateway import uwsgi
 

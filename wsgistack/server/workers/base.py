@@ -26,7 +26,7 @@ from wsgistack.observe.accesslog import AccessLog
 from wsgistack.observe.errorlog import ErrorStream, error_log_fd, reopen_error_log
 from wsgistack.server.context import ServeContext
 from wsgistack.server.heartbeat import Heartbeat
-from wsgistack.server.protocols.choose import self_check_exchange
+from wsgistack.server.protocols.choose import probe_exchange
 from wsgistack.server.reloader import Reloader
 from wsgistack.server.sockets import Listener
 from wsgistack.server.stop_flag import StopFlag
@@ -154,7 +154,7 @@ class Worker:
         # the probe is no request of the worker's: not in its access log, not counted for --max-requests
         ctx = dataclasses.replace(self.ctx, access_log=AccessLog(None, self.settings.access_log_format),
                                   on_request=lambda: None)
-        request, read_answer = self_check_exchange(self.settings.protocol, path)
+        request, read_answer = probe_exchange(self.settings.protocol, path)
         try:
             answer = self.answer_self_check(ctx, request)
             status, body = read_answer(answer)
