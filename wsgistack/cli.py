@@ -174,7 +174,7 @@ def _export(args: dict[str, Any]) -> int:
     path = find_config_file(args.get("config"), os.environ)
     if path is None:
         raise ConfigError("no config: wsgistack export KIND -c wsgistack.toml (or ./wsgistack.toml here)")
-    files = render(args["kind"], load_stack(str(path)))
+    files = render(args["kind"], load_stack(str(path)), args["output"])
     if args["output"]:
         for written in write(files, args["output"]):
             print(written)

@@ -360,3 +360,20 @@ def test_hosts_and_prefixes_follow_wsgistack_routing():
     # docs.example.com: its /docs/, then the wildcard's "/" for the rest
     assert "location /docs/ {" in docs and "proxy_pass http://u3;" in docs and "proxy_pass http://u2;" in docs
     assert "u0" not in docs and "u1" not in docs
+
+
+@pytest.mark.parametrize(("worker_class", "kept"), [("thread", True), ("sync", False)])
+def test_fastcgi_connections_are_kept_only_with_workers_that_keep_them(tmp_path, worker_class, kept):
+    """The sync worker closes a FastCGI connection after each request, and FastCGI cannot say so: nginx must
+    neither pool its connections nor ask to keep them (it would send a POST on a closed one: a 502)."""
+    config = tmp_path / "wsgistack.toml"
+    config.write_text(f'[serve]\napp = "x:app"\nprotocol = "fastcgi"\nworker_class = "{worker_class}"\n\n'
+                      f'[proxy]\nengine = "nginx"\nlisten = ["127.0.0.1:{free_port()}"]\n')
+    stack = load_stack(str(config))
+    try:
+        site = nginx_export.render(stack)["wsgistack.conf"]
+    finally:
+        shutil.rmtree(stack.run_dir, ignore_errors=True)
+    assert "fastcgi_pass app;" in site
+    assert ("fastcgi_keep_conn on;" in site) is kept
+    assert ("keepalive 32;" in site) is kept

@@ -1,7 +1,8 @@
 """`wsgistack export KIND`: one wsgistack.toml written in the language of another engine (nginx, supervisord,
 systemd, Kubernetes, Compose, Apache's mod_wsgi), so a team takes the same stack to the tools it already runs.
 
-Each kind is one module with `render(stack) -> {file name: text}`, imported only when asked for.
+Each kind is one module with `render(stack) -> {file name: text}`, imported only when asked for; a kind whose
+files name each other by path (apache: the vhost names its .wsgi files) takes the folder they go to as well.
 """
 
 from __future__ import annotations
@@ -21,9 +22,15 @@ KINDS = {  # kind -> module of wsgistack.export
 }
 
 
-def render(kind: str, stack: Stack) -> dict[str, str]:
-    """The files of one kind for `stack`, by name, in the order a reader wants them."""
+_FOLDER_AWARE = {"apache"}
+
+
+def render(kind: str, stack: Stack, folder: str | None = None) -> dict[str, str]:
+    """The files of one kind for `stack`, by name, in the order a reader wants them; `folder` is where they
+    will be written (None: stdout)."""
     module = importlib.import_module(f"wsgistack.export.{KINDS[kind]}")
+    if kind in _FOLDER_AWARE:
+        return module.render(stack, folder)
     return module.render(stack)
 
 

@@ -2,8 +2,8 @@
 
 Files: `SITE.conf` (SITE: the name of the folder of wsgistack.toml), for sites-available, and one `NAME.wsgi`
 per app server, which loads the app as `wsgistack serve` does (wsgistack.wsgi.loader, so "pkg:create_app()",
-file paths and mounts mean the same). The vhost reads the .wsgi files from the toml's folder: export them there
-(`wsgistack export apache -o .` beside wsgistack.toml).
+file paths and mounts mean the same). The vhost reads the .wsgi files from the folder of `-o` (the toml's folder
+when the files go to stdout).
 
 Each app server becomes a WSGIDaemonProcess: [serve]'s workers and threads are its processes and threads,
 max_requests its maximum-requests, graceful_timeout its graceful-timeout, timeout its request-timeout and
@@ -69,12 +69,14 @@ class _Host:
     notes: list[str] = field(default_factory=list)
 
 
-def render(stack: Stack) -> dict[str, str]:
-    """`SITE.conf` and one `NAME.wsgi` per app server, by name."""
+def render(stack: Stack, folder: str | None = None) -> dict[str, str]:
+    """`SITE.conf` and one `NAME.wsgi` per app server, by name; the vhost names the .wsgi files in `folder`
+    (where they are written), else in the toml's folder."""
+    entries = os.path.abspath(folder) if folder else os.path.dirname(stack.path)
     site = site_name(stack)
     hosts = _proxy_host(stack) if stack.proxy is not None else [_server_host(server) for server in stack.servers]
     prefixed = {server.name for host in hosts for prefix, server in host.aliases if prefix != "/"}
-    files = {f"{site}.conf": _vhost_file(stack, site, hosts)}
+    files = {f"{site}.conf": _vhost_file(stack, site, hosts, entries)}
     for server in stack.servers:
         files[f"{server.name}.wsgi"] = _entry_file(stack, site, server, server.name in prefixed)
     return files
@@ -182,8 +184,7 @@ def _keep_alive(seconds: float) -> list[str]:
 # --- the files ------------------------------------------------------------------------------------------
 
 
-def _vhost_file(stack: Stack, site: str, hosts: list[_Host]) -> str:
-    folder = os.path.dirname(stack.path)
+def _vhost_file(stack: Stack, site: str, hosts: list[_Host], folder: str) -> str:
     listens = " ".join(address for host in hosts for address in host.addresses)
     out = [f"# Apache virtual host of {stack.path}, written by `wsgistack export apache`.",
            ("# Needs mod_wsgi built for this Python "
@@ -200,7 +201,7 @@ def _vhost_file(stack: Stack, site: str, hosts: list[_Host]) -> str:
     if stack.supervisor.programs:
         out.append("")
     for host in hosts:
-        out += _host_lines(stack, site, host)
+        out += _host_lines(site, host, folder)
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -236,7 +237,7 @@ def _daemon_lines(stack: Stack, site: str, server: AppServer) -> list[str]:
     return lines
 
 
-def _host_lines(stack: Stack, site: str, host: _Host) -> list[str]:
+def _host_lines(site: str, host: _Host, folder: str) -> list[str]:
     out = [f"<VirtualHost {' '.join(host.addresses)}>"]
     first = host.aliases[-1][1] if host.aliases else None  # the shortest prefix: "/" when there is one
     body: list[str] = []
@@ -245,7 +246,6 @@ def _host_lines(stack: Stack, site: str, host: _Host) -> list[str]:
     body += host.directives
     for route in host.statics:
         body += _static_lines(route)
-    folder = os.path.dirname(stack.path)
     entries: list[str] = []
     for prefix, server in host.aliases:
         # process-group and application-group on the alias: the daemon loads the app when it starts, as serve does

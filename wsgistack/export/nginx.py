@@ -24,6 +24,7 @@ a prefix without a trailing slash matching at a segment boundary (`/api` takes `
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -61,7 +62,17 @@ def render(stack: Any) -> dict[str, str]:
 
         raise ConfigError(f"{stack.path}: no [proxy] table: nothing for nginx to do")
     protocols = {server.name: server.settings.protocol for server in stack.servers}
-    return {MAIN_FILE: main_conf(stack.proxy), HTTP_FILE: http_conf(stack.proxy, protocols)}
+    proxy = stack.proxy
+    # the sync worker closes a FastCGI connection after each request and FastCGI has no way to say so: nginx
+    # would send the next request on a closed connection (a POST then gets a 502). No pool for them, and
+    # fastcgi_keep_conn only with a pool (nginx 1.22 pools a connection at END_REQUEST without it)
+    closing = {server.name for server in stack.servers
+               if server.settings.protocol == "fastcgi" and server.settings.worker_class == "sync"}
+    if closing & set(proxy.upstreams):
+        upstreams = {name: dataclasses.replace(upstream, keepalive=0) if name in closing else upstream
+                     for name, upstream in proxy.upstreams.items()}
+        proxy = dataclasses.replace(proxy, upstreams=upstreams)
+    return {MAIN_FILE: main_conf(proxy), HTTP_FILE: http_conf(proxy, protocols)}
 
 
 # -- the main context ---------------------------------------------------------------------------------------
@@ -474,7 +485,8 @@ def _pass_lines(upstream: UpstreamSettings, protocol: str, route: RouteSettings,
     elif protocol == "uwsgi":
         lines += [f"uwsgi_pass {upstream.name};", f"include {NGINX_CONF_DIR}/uwsgi_params;", *_param_headers("uwsgi_param")]
     else:
-        lines += [f"fastcgi_pass {upstream.name};", f"include {NGINX_CONF_DIR}/fastcgi_params;", "fastcgi_keep_conn on;",
+        lines += [f"fastcgi_pass {upstream.name};", f"include {NGINX_CONF_DIR}/fastcgi_params;",
+                  *(["fastcgi_keep_conn on;"] if upstream.keepalive else []),
                   'fastcgi_param SCRIPT_NAME "";  # a WSGI app is mounted at the root: PATH_INFO is the path',
                   "fastcgi_param PATH_INFO $uri;", *_param_headers("fastcgi_param")]
     lines += [f"{prefix}_pass_header Server;", f"{prefix}_pass_header Date;",
