@@ -153,3 +153,8 @@ def test_render_in_process_needs_no_apache(tmp_path):
     assert "# not translated: [serve] bind unix:/tmp/x.sock" in vhost
     assert "load_app(\"pkg:create_app('prod')\")" in files["app.wsgi"]
     compile(files["app.wsgi"], "app.wsgi", "exec")
+    # the vhost names the entry files where they are written: beside the toml by default, else -o's folder
+    assert f"WSGIScriptAlias / \"{tmp_path / 'site' / 'app.wsgi'}\"" in vhost or \
+        f"WSGIScriptAlias / {tmp_path / 'site' / 'app.wsgi'}" in vhost
+    elsewhere = render("apache", load_stack(str(toml)), str(tmp_path / "out"))["site.conf"]
+    assert str(tmp_path / "out" / "app.wsgi") in elsewhere and str(tmp_path / "site" / "app.wsgi") not in elsewhere
