@@ -6,6 +6,7 @@ Serve it with ``wsgistack serve app:app -w 2`` from this folder, or
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -33,6 +34,7 @@ APP_DIR = os.path.dirname(os.path.abspath(__file__))
 MAX_NOTE_LENGTH = 500
 DEFAULT_STREAM_LINES = 5
 MAX_STREAM_LINES = 1000
+UPLOAD_PIECE = 64 * 1024  # bytes read from the request body at a time by /upload
 DEFAULT_SLOW_MS = 20
 MAX_SLOW_MS = 10_000
 DOWNLOAD_PATH = os.path.join(APP_DIR, "files", "hello.txt")
@@ -162,6 +164,15 @@ def create_app() -> Flask:
 
         # No Content-Length is known for a generator, so the server must send it chunked.
         return Response(generate(), mimetype="text/plain")
+
+    @app.post("/upload")
+    def upload() -> ResponseReturnValue:
+        """Count and hash an uploaded body, read in pieces from ``wsgi.input`` (never whole in memory)."""
+        digest, size = hashlib.sha256(), 0
+        while piece := request.stream.read(UPLOAD_PIECE):
+            digest.update(piece)
+            size += len(piece)
+        return jsonify(bytes=size, sha256=digest.hexdigest())
 
     @app.get("/download")
     def download() -> ResponseReturnValue:

@@ -323,7 +323,11 @@ class _RecordLoopSink(_LoopSink):
         self.pending.append(self.out.head(status, headers))  # goes out with the first piece of body
 
     def send_body(self, data: bytes) -> None:
-        self._push(self.out.body(data))
+        records = self.out.body(data)
+        if self.out.remaining == 0:
+            self.pending.append(records)  # goes out with END_REQUEST, in one write (see fastcgi._RecordSink)
+            return
+        self._push(records)
 
     def send_file(self, fd: int, offset: int, count: int) -> None:
         for block in file_pieces(fd, offset, count):
