@@ -25,7 +25,8 @@ from wsgistack.http.errors import ClientGone, error_body, status_line_text
 from wsgistack.http.heads import cgi_head
 from wsgistack.http.parser import Limits, ParseError, RequestHead
 from wsgistack.observe.accesslog import AccessRecord
-from wsgistack.server.context import ServeContext, answer_health, connection_info, peer_allowed, refusal
+from wsgistack.server.context import ServeContext, answer_health, peer_allowed, refusal
+from wsgistack.server.protocols.connection import BlockingConnection
 from wsgistack.wsgi.cgi_environ import body_length, cgi_environ
 from wsgistack.wsgi.environ import ConnectionInfo
 from wsgistack.wsgi.runner import ClientError, run_app
@@ -176,31 +177,14 @@ def file_pieces(fd: int, offset: int, count: int) -> Any:
 
 # -- the blocking connection -------------------------------------------------------------------------------
 
-class FastCGIConnection:
+class FastCGIConnection(BlockingConnection):
     """An accepted web-server connection and the record parser that survives between its requests."""
 
     def __init__(self, sock: socket.socket, peer: Any, ctx: ServeContext):
-        self.sock = sock
-        self.ctx = ctx
-        self.info = connection_info(sock, peer)
+        super().__init__(sock, peer, ctx)
         self.parser = fcgi.FastCGIParser(param_limits(ctx.limits))
-        self.last_active = time.monotonic()
-        self.closed = False
         self.received = False  # some byte came during the current serve() call
         self.bytes_in = 0
-
-    def fileno(self) -> int:
-        """The socket's descriptor (for selectors)."""
-        return self.sock.fileno()
-
-    def close(self) -> None:
-        """Close the socket (idempotent)."""
-        if not self.closed:
-            self.closed = True
-            try:
-                self.sock.close()
-            except OSError:
-                pass
 
     def _send(self, data: bytes) -> None:
         if not data:

@@ -3,7 +3,7 @@
 As over HTTP (http_event.py), the loop reads a whole request (params, then stdin buffered in memory or
 spooled to a temporary file) before the app runs in the worker's thread pool (or inline on the loop); the
 response comes back in STDOUT records as the app yields, through http_event's outbox and backpressure (a
-_LoopSink whose pieces are records), then END_REQUEST. The ConnectionRegistry is the HTTP protocol's: this
+LoopSink whose pieces are records), then END_REQUEST. The ConnectionRegistry is the HTTP protocol's: this
 protocol has the same face (close_if_idle, expire, parked, busy, ...). What the blocking FastCGI connection
 also does (environ, CGI output, health, refusals, management answers) is imported from fastcgi.py.
 """
@@ -22,6 +22,7 @@ from wsgistack.gateway import fastcgi as fcgi
 from wsgistack.http.errors import ClientGone
 from wsgistack.observe.accesslog import AccessRecord
 from wsgistack.server.context import ServeContext, connection_info, peer_allowed
+from wsgistack.server.protocols.connection import LoopConnection
 from wsgistack.server.protocols.fastcgi import (
     CGIOutput,
     fastcgi_environ,
@@ -33,7 +34,13 @@ from wsgistack.server.protocols.fastcgi import (
     refusal_answer,
     request_problem,
 )
-from wsgistack.server.protocols.http_event import SPOOL_THRESHOLD, ConnectionRegistry, _LoopSink, _Outbox
+from wsgistack.server.protocols.http_event import (
+    SPOOL_THRESHOLD,
+    ConnectionRegistry,
+    LoopSink,
+    Outbox,
+    no_body,
+)
 from wsgistack.server.sockets import unread_bytes
 from wsgistack.wsgi.cgi_environ import body_length
 from wsgistack.wsgi.runner import run_app
@@ -41,7 +48,7 @@ from wsgistack.wsgi.runner import run_app
 log = logging.getLogger("wsgistack.server")
 
 
-class EventFastCGIProtocol(asyncio.Protocol):
+class EventFastCGIProtocol(LoopConnection):
     """Reads FastCGI requests, hands complete ones to the app, writes their records back; one at a time."""
 
     def __init__(self, ctx: ServeContext, loop: asyncio.AbstractEventLoop, registry: ConnectionRegistry,
@@ -67,7 +74,7 @@ class EventFastCGIProtocol(asyncio.Protocol):
         self.deadline = 0.0
         self.can_write = threading.Event()
         self.can_write.set()
-        self.outbox = _Outbox() if run_in_pool else None
+        self.outbox = Outbox() if run_in_pool else None
         registry.opening += 1
 
     # -- asyncio callbacks -------------------------------------------------------------------------
@@ -207,7 +214,7 @@ class EventFastCGIProtocol(asyncio.Protocol):
         self.busy = True
         body = self.body
         if body is None:
-            pull = _no_body
+            pull = no_body
         else:
             body.seek(0)
             pull = partial(body.read, 65536)
@@ -269,26 +276,6 @@ class EventFastCGIProtocol(asyncio.Protocol):
 
     # -- helpers ---------------------------------------------------------------------------------------
 
-    def _drop_body(self) -> None:
-        if self.body is not None:
-            self.body.close()
-            self.body = None
-
-    def _pause_reading(self) -> None:
-        if self.reading and not self.closed:
-            self.reading = False
-            self.transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        if not self.reading and not self.closed:
-            self.reading = True
-            self.transport.resume_reading()
-
-    def _close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.transport.close()
-
     def close_if_idle(self) -> bool:
         """Close the connection if no byte of a request is here or on its way; True if closed."""
         if self.busy or self.closed or self.begin is not None or self.parser.started or unread_bytes(self.fd):
@@ -307,14 +294,11 @@ class EventFastCGIProtocol(asyncio.Protocol):
             self.close_if_idle()
 
 
-def _no_body() -> bytes:
-    return b""
 
-
-class _RecordLoopSink(_LoopSink):
+class _RecordLoopSink(LoopSink):
     """http_event's loop sink (outbox, backpressure, one write per flush) with FastCGI records for pieces."""
 
-    def __init__(self, proto: EventFastCGIProtocol, out: CGIOutput, threaded: bool, outbox: _Outbox | None):
+    def __init__(self, proto: EventFastCGIProtocol, out: CGIOutput, threaded: bool, outbox: Outbox | None):
         super().__init__(proto, None, False, threaded, outbox)  # type: ignore[arg-type]
         self.out = out
         self.ended = False

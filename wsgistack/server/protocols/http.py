@@ -18,7 +18,8 @@ from wsgistack.http.framing import Framing
 from wsgistack.http.heads import CONTINUE, build_head, error_reply
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
 from wsgistack.observe.accesslog import AccessRecord
-from wsgistack.server.context import ServeContext, answer_health, connection_info, refusal
+from wsgistack.server.context import ServeContext, answer_health, refusal
+from wsgistack.server.protocols.connection import BlockingConnection
 from wsgistack.wsgi.environ import build_environ
 from wsgistack.wsgi.input import InputStream
 from wsgistack.wsgi.runner import ClientError, run_app
@@ -30,30 +31,13 @@ BEAT_SLICE = 1.0
 DRAIN_LIMIT = 1 << 20  # unread body we read and discard to keep a connection; past it, closing is cheaper
 
 
-class HTTPConnection:
+class HTTPConnection(BlockingConnection):
     """An accepted client connection and the parser state that survives between its requests."""
 
     def __init__(self, sock: socket.socket, peer: Any, ctx: ServeContext):
-        self.sock = sock
-        self.ctx = ctx
-        self.info = connection_info(sock, peer)
+        super().__init__(sock, peer, ctx)
         self.parser = RequestParser(ctx.limits)
-        self.last_active = time.monotonic()
-        self.closed = False
         self.body_failure: ParseError | None = None
-
-    def fileno(self) -> int:
-        """The socket's descriptor (for selectors)."""
-        return self.sock.fileno()
-
-    def close(self) -> None:
-        """Close the socket (idempotent)."""
-        if not self.closed:
-            self.closed = True
-            try:
-                self.sock.close()
-            except OSError:
-                pass
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -129,7 +113,7 @@ class HTTPConnection:
         body = _BodyReader(self, head)
         stream = InputStream(body.pull)
         environ = build_environ(head, self.info, stream, ctx.errors, ctx.trust, ctx.multithread)
-        sink = _SocketSink(self, head, body, head.keep_alive)
+        sink = SocketSink(self, head, body, head.keep_alive)
         ctx.on_request()
         result = run_app(ctx.app, environ, sink)
         # a parse error queued behind this request is not a reason to drop its answer or the ones between:
@@ -225,7 +209,7 @@ class _BodyReader:
         return False
 
 
-class _SocketSink:
+class SocketSink:
     """The WSGI runner's ResponseSink, writing to the connection's socket."""
 
     def __init__(self, conn: HTTPConnection, head: RequestHead, body: _BodyReader, keep_alive: bool):

@@ -24,6 +24,7 @@ from wsgistack.http.heads import CONTINUE, build_head, error_reply
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
 from wsgistack.observe.accesslog import AccessRecord
 from wsgistack.server.context import ServeContext, answer_health, connection_info, refusal
+from wsgistack.server.protocols.connection import LoopConnection
 from wsgistack.server.sockets import unread_bytes
 from wsgistack.wsgi.environ import build_environ
 from wsgistack.wsgi.input import InputStream
@@ -36,7 +37,7 @@ FILE_BLOCK = 256 * 1024
 OUTBOX_LIMIT = 1 << 20  # bytes an app thread may produce ahead of the loop before it waits
 
 
-class EventHTTPProtocol(asyncio.Protocol):
+class EventHTTPProtocol(LoopConnection):
     """Reads requests, hands complete ones to `dispatch`, writes responses back; one request at a time."""
 
     def __init__(self, ctx: ServeContext, loop: asyncio.AbstractEventLoop, registry: ConnectionRegistry,
@@ -58,7 +59,7 @@ class EventHTTPProtocol(asyncio.Protocol):
         self.deadline = 0.0  # when an idle or slow connection is closed
         self.can_write = threading.Event()
         self.can_write.set()
-        self.outbox = _Outbox() if run_in_pool else None  # one per connection: its requests take turns
+        self.outbox = Outbox() if run_in_pool else None  # one per connection: its requests take turns
         registry.opening += 1  # accepted, not yet in connection_made: a graceful stop waits for it too
 
     # -- asyncio callbacks -------------------------------------------------------------------------
@@ -141,12 +142,12 @@ class EventHTTPProtocol(asyncio.Protocol):
         self.busy = True
         body = self.body
         if body is None:
-            stream = InputStream(_no_body)
+            stream = InputStream(no_body)
         else:
             body.seek(0)
             stream = InputStream(partial(body.read, 65536))
         environ = build_environ(head, self.info, stream, self.ctx.errors, self.ctx.trust, self.ctx.multithread)
-        sink = _LoopSink(self, head, head.keep_alive, threaded=self.run_in_pool, outbox=self.outbox)
+        sink = LoopSink(self, head, head.keep_alive, threaded=self.run_in_pool, outbox=self.outbox)
         self.registry.request_started(self)
         if self.run_in_pool:
             self.registry.pool.submit(self._run, environ, sink)
@@ -161,7 +162,7 @@ class EventHTTPProtocol(asyncio.Protocol):
         self.transport.write(data)
         self._finished(keep, None)
 
-    def _run(self, environ: dict[str, Any], sink: _LoopSink) -> None:
+    def _run(self, environ: dict[str, Any], sink: LoopSink) -> None:
         """Runs the app (in a pool thread, or inline on the loop) and hands the outcome to the loop."""
         started, clock = time.time(), time.monotonic()
         self.ctx.on_request()
@@ -200,26 +201,6 @@ class EventHTTPProtocol(asyncio.Protocol):
 
     # -- helpers ---------------------------------------------------------------------------------------
 
-    def _drop_body(self) -> None:
-        if self.body is not None:
-            self.body.close()
-            self.body = None
-
-    def _pause_reading(self) -> None:
-        if self.reading and not self.closed:
-            self.reading = False
-            self.transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        if not self.reading and not self.closed:
-            self.reading = True
-            self.transport.resume_reading()
-
-    def _close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.transport.close()
-
     def close_if_idle(self) -> bool:
         """Close the connection if no byte of a request is here or on its way in the kernel; True if closed.
 
@@ -241,11 +222,11 @@ class EventHTTPProtocol(asyncio.Protocol):
             self.close_if_idle()  # bytes just arrived: data_received comes next and renews the deadline
 
 
-def _no_body() -> bytes:
+def no_body() -> bytes:
     return b""
 
 
-class _Outbox:
+class Outbox:
     """Bytes an app thread produced for the loop to write, and what to do once they are written."""
 
     def __init__(self) -> None:
@@ -257,11 +238,11 @@ class _Outbox:
         self.drained = threading.Event()
 
 
-class _LoopSink:
+class LoopSink:
     """The runner's ResponseSink: bytes go to the loop's transport, directly or from an app thread."""
 
     def __init__(self, proto: EventHTTPProtocol, head: RequestHead, keep_alive: bool, threaded: bool,
-                 outbox: _Outbox | None):
+                 outbox: Outbox | None):
         self.proto = proto
         self.head = head
         self.keep_alive = keep_alive

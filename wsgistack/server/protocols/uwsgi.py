@@ -2,7 +2,7 @@
 
 A web server (nginx's uwsgi_pass) sends one request packet (gateway/uwsgi.py) and its body; the app's
 response goes back as an HTTP/1.x head and a body that ends when we close: never chunked, each piece written
-as the app yields it. The sink is HTTP's (_SocketSink) with a head that asks for exactly that framing.
+as the app yields it. The sink is HTTP's (SocketSink) with a head that asks for exactly that framing.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import Any
 from wsgistack.gateway.uwsgi import PacketReader, UwsgiRequest
 from wsgistack.http.parser import ParseError
 from wsgistack.observe.accesslog import AccessRecord
-from wsgistack.server.context import ServeContext, answer_health, connection_info, peer_allowed, refusal
-from wsgistack.server.protocols.http import _SocketSink
+from wsgistack.server.context import ServeContext, answer_health, peer_allowed, refusal
+from wsgistack.server.protocols.connection import BlockingConnection
+from wsgistack.server.protocols.http import SocketSink
 from wsgistack.server.sockets import unread_bytes
 from wsgistack.wsgi.cgi_environ import cgi_environ
 from wsgistack.wsgi.environ import ConnectionInfo
@@ -33,33 +34,16 @@ LINGER_SECONDS = 2.0
 LINGER_BYTES = 64 << 20
 
 
-class UwsgiConnection:
+class UwsgiConnection(BlockingConnection):
     """An accepted uwsgi connection: one request, then the close (uwsgi has no keep-alive)."""
 
     def __init__(self, sock: socket.socket, peer: Any, ctx: ServeContext):
-        self.sock = sock
-        self.ctx = ctx
-        self.info = connection_info(sock, peer)
+        super().__init__(sock, peer, ctx)
         self.parser = PacketReader(ctx.limits)
-        self.last_active = time.monotonic()
-        self.closed = False
-        self.body_failure: ParseError | None = None  # read by _SocketSink
+        self.body_failure: ParseError | None = None  # read by SocketSink
         self.body_left = 0  # announced body bytes not read yet
         self.leftover = b""  # body bytes that came with the vars
         self.peer_done = False  # the peer ended its side: nothing more to read
-
-    def fileno(self) -> int:
-        """The socket's descriptor (for selectors)."""
-        return self.sock.fileno()
-
-    def close(self) -> None:
-        """Close the socket (idempotent)."""
-        if not self.closed:
-            self.closed = True
-            try:
-                self.sock.close()
-            except OSError:
-                pass
 
     def serve(self) -> bool:
         """Serve the connection's one request; always False (the connection closes after it)."""
@@ -148,7 +132,7 @@ class UwsgiConnection:
         environ = cgi_environ(request.vars, self.pull, ctx.errors, multithread=ctx.multithread,
                               strip_script_name=request.strip_script_name)
         head = request.head()
-        sink = _SocketSink(self, head, None, False)  # type: ignore[arg-type]  # no body reader: never kept alive
+        sink = SocketSink(self, head, None, False)  # type: ignore[arg-type]  # no body reader: never kept alive
         ctx.on_request()
         result = run_app(ctx.app, environ, sink)
         if ctx.access_log.enabled:

@@ -21,8 +21,8 @@ from wsgistack.server.protocols.http_event import (
     SPOOL_THRESHOLD,
     ConnectionRegistry,
     EventHTTPProtocol,
-    _LoopSink,
-    _no_body,
+    LoopSink,
+    no_body,
 )
 from wsgistack.server.protocols.uwsgi import LINGER_SECONDS, request_info
 from wsgistack.wsgi.cgi_environ import cgi_environ
@@ -100,14 +100,14 @@ class EventUwsgiProtocol(EventHTTPProtocol):
         self.busy = True
         body = self.body
         if body is None:
-            pull: Any = _no_body
+            pull: Any = no_body
         else:
             body.seek(0)
             pull = partial(body.read, 65536)
         ctx = self.ctx
         environ = cgi_environ(request.vars, pull, ctx.errors, multithread=ctx.multithread,
                               strip_script_name=request.strip_script_name)
-        sink = _LoopSink(self, head, False, threaded=self.run_in_pool, outbox=self.outbox)
+        sink = LoopSink(self, head, False, threaded=self.run_in_pool, outbox=self.outbox)
         self.registry.request_started(self)
         if self.run_in_pool:
             self.registry.pool.submit(self._run, environ, sink)

@@ -1,0 +1,67 @@
+"""What every connection has, whichever protocol it speaks: the blocking one's socket chores (sync, thread,
+gevent) and the loop one's transport chores (event worker), shared by http, uwsgi and FastCGI."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Any
+
+from wsgistack.server.context import ServeContext, connection_info
+
+
+class BlockingConnection:
+    """An accepted connection served with blocking calls: its socket, context, peer and open/closed state."""
+
+    def __init__(self, sock: socket.socket, peer: Any, ctx: ServeContext):
+        self.sock = sock
+        self.ctx = ctx
+        self.info = connection_info(sock, peer)
+        self.last_active = time.monotonic()
+        self.closed = False
+
+    def fileno(self) -> int:
+        """The socket's descriptor (for selectors)."""
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        """Close the socket (idempotent)."""
+        if not self.closed:
+            self.closed = True
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+
+class LoopConnection(asyncio.Protocol):
+    """A connection on the event worker's loop: reading paused, resumed, its body spool dropped, closed once.
+
+    Subclasses set `transport`, `reading`, `closed` and `body` in their __init__ (no call up here: a
+    connection is made per accept, and the event worker counts its instructions)."""
+
+    transport: Any
+    reading: bool
+    closed: bool
+    body: Any
+
+    def _drop_body(self) -> None:
+        if self.body is not None:
+            self.body.close()
+            self.body = None
+
+    def _pause_reading(self) -> None:
+        if self.reading and not self.closed:
+            self.reading = False
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if not self.reading and not self.closed:
+            self.reading = True
+            self.transport.resume_reading()
+
+    def _close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
