@@ -232,7 +232,9 @@ def run(args: argparse.Namespace) -> dict:
             sys.exit(f"bench: {tool} is not installed (bash bench/run.sh installs it)")
     started = time.monotonic()
     meta = {
-        "command": shlex.join(["bash", "bench/run.sh", "--gateway", *sys.argv[1:]]),
+        # run.sh passes --quick, --repeats, --duration and --report-only on; --sessions is this script's own
+        "command": shlex.join([*(["python", "bench/gateway.py"] if args.sessions else
+                                 ["bash", "bench/run.sh", "--gateway"]), *sys.argv[1:]]),
         "settings": {"quick": args.quick, "repeats": args.repeats, "duration": args.duration,
                      "connections": CONNECTIONS, "app": APP, "sessions": args.sessions or "all"},
         "machine": machine.describe(),
