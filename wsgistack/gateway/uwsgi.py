@@ -29,7 +29,9 @@ _URI_VARS = frozenset({"REQUEST_URI", "PATH_INFO", "QUERY_STRING", "SCRIPT_NAME"
 # the body's length and type come in CONTENT_LENGTH and CONTENT_TYPE; nginx also passes the client's fields as
 # HTTP_ vars, which an HTTP environ never has (PEP 3333, RFC 3875 §4.1.18)
 _NOT_PASSED = frozenset({"HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE"})
-_KEY = re.compile(rb"[!-~]+")  # printable ASCII without space: CGI names are tokens
+_KEY = re.compile(r"[!-~]+")  # printable ASCII without space: CGI names are tokens
+_GOOD_KEYS: set[str] = set()  # names that passed _KEY: a worker sees the same few from its web server
+_GOOD_KEYS_KEPT = 1024  # past this many, names are checked each time (a peer inventing names fills nothing)
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEAD = struct.Struct("<BHB")
 _LENGTH = struct.Struct("<H")
@@ -80,52 +82,60 @@ def check_header(modifier1: int, datasize: int, limits: Limits) -> ParseError | 
     return None
 
 
-def parse_vars(block: bytes | bytearray, limits: Limits) -> dict[str, str] | ParseError:
-    """The vars of one packet's var block (exactly `datasize` bytes), or why they are refused."""
+def parse_vars(block: bytes | bytearray | memoryview, limits: Limits) -> dict[str, str] | ParseError:
+    """The vars of one packet's var block (exactly `datasize` bytes), or why they are refused.
+
+    The block is decoded once (latin-1: PEP 3333's native strings) and keys and values are slices of it; a
+    key is checked once per server (nginx sends the same 15 or so every time), and the limits of single
+    vars only when the whole block is larger than one of them (a decode per string, a regex per key and a
+    limit check per var were most of a request's parse)."""
+    data = bytes(block)
+    text = data.decode("latin-1")
     found: dict[str, str] = {}
     pairs = 0
     most = (limits.fields or 1 << 30) + CGI_VARS_ALLOWED
-    pos, end = 0, len(block)
-    view = memoryview(block)
+    check_sizes = len(data) > min(limits.request_line or 1 << 30, limits.field_size or 1 << 30)
+    pos, end = 0, len(data)
     while pos < end:
         pairs += 1
         if pairs > most:
             return ParseError(431, f"more than {most} uwsgi vars")
-        key, pos = _string(view, pos, end)
-        if key is None:
+        if pos + 2 > end:
             return ParseError(400, "uwsgi var key runs past the var block")
-        value, pos = _string(view, pos, end)
-        if value is None:
+        start = pos + 2
+        pos = start + (data[pos] | data[pos + 1] << 8)
+        if pos > end:
+            return ParseError(400, "uwsgi var key runs past the var block")
+        name = text[start:pos]
+        if pos + 2 > end:
             return ParseError(400, "uwsgi var value runs past the var block")
-        if not _KEY.fullmatch(key):
-            return ParseError(400, f"uwsgi var name {bytes(key)[:40]!r} is not a printable ASCII token")
-        name = key.decode("ascii")
-        text = value.decode("latin-1")  # PEP 3333: bytes from the wire are latin-1 native strings
-        problem = _over_limit(name, text, limits)
-        if problem is not None:
-            return problem
+        start = pos + 2
+        pos = start + (data[pos] | data[pos + 1] << 8)
+        if pos > end:
+            return ParseError(400, "uwsgi var value runs past the var block")
+        value = text[start:pos]
+        if name not in _GOOD_KEYS:
+            if not _KEY.fullmatch(name):
+                return ParseError(400, f"uwsgi var name {name[:40].encode('latin-1')!r} is not a printable "
+                                       f"ASCII token")
+            if len(_GOOD_KEYS) < _GOOD_KEYS_KEPT:
+                _GOOD_KEYS.add(name)
+        if check_sizes:
+            problem = _over_limit(name, value, limits)
+            if problem is not None:
+                return problem
         if name in _NOT_PASSED:
             continue
         if name in found:
             if name.startswith("HTTP_"):
                 # nginx sends a repeated header field as repeated vars; joined as the HTTP environ joins them
-                text = found[name] + ("; " if name == "HTTP_COOKIE" else ",") + text
-            elif name == "CONTENT_LENGTH" and text != found[name]:
+                value = found[name] + ("; " if name == "HTTP_COOKIE" else ",") + value
+            elif name == "CONTENT_LENGTH" and value != found[name]:
                 return ParseError(400, "uwsgi CONTENT_LENGTH sent twice with different values")
             # otherwise the last one wins, as in uWSGI and PHP-FPM: a uwsgi_param after `include uwsgi_params`
             # (PATH_INFO, SCRIPT_NAME) is sent as well as the included one, and is meant to replace it
-        found[name] = text
+        found[name] = value
     return found
-
-
-def _string(view: memoryview, pos: int, end: int) -> tuple[bytes | None, int]:
-    if pos + 2 > end:
-        return None, pos
-    (size,) = _LENGTH.unpack_from(view, pos)
-    pos += 2
-    if pos + size > end:
-        return None, pos
-    return bytes(view[pos:pos + size]), pos + size
 
 
 def _over_limit(name: str, text: str, limits: Limits) -> ParseError | None:

@@ -130,14 +130,20 @@ def build_head(
     method: str,
     version: str,
     keep_alive: bool,
+    checked: bool = False,
 ) -> tuple[bytes, Framing, bool, int]:
     """Checks the app's status and headers and returns (head bytes, framing, keep-alive after this response,
     status code), so that no caller parses the status again.
 
-    `keep_alive` is what the request and the server allow; the response can only take it away.
+    `keep_alive` is what the request and the server allow; the response can only take it away. `checked`:
+    the caller checked the status and headers already (the WSGI runner's start_response does, on its own copy
+    of the list), so they are not checked twice per response.
     """
-    code = check_status(status)
-    check_headers(headers)
+    if checked:
+        code = int(status[:3])
+    else:
+        code = check_status(status)
+        check_headers(headers)
     out: list[str] = []
     length: int | None = None
     has_date = has_server = False

@@ -7,12 +7,14 @@ last_active, parser.started); every event protocol has EventHTTPProtocol's (the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 from wsgistack.http.heads import request_head
 
 
+@functools.cache  # asked once per connection by the sync worker
 def blocking_connection(protocol: str) -> Any:
     """The class serving one connection with blocking calls (sync, thread and gevent workers)."""
     if protocol == "uwsgi":
@@ -28,6 +30,7 @@ def blocking_connection(protocol: str) -> Any:
     return HTTPConnection
 
 
+@functools.cache
 def event_protocol(protocol: str) -> Any:
     """The asyncio protocol serving one connection on the event worker's loop."""
     if protocol == "uwsgi":

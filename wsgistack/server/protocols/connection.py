@@ -25,6 +25,11 @@ class BlockingConnection:
         """The socket's descriptor (for selectors)."""
         return self.sock.fileno()
 
+    def send_all(self, data: bytes) -> None:
+        """Write all of `data`, waiting up to --client-timeout for the peer at each stall; OSError if not."""
+        self.sock.settimeout(self.ctx.client_timeout)
+        self.sock.sendall(data)
+
     def close(self) -> None:
         """Close the socket (idempotent)."""
         if not self.closed:

@@ -220,13 +220,15 @@ class SocketSink:
         self.framing: Framing | None = None
         self.error_bytes = 0
         self.status = 0  # what the client was really sent
+        self.held = b""  # the head, sent with the first piece of body (one write, not two)
 
     def _send(self, data: bytes) -> None:
+        if self.held:
+            data, self.held = self.held + data, b""
         if not data:
             return
         try:
-            self.conn.sock.settimeout(self.conn.ctx.client_timeout)
-            self.conn.sock.sendall(data)
+            self.conn.send_all(data)
         except OSError as exc:
             raise ClientGone(str(exc)) from None
 
@@ -241,9 +243,8 @@ class SocketSink:
         # asked now, after on_request: the request that reaches --max-requests, or one answered after a
         # TERM/HUP, says `Connection: close`, so the client sends no more on a retiring worker
         self.keep_alive = self.keep_alive and self.conn.ctx.keep_alive()
-        head_bytes, self.framing, self.keep_alive, self.status = build_head(
-            status, headers, self.head.method, self.head.version, self.keep_alive)
-        self._send(head_bytes)
+        self.held, self.framing, self.keep_alive, self.status = build_head(
+            status, headers, self.head.method, self.head.version, self.keep_alive, checked=True)
 
     def send_body(self, data: bytes) -> None:
         assert self.framing is not None
@@ -258,8 +259,7 @@ class SocketSink:
             count = min(count, framing.remaining or 0)
         if count <= 0:
             return
-        if framing.mode == "chunked":
-            self._send(b"%x\r\n" % count)
+        self._send(b"%x\r\n" % count if framing.mode == "chunked" else b"")  # the head first, if held
         try:
             sent = _sendfile(self.conn.sock, fd, offset, count, self.conn.ctx.client_timeout)
         except OSError as exc:

@@ -361,7 +361,7 @@ class _StreamSink:
         # TERM/HUP, says `Connection: close`, so the client sends no more on a retiring worker
         keep_alive = self.keep_alive and self.conn.ctx.keep_alive()
         head_bytes, self.framing, self.keep_alive, self.status = build_head(
-            status, headers, self.head.method, self.head.version, keep_alive)
+            status, headers, self.head.method, self.head.version, keep_alive, checked=True)
         self.pending.append(head_bytes)  # goes out with the first piece of body (one write, not two)
 
     def send_body(self, data: bytes) -> None:
