@@ -192,6 +192,7 @@ def _cgi(args: dict[str, Any]) -> int:
     from wsgistack.wsgi.loader import AppLoadError, load_app
 
     setup_error_log("-", "info")  # stderr: the CGI host's error log
+    os.environ.pop("HTTP_PROXY", None)  # httpoxy: a client's `Proxy:` header must not become the app's proxy
     try:
         app = load_app(args["app"])
     except AppLoadError as exc:

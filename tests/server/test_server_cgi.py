@@ -24,6 +24,13 @@ def page(name):
     return url_for("page", name=name) + " " + name
 
 
+def proxies(environ, start_response):
+    import os
+
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [repr((environ.get("HTTP_PROXY"), os.environ.get("HTTP_PROXY"))).encode()]
+
+
 def cut_short(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     yield b"the first half"
@@ -50,6 +57,14 @@ def test_a_post_reads_content_length_bytes_of_stdin_and_no_more():
     status, headers, body = split(done.stdout)
     assert (status, done.returncode) == ("200 OK", 0), done.stderr
     assert b'"length":6' in body and headers["Content-Length"] == str(len(body))
+
+
+def test_a_proxy_header_becomes_no_proxy_of_the_app(tmp_path):
+    """httpoxy: a client's `Proxy:` header is HTTP_PROXY in the script's environment, the variable HTTP clients
+    take their proxy from: neither the environ nor the process's environment keeps it."""
+    (tmp_path / "apps.py").write_text(APPS_CODE)
+    done = cgi(tmp_path, "apps:proxies", {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_PROXY": "http://evil:1"})
+    assert split(done.stdout)[2] == b"(None, None)", done.stderr
 
 
 def test_flask_links_carry_the_scripts_path(tmp_path):

@@ -29,6 +29,9 @@ def cgi_environ(meta: Mapping[str, str], pull: Callable[[], bytes], errors: Any,
     `strip_script_name` is uwsgi's modifier1 30: PATH_INFO arrives whole and SCRIPT_NAME is cut from its front.
     """
     environ: dict[str, Any] = dict(meta)
+    # a `Proxy:` request header arrives as HTTP_PROXY, the name HTTP clients read their proxy from (httpoxy):
+    # never given to an app, whichever of the three ways the request came
+    environ.pop("HTTP_PROXY", None)
     environ.setdefault("REQUEST_METHOD", "GET")
     environ.setdefault("SCRIPT_NAME", "")
     environ.setdefault("PATH_INFO", "")

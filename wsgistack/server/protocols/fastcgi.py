@@ -53,7 +53,7 @@ def fastcgi_environ(params: dict[str, str], pull: Callable[[], bytes], ctx: Serv
     fastcgi_split_path_info cut it) and no PATH_INFO. Without PATH_INFO, what DOCUMENT_URI has past a
     SCRIPT_NAME that ends at a segment boundary is the PATH_INFO (the split's $fastcgi_path_info), and a
     SCRIPT_NAME that is the whole path becomes PATH_INFO under an empty SCRIPT_NAME: the app is then mounted
-    at the root. A `Proxy:` request header (HTTP_PROXY) is dropped (httpoxy).
+    at the root.
     """
     meta = dict(params)
     if "PATH_INFO" not in meta:
@@ -62,7 +62,6 @@ def fastcgi_environ(params: dict[str, str], pull: Callable[[], bytes], ctx: Serv
             meta["PATH_INFO"] = path[len(script.rstrip("/")):]
         else:
             meta["PATH_INFO"], meta["SCRIPT_NAME"] = script, ""
-    meta.pop("HTTP_PROXY", None)
     return cgi_environ(meta, pull, ctx.errors, multithread=ctx.multithread)
 
 
