@@ -44,6 +44,15 @@ def test_a_proxy_header_never_reaches_the_app():
     assert "HTTP_PROXY" not in _environ({"HTTP_PROXY": "http://evil.example:1", "HTTP_HOST": "h"})
 
 
+def test_the_body_is_described_by_content_length_and_type_alone():
+    """nginx passes the client's Content-Length and Content-Type as HTTP_* too (fastcgi_pass_request_headers):
+    an app that read those could frame the body otherwise than the server does."""
+    environ = _environ({"CONTENT_LENGTH": "5", "CONTENT_TYPE": "text/plain", "HTTP_CONTENT_LENGTH": "500",
+                        "HTTP_CONTENT_TYPE": "application/json"})
+    assert (environ["CONTENT_LENGTH"], environ["CONTENT_TYPE"]) == ("5", "text/plain")
+    assert "HTTP_CONTENT_LENGTH" not in environ and "HTTP_CONTENT_TYPE" not in environ
+
+
 @pytest.mark.parametrize(("text", "length"), [("", 0), ("12", 12), (" 7 ", 7)])
 def test_body_length(text, length):
     assert body_length({"CONTENT_LENGTH": text}) == length

@@ -32,6 +32,11 @@ def cgi_environ(meta: Mapping[str, str], pull: Callable[[], bytes], errors: Any,
     # a `Proxy:` request header arrives as HTTP_PROXY, the name HTTP clients read their proxy from (httpoxy):
     # never given to an app, whichever of the three ways the request came
     environ.pop("HTTP_PROXY", None)
+    # the body's length and type are CONTENT_LENGTH and CONTENT_TYPE, which the server frames the body by; a
+    # web server passes the client's fields as well, and an app reading those could disagree with the server
+    # (PEP 3333 and RFC 3875 §4.1.18: no HTTP_CONTENT_LENGTH, no HTTP_CONTENT_TYPE)
+    environ.pop("HTTP_CONTENT_LENGTH", None)
+    environ.pop("HTTP_CONTENT_TYPE", None)
     environ.setdefault("REQUEST_METHOD", "GET")
     environ.setdefault("SCRIPT_NAME", "")
     environ.setdefault("PATH_INFO", "")
