@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import selectors
 import socket
-import time
 
 from wsgistack.server.context import ServeContext
 from wsgistack.server.protocols.choose import blocking_connection
@@ -32,14 +31,10 @@ class SyncWorker(Worker):
         selector.register(self.wakeup_r, selectors.EVENT_READ)
         self.report_booted()
         interval = self.beat_interval(self.settings)
-        next_look = 0.0
         while self.alive:
             self.heartbeat.beat()
-            now = time.monotonic()
-            if now >= next_look:  # getppid once a beat, not once a request: a system call less per request
-                next_look = now + interval
-                if not self.check_parent():
-                    break
+            if not self.check_parent():
+                break
             for key, _ in selector.select(interval):
                 if key.fileobj == self.wakeup_r:
                     self.drain_wakeups()
