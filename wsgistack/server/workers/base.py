@@ -24,6 +24,7 @@ from wsgistack.http.parser import Limits
 from wsgistack.http.trust import ProxyTrust
 from wsgistack.observe.accesslog import AccessLog
 from wsgistack.observe.errorlog import ErrorStream, error_log_fd, reopen_error_log
+from wsgistack.process import die_with_parent
 from wsgistack.server.context import ServeContext
 from wsgistack.server.heartbeat import Heartbeat
 from wsgistack.server.protocols.choose import probe_exchange
@@ -208,6 +209,10 @@ class Worker:
             signal.signal(sig, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, self._handle_term)
+        # a master killed with SIGKILL tells nobody: the kernel's TERM starts the drain at once, and health
+        # says "draining" from then on. An orphan that served on until its next look at getppid answered a
+        # restarted server's readiness check for it, while that server could not bind its address
+        die_with_parent(signal.SIGTERM)
         signal.signal(signal.SIGINT, self._handle_quit)
         signal.signal(signal.SIGQUIT, self._handle_quit)
         signal.signal(signal.SIGUSR1, self._handle_usr1)
@@ -223,7 +228,10 @@ class Worker:
         faulthandler.enable(file=error_log_fd(), all_threads=True)
 
     def _handle_term(self, signum: int, frame: Any) -> None:
-        self.begin_draining(whole_server=self.server_stop is not None and self.server_stop.is_set())
+        # the whole server stops when the master says so (the stop flag), or when the master is gone (its
+        # death's TERM): nobody else will take what waits in the listen queue
+        whole = self.server_stop is not None and self.server_stop.is_set() or not self.parent_alive()
+        self.begin_draining(whole_server=whole)
         self.wake()
 
     def begin_draining(self, whole_server: bool) -> None:
