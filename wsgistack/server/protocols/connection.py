@@ -10,6 +10,9 @@ from typing import Any
 
 from wsgistack.server.context import ServeContext, connection_info
 
+RECV_SIZE = 65536
+BEAT_SLICE = 1.0  # longest wait on a peer between two heartbeats
+
 
 class BlockingConnection:
     """An accepted connection served with blocking calls: its socket, context, peer and open/closed state."""
@@ -24,6 +27,20 @@ class BlockingConnection:
     def fileno(self) -> int:
         """The socket's descriptor (for selectors)."""
         return self.sock.fileno()
+
+    def recv_once(self, deadline: float) -> bytes:
+        """Read once (b"" at the end of the stream); TimeoutError once `deadline` passed. Waits in slices, so
+        that the sync worker's heartbeat goes on while a peer is slow."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("timed out")
+            self.ctx.beat()
+            self.sock.settimeout(min(remaining, BEAT_SLICE))
+            try:
+                return self.sock.recv(RECV_SIZE)
+            except TimeoutError:
+                continue
 
     def send_all(self, data: bytes) -> None:
         """Write all of `data`, waiting up to --client-timeout for the peer at each stall; OSError if not."""
@@ -50,6 +67,13 @@ class LoopConnection(asyncio.Protocol):
     reading: bool
     closed: bool
     body: Any
+    can_write: Any  # a threading.Event: app threads wait on it while the transport's buffer is full
+
+    def pause_writing(self) -> None:
+        self.can_write.clear()
+
+    def resume_writing(self) -> None:
+        self.can_write.set()
 
     def _drop_body(self) -> None:
         if self.body is not None:

@@ -33,8 +33,6 @@ from wsgistack.wsgi.runner import ClientError, run_app
 
 log = logging.getLogger("wsgistack.server")
 
-RECV_SIZE = 65536
-BEAT_SLICE = 1.0
 FILE_BLOCK = 256 * 1024
 DRAIN_LIMIT = 64 << 20  # stdin of an answered request read and dropped before a close; past it, just close
 
@@ -196,22 +194,13 @@ class FastCGIConnection(BlockingConnection):
 
     def _receive(self, deadline: float) -> bool:
         """Read once into the parser; False at the end of the stream; TimeoutError past `deadline`."""
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("timed out")
-            self.ctx.beat()
-            self.sock.settimeout(min(remaining, BEAT_SLICE))
-            try:
-                data = self.sock.recv(RECV_SIZE)
-            except TimeoutError:
-                continue
-            if not data:
-                return False
-            self.received = True
-            self.bytes_in += len(data)
-            self.parser.feed(data)
-            return True
+        data = self.recv_once(deadline)
+        if not data:
+            return False
+        self.received = True
+        self.bytes_in += len(data)
+        self.parser.feed(data)
+        return True
 
     # -- serving ---------------------------------------------------------------------------------------
 

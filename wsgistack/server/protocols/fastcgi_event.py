@@ -119,12 +119,6 @@ class EventFastCGIProtocol(LoopConnection):
             self._close()
         return True
 
-    def pause_writing(self) -> None:
-        self.can_write.clear()
-
-    def resume_writing(self) -> None:
-        self.can_write.set()
-
     # -- reading requests ------------------------------------------------------------------------------
 
     def _advance(self) -> None:

@@ -26,8 +26,6 @@ from wsgistack.wsgi.runner import ClientError, run_app
 
 log = logging.getLogger("wsgistack.server")
 
-RECV_SIZE = 65536
-BEAT_SLICE = 1.0
 DRAIN_LIMIT = 1 << 20  # unread body we read and discard to keep a connection; past it, closing is cheaper
 
 
@@ -46,20 +44,11 @@ class HTTPConnection(BlockingConnection):
 
         Waits in slices so that the sync worker's heartbeat goes on while a client is slow.
         """
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("timed out")
-            self.ctx.beat()
-            self.sock.settimeout(min(remaining, BEAT_SLICE))
-            try:
-                data = self.sock.recv(RECV_SIZE)
-            except TimeoutError:
-                continue
-            if not data:
-                return False
-            self.parser.feed(data)
-            return True
+        data = self.recv_once(deadline)
+        if not data:
+            return False
+        self.parser.feed(data)
+        return True
 
     def _wait_for_head(self) -> RequestHead | ParseError | None:
         """The next request head, an error to answer, or None when the client left quietly."""

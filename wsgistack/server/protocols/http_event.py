@@ -97,12 +97,6 @@ class EventHTTPProtocol(LoopConnection):
             self._close()
         return True  # keep the transport open for the response of a request in flight
 
-    def pause_writing(self) -> None:
-        self.can_write.clear()
-
-    def resume_writing(self) -> None:
-        self.can_write.set()
-
     # -- reading requests ------------------------------------------------------------------------------
 
     def _advance(self) -> None:

@@ -17,7 +17,7 @@ from wsgistack.gateway.uwsgi import PacketReader, UwsgiRequest
 from wsgistack.http.parser import ParseError
 from wsgistack.observe.accesslog import AccessRecord
 from wsgistack.server.context import ServeContext, answer_health, peer_allowed, refusal
-from wsgistack.server.protocols.connection import BlockingConnection
+from wsgistack.server.protocols.connection import BEAT_SLICE, RECV_SIZE, BlockingConnection
 from wsgistack.server.protocols.http import SocketSink
 from wsgistack.wsgi.cgi_environ import cgi_environ
 from wsgistack.wsgi.environ import ConnectionInfo
@@ -25,8 +25,6 @@ from wsgistack.wsgi.runner import ClientError, run_app
 
 log = logging.getLogger("wsgistack.server")
 
-RECV_SIZE = 65536
-BEAT_SLICE = 1.0
 # After an answer given before the body was read whole (a 413, an app that ignored its input), the rest is
 # read and dropped for a moment before closing: closing with unread bytes makes the kernel send a reset,
 # and the web server may then lose our answer and report a failure instead (a lingering close, as nginx's).
