@@ -62,7 +62,7 @@ def write_conf(tmp_path: Path, startsecs: str = "0.5") -> Path:
 
         [program:fail]
         command={PY} %(here)s/scripts/fail.py
-        startsecs={startsecs}
+        startsecs=10
         startretries=2
 
         [program:late]

@@ -92,7 +92,8 @@ def test_program_exiting_at_once_goes_fatal_after_retries(tmp_path):
         assert proc.attempts == 3  # the first start and startretries=2 retries
         assert "gave up after 3 failed starts" in proc.fatal_reason
         assert os.WEXITSTATUS(proc.exit_status) == 1
-    run(scenario, program(tmp_path, "bad", "raise SystemExit(1)"))
+    # startsecs past any start-up: a Python slow to start and exit on a loaded machine must not count as started
+    run(scenario, program(tmp_path, "bad", "raise SystemExit(1)", startsecs=10))
 
 
 def test_unexpected_exit_after_running_is_restarted(tmp_path):
