@@ -238,6 +238,15 @@ def validate(settings: ServeSettings) -> None:
         raise ConfigError("no app given: wsgistack serve MODULE:NAME (or 'app' in the [serve] table)")
     for text in settings.bind:
         parse_address(text)
+    if settings.metrics_bind is not None:
+        try:
+            metrics_address = parse_address(settings.metrics_bind)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("--bind", "--metrics-bind", 1)) from None
+        if metrics_address.kind == "fd":
+            raise ConfigError("--metrics-bind: give HOST:PORT or unix:PATH (fd:// is for the app's listeners)")
+        if settings.metrics_bind in settings.bind:
+            raise ConfigError(f"--metrics-bind {settings.metrics_bind}: that is a --bind address of the app")
     if settings.chdir is not None and not os.path.isdir(settings.chdir):
         raise ConfigError(f"--chdir {settings.chdir}: no such folder")
     package = WORKER_EXTRAS.get(settings.worker_class)

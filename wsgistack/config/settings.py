@@ -201,6 +201,13 @@ class ServeSettings:
         "exact request target (no query string). An empty string turns it off.",
         flags=("--health-path",), metavar="PATH",
     )
+    metrics_bind: str | None = option(
+        None, values.optional_text,
+        "Serve Prometheus metrics (OpenMetrics when the scraper asks) at /metrics on this address: HOST:PORT or "
+        "unix:PATH, apart from the app's listeners. The master gathers every worker's numbers, the workers "
+        "that are gone included (docs/metrics.md). Off when not given.",
+        flags=("--metrics-bind",), metavar="ADDRESS",
+    )
     chdir: str | None = option(None, values.optional_text,
                                "Change to this folder before loading the app (it is then found there too).",
                                flags=("--chdir",), metavar="DIR")

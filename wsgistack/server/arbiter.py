@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsgistack import __version__
+from wsgistack.config.addresses import parse_address
 from wsgistack.config.errors import ConfigError
 from wsgistack.config.settings import ServeSettings
 from wsgistack.observe.errorlog import reopen_error_log, setup_error_log
+from wsgistack.observe.metrics.endpoint import SelectorEndpoint, where
+from wsgistack.observe.metrics.endpoint import listen as listen_for_metrics
 from wsgistack.process import (
     daemonize,
     describe_exit_verb,
@@ -33,6 +36,7 @@ from wsgistack.process import (
     reap_children,
 )
 from wsgistack.server.heartbeat import Heartbeat
+from wsgistack.server.metrics import ServerMetrics
 from wsgistack.server.sockets import Listener, bind_all, inherited_listeners
 from wsgistack.server.stop_flag import StopFlag
 from wsgistack.server.workers import worker_class
@@ -63,6 +67,9 @@ class WorkerProcess:
     boot_fd: int
     booted: bool = False
     stopping_since: float | None = None
+    # why the master replaces it, for the restarts counter: max_requests, timeout, reload, scale_down (None:
+    # not replaced, or a crash when it exits without being asked)
+    stop_cause: str | None = None
     aborted_at: float | None = None
     boot_buffer: bytearray = field(default_factory=bytearray)
 
@@ -97,6 +104,8 @@ class Arbiter:
         self.pid = os.getpid()
         self.selector = selectors.DefaultSelector()
         self.wakeup_r = self.wakeup_w = -1
+        self.metrics: ServerMetrics | None = None  # with --metrics-bind
+        self.metrics_endpoint: SelectorEndpoint | None = None
 
     # -- start and stop --------------------------------------------------------------------------------
 
@@ -119,6 +128,7 @@ class Arbiter:
             set_process_title(f"wsgistack: master [{settings.title}]")
             self._import_worker_class()
             self._init_signals()
+            self._open_metrics()
             log.debug("wsgistack %s master %s starting %s worker(s) of class %s", __version__, self.pid,
                       self.num_workers, settings.worker_class)
             return self._loop()
@@ -129,6 +139,18 @@ class Arbiter:
             return exc.code
         finally:
             self._cleanup()
+
+    def _open_metrics(self) -> None:
+        """--metrics-bind: the scrape endpoint, served from this loop (see server/metrics.py)."""
+        if self.settings.metrics_bind is None:
+            return
+        try:
+            sock = listen_for_metrics(parse_address(self.settings.metrics_bind))
+        except OSError as exc:
+            raise HaltServer(f"--metrics-bind {self.settings.metrics_bind}: {exc.strerror or exc}", 2) from None
+        self.metrics = ServerMetrics(lambda: self.listeners)
+        self.metrics_endpoint = SelectorEndpoint(self.selector, sock, self.metrics.render)
+        log.info("metrics at %s", where(sock))
 
     def _open_listeners(self) -> list[Listener]:
         """systemd's sockets when it passed some (socket activation: LISTEN_PID is ours), else --bind's."""
@@ -183,6 +205,15 @@ class Arbiter:
             time.sleep(0.05)
 
     def _cleanup(self) -> None:
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close()
+            self.metrics_endpoint = None
+            address = parse_address(self.settings.metrics_bind or "")
+            if address.kind == "unix":
+                try:
+                    os.unlink(address.path)
+                except OSError:
+                    pass
         for listener in self.listeners:
             listener.close(unlink=True)
         self.listeners = []
@@ -218,8 +249,10 @@ class Arbiter:
         self.signals.append(signum)
 
     def _sleep(self) -> None:
-        for key, _ in self.selector.select(1.0):
-            if key.data is None:
+        for key, events in self.selector.select(1.0):
+            if key.data is self.metrics_endpoint and key.data is not None:
+                self.metrics_endpoint.handle(key, events)
+            elif key.data is None:
                 try:
                     while os.read(self.wakeup_r, 4096):
                         pass
@@ -227,6 +260,8 @@ class Arbiter:
                     pass
             elif key.data in self.workers:
                 self._read_boot_report(self.workers[key.data])
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.expire()
 
     def _handle_signals(self) -> None:
         while self.signals:
@@ -357,6 +392,7 @@ class Arbiter:
         heartbeat = Heartbeat()
         boot_r, boot_w = os.pipe2(os.O_CLOEXEC)
         app = self.app
+        slot = self.metrics.new_slot() if self.metrics is not None else None
         # until the child has its own handlers, a signal for it must wait (see FORK_BLOCKED_SIGNALS)
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED_SIGNALS)
         try:
@@ -370,7 +406,7 @@ class Arbiter:
                 self._forget_in_child()
                 worker = worker_class(self.settings.worker_class)(
                     self.worker_age, self.pid, self.listeners, self.settings, heartbeat, boot_w, app,
-                    self.server_stop)
+                    self.server_stop, slot)
                 worker.boot()
             except BaseException:
                 log.exception("worker %s could not start", os.getpid())
@@ -379,6 +415,8 @@ class Arbiter:
         os.close(boot_w)
         os.set_blocking(boot_r, False)
         self.workers[pid] = WorkerProcess(pid, self.worker_age, self.generation, heartbeat, boot_r)
+        if self.metrics is not None and slot is not None:
+            self.metrics.worker_started(pid, slot)
         self.selector.register(boot_r, selectors.EVENT_READ, pid)
 
     def _forget_in_child(self) -> None:
@@ -386,6 +424,10 @@ class Arbiter:
         signal.set_wakeup_fd(-1)
         for name in SIGNALS:
             signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
+        if self.metrics_endpoint is not None:  # its sockets are the master's: a worker must not hold them
+            for exchange in self.metrics_endpoint.exchanges.values():
+                exchange.sock.close()
+            self.metrics_endpoint.sock.close()
         self.selector.close()
         for fd in (self.wakeup_r, self.wakeup_w):
             os.close(fd)
@@ -417,6 +459,7 @@ class Arbiter:
 
     def _worker_reported(self, worker: WorkerProcess, report: str) -> None:
         if report == "retiring":
+            worker.stop_cause = worker.stop_cause or "max_requests"
             # it stopped accepting (--max-requests) and exits once its connections are answered: its
             # replacement boots now, not after the exit, so the sockets are never long without a worker
             if worker.stopping_since is None:
@@ -468,6 +511,8 @@ class Arbiter:
                 continue
             worker.heartbeat.close()
             self._log_exit(worker, status)
+            if self.metrics is not None:
+                self.metrics.worker_gone(pid, self._restart_cause(worker, status))
             # a report written just before exiting is still in the pipe
             self._read_boot_report(worker)
             self._close_boot_pipe(worker)
@@ -475,6 +520,16 @@ class Arbiter:
                 self.next_spawn = time.monotonic() + RESPAWN_BACKOFF  # no tight loop of failing boots
             if not worker.booted and not self.ready and not self.settings.reload and not self.stopping:
                 raise HaltServer(f"worker {pid} failed to boot ({describe_exit_verb(status)})", EXIT_BOOT_ERROR)
+
+    def _restart_cause(self, worker: WorkerProcess, status: int) -> str | None:
+        """Why a reaped worker is replaced (None when the server stops and nothing replaces it)."""
+        if self.stopping:
+            return None
+        if worker.stop_cause is not None:
+            return worker.stop_cause
+        if worker.stopping_since is None and self.settings.reload and exit_code(status) == 0:
+            return "reload"  # --reload: it saw a file change and left
+        return "crash"
 
     def _log_exit(self, worker: WorkerProcess, status: int) -> None:
         cause = describe_exit_verb(status)
@@ -509,6 +564,7 @@ class Arbiter:
                           worker.pid, timeout)
                 worker.aborted_at = now
                 worker.stopping_since = now
+                worker.stop_cause = "timeout"
                 self._kill(worker.pid, signal.SIGABRT)
 
     def _retire_old_generation(self) -> None:
@@ -518,6 +574,7 @@ class Arbiter:
             return
         for worker in self.workers.values():
             if worker.generation < self.generation and worker.stopping_since is None:
+                worker.stop_cause = "reload"
                 self._stop_worker(worker)
         if self.reloading:
             self.reloading = False
@@ -529,6 +586,7 @@ class Arbiter:
                           if w.generation == self.generation and w.stopping_since is None), key=lambda w: w.age)
         excess = len(current) - self.num_workers
         for worker in current[:max(0, excess)]:
+            worker.stop_cause = "scale_down"
             self._stop_worker(worker)
         if excess >= 0 or time.monotonic() < self.next_spawn:
             return

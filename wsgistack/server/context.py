@@ -17,6 +17,7 @@ from wsgistack.http.heads import error_reply, reply_head
 from wsgistack.http.parser import Limits, ParseError, RequestHead
 from wsgistack.http.trust import ProxyTrust
 from wsgistack.observe.accesslog import AccessLog, AccessRecord
+from wsgistack.observe.metrics.requests import RequestRecorder
 from wsgistack.wsgi.environ import ConnectionInfo, build_environ
 
 
@@ -42,17 +43,45 @@ class ServeContext:
     protocol: str = "http"  # what the listeners speak: http, uwsgi or fastcgi (server/protocols/choose.py)
     # uwsgi and fastcgi: who may connect over TCP (unix-socket peers always may); None for http
     gateway_peers: ProxyTrust | None = None
+    metrics: RequestRecorder | None = None  # with --metrics-bind: counts into the worker's shared slot
+
+
+def begin_request(ctx: ServeContext) -> None:
+    """A request is about to reach the app: counted for --max-requests and as active in the metrics."""
+    ctx.on_request()
+    if ctx.metrics is not None:
+        ctx.metrics.started()
+
+
+def end_request(ctx: ServeContext, environ: dict[str, Any], status: int, sent: int, started: float,
+                clock: float, failed: bool) -> AccessRecord | None:
+    """A request the app answered: counted in the metrics; its access-log record (None when that log is
+    off). `started` is the wall clock at its arrival, `clock` the monotonic one."""
+    elapsed = time.monotonic() - clock
+    if ctx.metrics is not None:
+        length = environ.get("CONTENT_LENGTH")
+        ctx.metrics.finished(environ["REQUEST_METHOD"], status, environ.get("SCRIPT_NAME", ""), elapsed,
+                             int(length) if length and length.isdigit() else 0, sent, failed)
+    if ctx.access_log.enabled:
+        return AccessRecord(environ, status, sent, started, elapsed)
+    return None
 
 
 def peer_allowed(ctx: ServeContext, info: ConnectionInfo) -> bool:
     """Whether a uwsgi or FastCGI peer may send requests (--protocol-allow-from); always true over http."""
     peers = ctx.gateway_peers
-    return peers is None or peers.trusts(info.remote_addr, unix=info.unix)
+    if peers is None or peers.trusts(info.remote_addr, unix=info.unix):
+        return True
+    if ctx.metrics is not None:
+        ctx.metrics.refused("peer_not_allowed")
+    return False
 
 
 def refusal(ctx: ServeContext, info: ConnectionInfo, error: ParseError) -> bytes:
     """The response to a request we refuse before the app sees it, logged in the access log too."""
     response, body_bytes = error_reply(error.status, error.reason)
+    if ctx.metrics is not None:
+        ctx.metrics.refused("bad_request")
     if ctx.access_log.enabled:
         environ = {"REMOTE_ADDR": info.remote_addr, "REQUEST_METHOD": "-", "RAW_URI": "-", "SERVER_PROTOCOL": "-"}
         ctx.access_log.write(AccessRecord(environ, error.status, body_bytes, time.time(), 0.0))

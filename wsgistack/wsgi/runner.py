@@ -45,13 +45,14 @@ class ClientError(OSError):
 
 
 class AppResult:
-    """What happened: the status code sent, and whether the response went out whole."""
+    """What happened: the status code sent, whether the response went out whole, whether the app raised."""
 
-    __slots__ = ("complete", "status")
+    __slots__ = ("complete", "failed", "status")
 
     def __init__(self) -> None:
         self.status = 0
         self.complete = False
+        self.failed = False
 
 
 def run_app(app: Callable[..., Any], environ: dict[str, Any], sink: ResponseSink) -> AppResult:
@@ -123,6 +124,7 @@ def run_app(app: Callable[..., Any], environ: dict[str, Any], sink: ResponseSink
         # nothing to answer, and not the app's fault
         log.debug("client disconnected during the response: %s", exc)
     except Exception:
+        result.failed = True
         if not head_sent:
             _app_failed(sink, result, environ)
         else:

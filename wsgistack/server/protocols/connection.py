@@ -23,6 +23,8 @@ class BlockingConnection:
         self.info = connection_info(sock, peer)
         self.last_active = time.monotonic()
         self.closed = False
+        if ctx.metrics is not None:
+            ctx.metrics.connection_opened()
 
     def fileno(self) -> int:
         """The socket's descriptor (for selectors)."""
@@ -51,6 +53,8 @@ class BlockingConnection:
         """Close the socket (idempotent)."""
         if not self.closed:
             self.closed = True
+            if self.ctx.metrics is not None:
+                self.ctx.metrics.connection_closed()
             try:
                 self.sock.close()
             except OSError:

@@ -24,8 +24,14 @@ from wsgistack.gateway import fastcgi as fcgi
 from wsgistack.http.errors import ClientGone, error_body, status_line_text
 from wsgistack.http.heads import cgi_head
 from wsgistack.http.parser import Limits, ParseError, RequestHead
-from wsgistack.observe.accesslog import AccessRecord
-from wsgistack.server.context import ServeContext, answer_health, peer_allowed, refusal
+from wsgistack.server.context import (
+    ServeContext,
+    answer_health,
+    begin_request,
+    end_request,
+    peer_allowed,
+    refusal,
+)
 from wsgistack.server.protocols.connection import BlockingConnection
 from wsgistack.wsgi.cgi_environ import body_length, cgi_environ
 from wsgistack.wsgi.environ import ConnectionInfo
@@ -316,12 +322,12 @@ class FastCGIConnection(BlockingConnection):
         body = _StdinReader(self, begin.request_id, params)
         environ = fastcgi_environ(params, body.pull, ctx)
         sink = _RecordSink(self, CGIOutput(begin.request_id, environ["REQUEST_METHOD"]), body)
-        ctx.on_request()
+        begin_request(ctx)
         result = run_app(ctx.app, environ, sink)
         out = sink.out
-        if ctx.access_log.enabled:
-            ctx.access_log.write(AccessRecord(environ, out.status or result.status, out.sent, started,
-                                              time.monotonic() - clock))
+        record = end_request(ctx, environ, out.status or result.status, out.sent, started, clock, result.failed)
+        if record is not None:
+            ctx.access_log.write(record)
         self.parser.request_done()
         if not (sink.ended or out.own_error):
             return False  # cut short: no END_REQUEST, the connection closes (see the module's docstring)

@@ -21,7 +21,7 @@ from typing import Any
 from wsgistack.gateway import fastcgi as fcgi
 from wsgistack.http.errors import ClientGone
 from wsgistack.observe.accesslog import AccessRecord
-from wsgistack.server.context import ServeContext, connection_info, peer_allowed
+from wsgistack.server.context import ServeContext, begin_request, connection_info, end_request, peer_allowed
 from wsgistack.server.protocols.connection import LoopConnection
 from wsgistack.server.protocols.fastcgi import (
     CGIOutput,
@@ -224,17 +224,15 @@ class EventFastCGIProtocol(LoopConnection):
     def _run(self, environ: dict[str, Any], sink: _RecordLoopSink) -> None:
         """Runs the app (in a pool thread, or inline on the loop) and hands the outcome to the loop."""
         started, clock = time.time(), time.monotonic()
-        self.ctx.on_request()
+        begin_request(self.ctx)
         try:
             result = run_app(self.ctx.app, environ, sink)
-            status = result.status
+            status, failed = result.status, result.failed
         except BaseException:  # run_app never raises for app errors; this is a bug of ours
             log.exception("error running a request")
-            status = 500
+            status, failed = 500, True
         out = sink.out
-        record = None
-        if self.ctx.access_log.enabled:
-            record = AccessRecord(environ, out.status or status, out.sent, started, time.monotonic() - clock)
+        record = end_request(self.ctx, environ, out.status or status, out.sent, started, clock, failed)
         whole = sink.ended or out.own_error
         keep = whole and self.begin is not None and self.begin.keep_conn and self.ctx.keep_alive()
         sink.deliver(sink.take_pending(), lambda: self._finished(whole, keep, record))

@@ -17,8 +17,7 @@ from wsgistack.http.errors import ClientGone
 from wsgistack.http.framing import Framing
 from wsgistack.http.heads import CONTINUE, build_head, error_reply
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
-from wsgistack.observe.accesslog import AccessRecord
-from wsgistack.server.context import ServeContext, answer_health, refusal
+from wsgistack.server.context import ServeContext, answer_health, begin_request, end_request, refusal
 from wsgistack.server.protocols.connection import BlockingConnection
 from wsgistack.wsgi.environ import build_environ
 from wsgistack.wsgi.input import InputStream
@@ -103,16 +102,17 @@ class HTTPConnection(BlockingConnection):
         stream = InputStream(body.pull)
         environ = build_environ(head, self.info, stream, ctx.errors, ctx.trust, ctx.multithread)
         sink = SocketSink(self, head, body, head.keep_alive)
-        ctx.on_request()
+        begin_request(ctx)
         result = run_app(ctx.app, environ, sink)
         # a parse error queued behind this request is not a reason to drop its answer or the ones between:
         # serve() answers each queued request in turn, the refusal last (as the event worker does)
         keep = sink.keep_alive and result.complete and sink.framing is not None and sink.framing.complete
         if keep and not body.finish():
             keep = False
-        if ctx.access_log.enabled:
-            sent = sink.framing.sent if sink.framing else sink.error_bytes
-            ctx.access_log.write(AccessRecord(environ, sink.status or result.status, sent, started, time.monotonic() - clock))
+        sent = sink.framing.sent if sink.framing else sink.error_bytes
+        record = end_request(ctx, environ, sink.status or result.status, sent, started, clock, result.failed)
+        if record is not None:
+            ctx.access_log.write(record)
         return keep
 
     def _serve_health(self, head: RequestHead) -> bool:

@@ -23,7 +23,14 @@ from wsgistack.http.framing import Framing
 from wsgistack.http.heads import CONTINUE, build_head, error_reply
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
 from wsgistack.observe.accesslog import AccessRecord
-from wsgistack.server.context import ServeContext, answer_health, connection_info, refusal
+from wsgistack.server.context import (
+    ServeContext,
+    answer_health,
+    begin_request,
+    connection_info,
+    end_request,
+    refusal,
+)
 from wsgistack.server.protocols.connection import LoopConnection
 from wsgistack.server.sockets import unread_bytes
 from wsgistack.wsgi.environ import build_environ
@@ -159,17 +166,15 @@ class EventHTTPProtocol(LoopConnection):
     def _run(self, environ: dict[str, Any], sink: LoopSink) -> None:
         """Runs the app (in a pool thread, or inline on the loop) and hands the outcome to the loop."""
         started, clock = time.time(), time.monotonic()
-        self.ctx.on_request()
+        begin_request(self.ctx)
         try:
             result = run_app(self.ctx.app, environ, sink)
-            status, complete = result.status, result.complete
+            status, complete, failed = result.status, result.complete, result.failed
         except BaseException:  # run_app never raises for app errors; this is a bug of ours
             log.exception("error running a request")
-            status, complete = 500, False
-        record = None
-        if self.ctx.access_log.enabled:
-            sent = sink.framing.sent if sink.framing else sink.error_bytes
-            record = AccessRecord(environ, sink.status or status, sent, started, time.monotonic() - clock)
+            status, complete, failed = 500, False, True
+        sent = sink.framing.sent if sink.framing else sink.error_bytes
+        record = end_request(self.ctx, environ, sink.status or status, sent, started, clock, failed)
         keep = sink.keep_alive and complete and sink.framing is not None and sink.framing.complete
         sink.deliver(sink.take_pending(), lambda: self._finished(keep, record))
 
@@ -363,6 +368,7 @@ class ConnectionRegistry:
         self.idle: dict[EventHTTPProtocol, None] = {}
         self.inflight: dict[EventHTTPProtocol, float] = {}
         self.opening = 0  # protocols made for accepted sockets whose connection_made has not run yet
+        self.accepted = 0
         self.refused = 0
         self.shed = 0
         self.on_drained: Callable[[], None] | None = None  # set by a stopping worker: the last one closed
@@ -372,6 +378,7 @@ class ConnectionRegistry:
         if len(self.connections) >= self.limit and not self._shed_oldest_idle():
             self.refused += 1
             return False
+        self.accepted += 1
         self.connections.add(proto)
         self.park(proto)
         return True

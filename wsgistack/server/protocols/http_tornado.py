@@ -25,8 +25,14 @@ from wsgistack.http.errors import ClientGone
 from wsgistack.http.framing import Framing
 from wsgistack.http.heads import CONTINUE, build_head, error_reply
 from wsgistack.http.parser import BodyData, EndOfMessage, ParseError, RequestHead, RequestParser
-from wsgistack.observe.accesslog import AccessRecord
-from wsgistack.server.context import ServeContext, answer_health, connection_info, refusal
+from wsgistack.server.context import (
+    ServeContext,
+    answer_health,
+    begin_request,
+    connection_info,
+    end_request,
+    refusal,
+)
 from wsgistack.server.sockets import unread_bytes
 from wsgistack.wsgi.environ import build_environ
 from wsgistack.wsgi.input import InputStream
@@ -182,17 +188,15 @@ class TornadoHTTPConnection:
     def _run(self, environ: dict[str, Any], sink: _StreamSink, done: Any) -> None:
         """On an app thread: run the app; the outcome goes to the loop after the response's last bytes."""
         started, clock = time.time(), time.monotonic()
-        self.ctx.on_request()
+        begin_request(self.ctx)
         try:
             result = run_app(self.ctx.app, environ, sink)
-            status, complete = result.status, result.complete
+            status, complete, failed = result.status, result.complete, result.failed
         except BaseException:  # run_app never raises for app errors; this is a bug of ours
             log.exception("error running a request")
-            status, complete = 500, False
-        record = None
-        if self.ctx.access_log.enabled:
-            sent = sink.framing.sent if sink.framing else sink.error_bytes
-            record = AccessRecord(environ, sink.status or status, sent, started, time.monotonic() - clock)
+            status, complete, failed = 500, False, True
+        sent = sink.framing.sent if sink.framing else sink.error_bytes
+        record = end_request(self.ctx, environ, sink.status or status, sent, started, clock, failed)
         keep = sink.keep_alive and complete and sink.framing is not None and sink.framing.complete
         sink.deliver(sink.take_pending(), partial(_resolve, done, (keep, record)))
 

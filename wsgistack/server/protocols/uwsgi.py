@@ -15,8 +15,14 @@ from typing import Any
 
 from wsgistack.gateway.uwsgi import PacketReader, UwsgiRequest
 from wsgistack.http.parser import ParseError
-from wsgistack.observe.accesslog import AccessRecord
-from wsgistack.server.context import ServeContext, answer_health, peer_allowed, refusal
+from wsgistack.server.context import (
+    ServeContext,
+    answer_health,
+    begin_request,
+    end_request,
+    peer_allowed,
+    refusal,
+)
 from wsgistack.server.protocols.connection import BEAT_SLICE, RECV_SIZE, BlockingConnection
 from wsgistack.server.protocols.http import SocketSink
 from wsgistack.wsgi.cgi_environ import cgi_environ
@@ -153,11 +159,12 @@ class UwsgiConnection(BlockingConnection):
                               strip_script_name=request.strip_script_name)
         head = request.head()
         sink = SocketSink(self, head, None, False)  # type: ignore[arg-type]  # no body reader: never kept alive
-        ctx.on_request()
+        begin_request(ctx)
         result = run_app(ctx.app, environ, sink)
-        if ctx.access_log.enabled:
-            sent = sink.framing.sent if sink.framing else sink.error_bytes
-            ctx.access_log.write(AccessRecord(environ, sink.status or result.status, sent, started, time.monotonic() - clock))
+        sent = sink.framing.sent if sink.framing else sink.error_bytes
+        record = end_request(ctx, environ, sink.status or result.status, sent, started, clock, result.failed)
+        if record is not None:
+            ctx.access_log.write(record)
 
     def _serve_health(self, request: UwsgiRequest) -> None:
         data, _ = answer_health(self.ctx, request_info(request, self.info), request.head(request.version),

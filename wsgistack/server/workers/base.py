@@ -24,6 +24,8 @@ from wsgistack.http.parser import Limits
 from wsgistack.http.trust import ProxyTrust
 from wsgistack.observe.accesslog import AccessLog
 from wsgistack.observe.errorlog import ErrorStream, error_log_fd, reopen_error_log
+from wsgistack.observe.metrics.requests import RequestRecorder
+from wsgistack.observe.metrics.slot import MetricSlot
 from wsgistack.process import die_with_parent
 from wsgistack.server.context import ServeContext
 from wsgistack.server.heartbeat import Heartbeat
@@ -67,7 +69,7 @@ class Worker:
 
     def __init__(self, age: int, ppid: int, listeners: list[Listener], settings: ServeSettings,
                  heartbeat: Heartbeat, boot_fd: int, app: Callable[..., Any] | None,
-                 server_stop: StopFlag | None = None):
+                 server_stop: StopFlag | None = None, metrics_slot: MetricSlot | None = None):
         self.age = age
         self.ppid = ppid
         self.listeners = listeners
@@ -82,6 +84,7 @@ class Worker:
         self.access_log: AccessLog | None = None
         self.wakeup_r = self.wakeup_w = -1
         self.server_stop = server_stop
+        self.metrics_slot = metrics_slot  # with --metrics-bind: this worker's shared memory (server/metrics.py)
         self.ctx: ServeContext | None = None
         self.draining = False  # a graceful stop (TERM) began: the health endpoint says so
         self.empty_backlog = False  # ... of the whole server: accept what the kernel queued before closing
@@ -154,7 +157,7 @@ class Worker:
             return None  # no endpoint to ask; or told to stop already (it would say 503): nothing to gate
         # the probe is no request of the worker's: not in its access log, not counted for --max-requests
         ctx = dataclasses.replace(self.ctx, access_log=AccessLog(None, self.settings.access_log_format),
-                                  on_request=lambda: None)
+                                  on_request=lambda: None, metrics=None)
         request, read_answer = probe_exchange(self.settings.protocol, path)
         try:
             answer = self.answer_self_check(ctx, request)
@@ -316,6 +319,9 @@ class Worker:
             health_path=settings.health_path,
             protocol=settings.protocol,
             gateway_peers=None if settings.protocol == "http" else ProxyTrust(settings.protocol_allow_from),
+            # threads (app threads beside a loop, a thread per connection) share it: a lock around each count
+            metrics=None if self.metrics_slot is None else RequestRecorder(
+                self.metrics_slot, threaded=settings.worker_class != "sync"),
         )
         self.ctx.draining = self.draining  # a TERM that came before the context existed
         return self.ctx

@@ -81,6 +81,9 @@ class EventWorker(Worker):
         oldest = registry.oldest_request()
         if not self.settings.timeout or oldest is None or now - oldest < self.settings.timeout:
             self.heartbeat.beat()
+        if self.ctx is not None and self.ctx.metrics is not None:
+            self.ctx.metrics.connections_now(registry.accepted, len(registry.connections),
+                                             registry.refused + registry.shed)
         stopping = self.stopping_since
         for proto in list(registry.connections):
             if stopping is not None and now - stopping > STOP_GRACE_IDLE and proto.close_if_idle():
