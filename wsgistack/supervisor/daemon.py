@@ -11,13 +11,14 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.observe.errorlog import reopen_error_log
 from wsgistack.process import daemonize, notify
 from wsgistack.supervisor import leftovers
 from wsgistack.supervisor.control import ControlServer
+from wsgistack.supervisor.dashboard import DashboardServer
 from wsgistack.supervisor.own_log import setup_supervisor_log
 from wsgistack.supervisor.runtime import Supervisor
 from wsgistack.supervisor.settings import SupervisorConfig
@@ -68,9 +69,11 @@ def detaches(config: SupervisorConfig, daemon: bool | None) -> bool:
 
 
 def supervise(config: SupervisorConfig, daemon: bool | None = None,
-              prepare: Callable[[Supervisor, ControlServer | None], None] | None = None) -> int:
+              prepare: Callable[[Supervisor, ControlServer | None], None] | None = None,
+              metrics_text: Callable[[], Awaitable[str]] | None = None) -> int:
     """Run until stopped; the process exit code. `daemon`: --daemon (True), -n (False), or None (the file).
-    `prepare` is called once the supervisor and its control server exist, before anything starts (`up`)."""
+    `prepare` is called once the supervisor and its control server exist, before anything starts (`up`).
+    `metrics_text` answers the stack's Prometheus text, for the dashboard's charts."""
     settings = config.supervisor
     if config.control.inet_port is not None and not config.control.username:
         raise ConfigError(f"{config.source}: [inet_http_server] needs username and password: anyone who can "
@@ -105,6 +108,11 @@ def supervise(config: SupervisorConfig, daemon: bool | None = None,
             if settings_control.inet_port is not None else None
         control = ControlServer(supervisor, settings_control.unix_path, settings_control.unix_mode, stopping.set,
                                 credentials, owner=settings_control.unix_owner, inet=inet)
+    dashboard = None
+    if config.dashboard.listen:
+        # the dashboard acts through the control server's commands, even when no control socket is configured
+        dashboard = DashboardServer(config.dashboard, control or ControlServer(supervisor, None, 0o600, stopping.set),
+                                    metrics_text)
     if prepare is not None:
         prepare(supervisor, control)
     if settings.pidfile:
@@ -113,6 +121,8 @@ def supervise(config: SupervisorConfig, daemon: bool | None = None,
 
     async def main() -> None:
         supervisor.install_reaper()
+        if dashboard is not None:
+            await dashboard.start()  # before the control socket: a port in use stops us with nothing started
         if control is not None:
             await control.start()
         log.info("supervisor %s started with %s process(es)%s", os.getpid(), len(supervisor.processes),
@@ -123,6 +133,8 @@ def supervise(config: SupervisorConfig, daemon: bool | None = None,
         if announcing is not None:
             announcing.cancel()
         notify("STOPPING=1", status="stopping every program")
+        if dashboard is not None:
+            await dashboard.close()  # first: nobody starts anything through it while everything stops
         log.info("stopping every program")
         await supervisor.stop_all()
         supervisor.kill_leftovers()

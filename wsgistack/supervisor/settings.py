@@ -9,6 +9,8 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, field
 
+from wsgistack.observe.dashboard.settings import DashboardSettings
+
 
 @dataclass(frozen=True)
 class LogSettings:
@@ -104,6 +106,7 @@ class SupervisorConfig:
     control: ControlSettings
     programs: tuple[ProgramSettings, ...]
     groups: dict[str, tuple[str, ...]]  # group name -> process names, in priority order
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)  # wsgistack.toml's [dashboard]
 
     def find(self, name: str) -> list[ProgramSettings]:
         """Processes named `name`, `group:name` or `group:*` (supervisorctl's forms)."""
