@@ -18,7 +18,7 @@ from wsgistack.observe.errorlog import reopen_error_log
 from wsgistack.process import daemonize, notify
 from wsgistack.supervisor import leftovers
 from wsgistack.supervisor.control import ControlServer
-from wsgistack.supervisor.dashboard import DashboardServer
+from wsgistack.supervisor.dashboard import DashboardServer, build_dashboard
 from wsgistack.supervisor.own_log import setup_supervisor_log
 from wsgistack.supervisor.runtime import Supervisor
 from wsgistack.supervisor.settings import SupervisorConfig
@@ -111,8 +111,8 @@ def supervise(config: SupervisorConfig, daemon: bool | None = None,
     dashboard = None
     if config.dashboard.listen:
         # the dashboard acts through the control server's commands, even when no control socket is configured
-        dashboard = DashboardServer(config.dashboard, control or ControlServer(supervisor, None, 0o600, stopping.set),
-                                    metrics_text)
+        commands = control or ControlServer(supervisor, None, 0o600, stopping.set)
+        dashboard = DashboardServer(config.dashboard, build_dashboard(config.dashboard, commands, metrics_text))
     if prepare is not None:
         prepare(supervisor, control)
     if settings.pidfile:

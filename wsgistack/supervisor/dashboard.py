@@ -102,19 +102,25 @@ def _file_end(path: str, size: int) -> bytes:
         return handle.read(size)
 
 
+def build_dashboard(settings: DashboardSettings, control: ControlServer,
+                    metrics_text: Callable[[], Awaitable[str]] | None = None) -> Dashboard:
+    """The Dashboard of one supervisor: its operations through `control`, its logins as `settings` say."""
+    address = settings.address
+    sessions = Sessions(settings.credentials, settings.session_hours * 3600)
+    return Dashboard(SupervisorOperations(control), sessions, control.supervisor.config.supervisor.identifier,
+                     metrics_text, loopback_host_only=settings.credentials is None and address is not None
+                     and address.kind == "tcp")
+
+
 class DashboardServer:
     """The dashboard's listener (TCP or a unix socket) on the supervisor's loop."""
 
-    def __init__(self, settings: DashboardSettings, control: ControlServer,
-                 metrics_text: Callable[[], Awaitable[str]] | None = None):
+    def __init__(self, settings: DashboardSettings, dashboard: Dashboard):
         self.settings = settings
         address = settings.address
         assert address is not None
         self.address = address
-        sessions = Sessions(settings.credentials, settings.session_hours * 3600)
-        title = control.supervisor.config.supervisor.identifier
-        self.dashboard = Dashboard(SupervisorOperations(control), sessions, title, metrics_text,
-                                   loopback_host_only=settings.credentials is None and address.kind == "tcp")
+        self.dashboard = dashboard
         self.server: asyncio.AbstractServer | None = None
         self.connections: set[asyncio.Task] = set()
 
