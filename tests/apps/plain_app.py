@@ -51,9 +51,16 @@ def sendfile_only(environ, start_response):
     return environ["wsgi.file_wrapper"](NoReadFile(path), 65536)
 
 
+def raising(environ, start_response):
+    """An app that raises before answering: the server's 500, counted as an exception in the metrics."""
+    raise RuntimeError("raised on purpose")
+
+
 def router(environ, start_response):
     """Dispatch by path to the apps above."""
     path = environ["PATH_INFO"]
+    if path == "/raise":
+        return raising(environ, start_response)
     if path == "/echo":
         return echo(environ, start_response)
     if path == "/sendfile":

@@ -245,7 +245,7 @@ def validate(settings: ServeSettings) -> None:
             raise ConfigError(str(exc).replace("--bind", "--metrics-bind", 1)) from None
         if metrics_address.kind == "fd":
             raise ConfigError("--metrics-bind: give HOST:PORT or unix:PATH (fd:// is for the app's listeners)")
-        if settings.metrics_bind in settings.bind:
+        if metrics_address.port != 0 and metrics_address in {parse_address(text) for text in settings.bind}:
             raise ConfigError(f"--metrics-bind {settings.metrics_bind}: that is a --bind address of the app")
     if settings.chdir is not None and not os.path.isdir(settings.chdir):
         raise ConfigError(f"--chdir {settings.chdir}: no such folder")

@@ -27,6 +27,7 @@ from wsgistack.observe.metrics.families import (
     LISTEN_OVERFLOWS,
     LISTEN_QUEUE,
     LISTEN_QUEUE_MAX,
+    PROCESS_REQUESTS,
     REQUEST_BODY_SIZE,
     REQUEST_DURATION,
     RESPONSE_BODY_SIZE,
@@ -117,7 +118,7 @@ class ServerMetrics:
             label = [str(pid)]
             active = numbers.get(ACTIVE_REQUESTS, 0.0) > 0
             busy_workers += active
-            requests.add_metric(label, numbers.get(WORKER_REQUESTS, 0.0))
+            requests.add_metric(label, numbers.get(PROCESS_REQUESTS, 0.0))
             busy.add_metric(label, 1.0 if active else 0.0)
             exceptions.add_metric(label, numbers.get(EXCEPTIONS, 0.0))
             memory = resident_bytes(pid)

@@ -58,19 +58,17 @@ def add_into(merged: Merged, series: Iterable[Series], gauges: bool) -> None:
 
 def to_metrics(merged: Merged, families: Iterable[Family] | None = None,
                extra: dict[str, str] | None = None) -> list[Metric]:
-    """prometheus_client metric families for the series of `families` (all when None), in that order; `extra`
-    labels (a program's name) go on every series."""
+    """prometheus_client metric families for the series of `families` (all that have series when None), in
+    that order; `extra` labels (a program's name) go on every series."""
     grouped: dict[Family, list[tuple[tuple[str, ...], list[float]]]] = {}
     for (family, labels), numbers in merged.items():
         grouped.setdefault(family, []).append((labels, numbers))
     names, values = tuple((extra or {}).keys()), tuple((extra or {}).values())
     out: list[Metric] = []
     for family in (families if families is not None else sorted(grouped, key=lambda f: f.name)):
-        series = grouped.get(family)
-        if not series:
-            continue
+        # a family with no series yet is still listed (its type and help), so a dashboard knows it exists
         metric = _family(family, names + family.labels)
-        for labels, numbers in sorted(series):
+        for labels, numbers in sorted(grouped.get(family, ())):
             _add(metric, family, values + labels, numbers)
         out.append(metric)
     return out

@@ -22,18 +22,18 @@ from wsgistack.observe.metrics.families import (
     EXCEPTIONS,
     KNOWN_METHODS,
     OTHER,
+    PROCESS_REQUESTS,
     REQUEST_BODY_SIZE,
     REQUEST_DURATION,
     RESPONSE_BODY_SIZE,
     SIZE_BOUNDS,
-    WORKER_REQUESTS,
     Family,
 )
 from wsgistack.observe.metrics.slot import MetricSlot
 
 # what a request-answering process writes into its slot
 PROCESS_FAMILIES: tuple[Family, ...] = (
-    REQUEST_DURATION, REQUEST_BODY_SIZE, RESPONSE_BODY_SIZE, ACTIVE_REQUESTS, WORKER_REQUESTS, EXCEPTIONS,
+    REQUEST_DURATION, REQUEST_BODY_SIZE, RESPONSE_BODY_SIZE, ACTIVE_REQUESTS, PROCESS_REQUESTS, EXCEPTIONS,
     CONNECTIONS, CONNECTIONS_OPEN, CONNECTIONS_REFUSED, APP_THREADS_BUSY, APP_THREADS_QUEUED,
 )
 
@@ -50,7 +50,7 @@ class RequestRecorder:
         self.values = slot.values
         self._series: dict[tuple[str, int, str], tuple[int, int, int]] = {}
         self._active = slot.offset(ACTIVE_REQUESTS)
-        self._requests = slot.offset(WORKER_REQUESTS)
+        self._requests = slot.offset(PROCESS_REQUESTS)
         self._exceptions = slot.offset(EXCEPTIONS)
         self._connections = slot.offset(CONNECTIONS)
         self._open = slot.offset(CONNECTIONS_OPEN)
