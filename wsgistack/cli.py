@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser._subcommands["config"] = config  # type: ignore[attr-defined]
     _add_proxy_parser(commands, parser)
     _add_stack_parsers(commands, parser)
+    _add_top_parser(commands, parser)
     return parser
 
 
@@ -231,6 +232,49 @@ def _deploy(args: dict[str, Any]) -> int:
     # the supervisor answers once the deploy is done: its ready timeout, the watch, the old generation's stop
     return run_ctl(args["config"], args["socket"], "deploy", words, as_json=False,
                    timeout=args["timeout"] + args["watch"] + 120, prog="deploy")
+
+
+def _add_top_parser(commands: Any, parser: argparse.ArgumentParser) -> None:
+    top = commands.add_parser(
+        "top", help="watch a stack's metrics live: apps, workers, upstreams, programs",
+        description="A live view of a metrics endpoint, refreshed every --interval: requests per second, "
+                    "latency p50/p95/p99, 5xx and active requests per app, then the workers, the proxy's "
+                    "upstream servers and the supervisor's programs. The endpoint is --url, else [metrics] listen "
+                    "of the stack's wsgistack.toml. q quits. An endpoint that does not answer is shown as one "
+                    "line and asked again at the next refresh. Without a terminal (stdin or stdout not a tty, as "
+                    "in a script or a pipe) it prints one summary and exits: 0, or 1 with one line on stderr if "
+                    "the endpoint did not answer; rates need two scrapes, so that summary shows none, and its "
+                    "latencies cover everything since each process started.")
+    top.add_argument("-c", "--config", metavar="FILE", default=None,
+                     help="the stack's wsgistack.toml, for its [metrics] listen (default: $WSGISTACK_CONFIG, then "
+                          "./wsgistack.toml)")
+    top.add_argument("--url", metavar="ADDR", default=None,
+                     help="the metrics endpoint itself: HOST:PORT, http://HOST:PORT or unix:PATH (what "
+                          "--metrics-bind or [metrics] listen was given); wins over the file")
+    top.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                     help="seconds between two scrapes (default 1)")
+    parser._subcommands["top"] = top  # type: ignore[attr-defined]
+
+
+def _top(args: dict[str, Any]) -> int:
+    from wsgistack.observe.summary import MetricsError, metrics_address
+    from wsgistack.observe.top import metrics_listen, run_top
+
+    if not 0 < args["interval"] <= 3600:  # nan and inf too
+        raise ConfigError(f"--interval {args['interval']:g}: must be more than 0 and at most 3600 seconds")
+    if args["url"]:
+        address = metrics_address(args["url"])
+    else:
+        path = find_config_file(args["config"], os.environ)
+        if path is None:
+            raise ConfigError("no metrics address: wsgistack top --url ADDR, or -c wsgistack.toml with "
+                              "[metrics] listen (or ./wsgistack.toml here)")
+        address = metrics_listen(path)
+    try:
+        return run_top(address, args["interval"])
+    except MetricsError as exc:
+        sys.stderr.write(f"wsgistack top: error: {exc}\n")
+        return 1
 
 
 def _add_proxy_parser(commands: Any, parser: argparse.ArgumentParser) -> None:
@@ -434,6 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _up(args)
         if command == "deploy":
             return _deploy(args)
+        if command == "top":
+            return _top(args)
     except ConfigError as exc:
         sys.stderr.write(f"wsgistack {command}: error: {exc}\n")
         return 2
