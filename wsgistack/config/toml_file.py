@@ -20,7 +20,7 @@ from wsgistack.config.errors import ConfigError
 CONFIG_VARIABLE = "WSGISTACK_CONFIG"
 DEFAULT_CONFIG_FILE = "wsgistack.toml"
 # the tables of wsgistack.toml; anything else at the top is a typo that would otherwise be ignored
-TABLES = ("serve", "proxy", "supervisor", "programs", "dashboard")
+TABLES = ("serve", "proxy", "supervisor", "programs", "dashboard", "metrics")
 
 _KEY = r"""(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))"""  # one bare or quoted TOML key
 _KEY_PART = re.compile(rf"\s*{_KEY}\s*(?:\.|$)")

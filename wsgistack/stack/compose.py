@@ -81,6 +81,11 @@ class Stack:
         suffix = "sock" if generation is None else f"{generation}.sock"
         return os.path.join(self.run_dir, f"{name}.{suffix}")
 
+    def metrics_socket(self, name: str, generation: int | None = None) -> str:
+        """Where a program of the stack serves its own /metrics, with [metrics] listen."""
+        suffix = "metrics.sock" if generation is None else f"{generation}.metrics.sock"
+        return os.path.join(self.run_dir, f"{name}.{suffix}")
+
     def point_to(self, name: str, generation: int) -> None:
         """Turn `name`'s link to `generation`'s socket, atomically: the next connection goes there."""
         link = self.socket(name)
@@ -109,6 +114,8 @@ class Stack:
             ready = _listen_check(settings.bind[0], settings)
         if generation.chdir is not None:
             command += ["--chdir", generation.chdir]
+        if self.supervisor.metrics_listen:  # the supervisor's /metrics asks this one (supervisor/metrics.py)
+            command += ["--metrics-bind", f"unix:{self.metrics_socket(server.name, generation.number)}"]
         return ProgramSettings(
             name=server.name, program=server.name, group=server.name, command=tuple(command),
             directory=os.path.dirname(self.path), autorestart="true", startsecs=0.2, startretries=3,

@@ -13,12 +13,17 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 
+from wsgistack.config.addresses import parse_address
 from wsgistack.config.errors import ConfigError
 from wsgistack.observe.errorlog import reopen_error_log
+from wsgistack.observe.metrics.endpoint import listen as listen_for_metrics
+from wsgistack.observe.metrics.endpoint import serve_asyncio as serve_metrics
+from wsgistack.observe.metrics.endpoint import where
 from wsgistack.process import daemonize, notify
 from wsgistack.supervisor import leftovers
 from wsgistack.supervisor.control import ControlServer
 from wsgistack.supervisor.dashboard import DashboardServer, build_dashboard
+from wsgistack.supervisor.metrics import StackMetrics
 from wsgistack.supervisor.own_log import setup_supervisor_log
 from wsgistack.supervisor.runtime import Supervisor
 from wsgistack.supervisor.settings import SupervisorConfig
@@ -108,6 +113,15 @@ def supervise(config: SupervisorConfig, daemon: bool | None = None,
             if settings_control.inet_port is not None else None
         control = ControlServer(supervisor, settings_control.unix_path, settings_control.unix_mode, stopping.set,
                                 credentials, owner=settings_control.unix_owner, inet=inet)
+    stack_metrics = StackMetrics(supervisor)
+    metrics_text = metrics_text or stack_metrics.text  # the dashboard's charts, with or without [metrics]
+    metrics_sock = None
+    if config.metrics_listen:
+        try:
+            metrics_sock = listen_for_metrics(parse_address(config.metrics_listen))
+        except OSError as exc:
+            raise ConfigError(f"{config.source}: [metrics] listen {config.metrics_listen}: "
+                              f"{exc.strerror or exc}") from None
     dashboard = None
     if config.dashboard.listen:
         # the dashboard acts through the control server's commands, even when no control socket is configured
@@ -121,6 +135,10 @@ def supervise(config: SupervisorConfig, daemon: bool | None = None,
 
     async def main() -> None:
         supervisor.install_reaper()
+        metrics_server = None
+        if metrics_sock is not None:
+            metrics_server = await serve_metrics(metrics_sock, stack_metrics.render)
+            log.info("metrics at %s", where(metrics_sock))
         if dashboard is not None:
             await dashboard.start()  # before the control socket: a port in use stops us with nothing started
         if control is not None:
@@ -142,6 +160,9 @@ def supervise(config: SupervisorConfig, daemon: bool | None = None,
             watchdog.dismiss()
         if control is not None:
             await control.close()
+        if metrics_server is not None:
+            metrics_server.close()
+            _unlink_unix(config.metrics_listen or "")
 
     try:
         loop.run_until_complete(main())
@@ -156,3 +177,12 @@ def supervise(config: SupervisorConfig, daemon: bool | None = None,
                 pass
     log.info("supervisor stopped")
     return 0
+
+
+def _unlink_unix(address: str) -> None:
+    """Remove a unix endpoint's socket file as we leave."""
+    if address.startswith("unix:"):
+        try:
+            os.unlink(parse_address(address).path)
+        except OSError:
+            pass

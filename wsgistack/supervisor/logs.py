@@ -28,6 +28,7 @@ class LogWriter:
         self.settings = settings
         self.path = settings.path
         self.dropped = 0  # bytes lost: the queue was full or the disk refused them
+        self.dropped_lines = 0  # ...and the lines they held (a piece without a newline counts as one)
         self.recent = bytearray()  # the tail of the output, for `tail` without a file
         self.written = 0  # bytes seen since the start: the offset `tail -f` follows
         self._queue: deque[bytes] = deque()
@@ -56,6 +57,7 @@ class LogWriter:
         with self._lock:
             if self._queued + len(data) > QUEUE_LIMIT:
                 self.dropped += len(data)
+                self.dropped_lines += max(1, data.count(b"\n"))
                 return
             self._queue.append(data)
             self._queued += len(data)
@@ -155,6 +157,7 @@ class LogWriter:
                     self._rotate()
         except OSError as exc:
             self.dropped += len(data) - done  # counted, never retried: the child must not wait for our disk
+            self.dropped_lines += max(1, data.count(b"\n", done))
             if time.monotonic() - self._warned > 60:  # a full disk must not flood our own log either
                 self._warned = time.monotonic()
                 log.warning("cannot write %s: %s; output dropped (%d bytes so far)", self.path, exc.strerror,

@@ -49,6 +49,7 @@ class Process:
         self.spawn_error = ""
         self.attempts = 0  # failed starts in a row (for startretries and back-off)
         self.restarts = 0  # times it was started again after it had been running
+        self.exits: dict[str, int] = {}  # exits by cause (exit_cause), for the metrics
         self.restart_times: list[float] = []
         self.fatal_reason = ""
         self.stdout = LogWriter(settings.stdout)
@@ -203,6 +204,8 @@ class Process:
         self.exit_status = status
         self.stopped_at = time.time()
         cause = describe_exit(status)
+        kind = exit_cause(status, self.state == S.STOPPING or self._stop_requested)
+        self.exits[kind] = self.exits.get(kind, 0) + 1
         pid, self.pid = self.pid, 0
         if self.state == S.STOPPING or self._stop_requested:
             self._kill_leftovers(pid)
@@ -308,3 +311,14 @@ class Process:
         self.stdout.close()
         if self.stderr is not self.stdout:
             self.stderr.close()
+
+
+def exit_cause(status: int, asked: bool) -> str:
+    """An exit in one word: "stopped" (we asked), "exited" (code 0), "failed" (another code), "killed" (a
+    signal nobody here sent)."""
+    if asked:
+        return "stopped"
+    code = exit_code(status)
+    if code is None:
+        return "killed"
+    return "exited" if code == 0 else "failed"

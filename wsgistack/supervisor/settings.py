@@ -107,6 +107,7 @@ class SupervisorConfig:
     programs: tuple[ProgramSettings, ...]
     groups: dict[str, tuple[str, ...]]  # group name -> process names, in priority order
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)  # wsgistack.toml's [dashboard]
+    metrics_listen: str | None = None  # wsgistack.toml's [metrics] listen: the stack's /metrics
 
     def find(self, name: str) -> list[ProgramSettings]:
         """Processes named `name`, `group:name` or `group:*` (supervisorctl's forms)."""

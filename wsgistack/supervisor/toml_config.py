@@ -21,6 +21,7 @@ from wsgistack.config.errors import ConfigError
 from wsgistack.config.loader import serve_table_names
 from wsgistack.config.toml_file import SET_TWICE, read_toml_file, underscored
 from wsgistack.observe.dashboard.settings import read_dashboard
+from wsgistack.observe.metrics.settings import read_metrics_listen
 from wsgistack.supervisor import options as o
 from wsgistack.supervisor.assemble import Group, base_names, read_credentials, read_daemon, read_programs
 from wsgistack.supervisor.options import Section
@@ -76,8 +77,10 @@ def load_toml(path: str, environ: Mapping[str, str] | None = None) -> Supervisor
         # a file for `wsgistack up`: its control socket is where `ctl` looks for it, with no setting
         control = dataclasses.replace(control, unix_path=os.path.join(stack_run_dir(path), "supervisor.sock"))
     dashboard = read_dashboard(document.get("dashboard"), path, toml_file.lines_of("dashboard"))
+    metrics_listen = read_metrics_listen(document.get("metrics"), path, toml_file.lines_of("metrics"))
     return SupervisorConfig(source=path, supervisor=daemon.settings, control=control,
-                            programs=processes, groups=group_members, dashboard=dashboard)
+                            programs=processes, groups=group_members, dashboard=dashboard,
+                            metrics_listen=metrics_listen)
 
 
 def stack_part_names(document: Mapping[str, object]) -> list[str]:

@@ -108,7 +108,7 @@ def where(sock: socket.socket) -> str:
 
 
 class _Exchange:
-    __slots__ = ("sock", "received", "outgoing", "deadline")
+    __slots__ = ("deadline", "outgoing", "received", "sock")
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
