@@ -93,9 +93,9 @@ def _proxy(n: int) -> list[str]:
 
 def _programs(n: int) -> list[str]:
     lines = ["# TYPE wsgistack_program_state gauge"]
-    for program, current in (("web", "RUNNING"), ("proxy", "RUNNING"), ("mailer", "BACKOFF")):
+    for program, current in (("web", "running"), ("proxy", "running"), ("mailer", "backoff")):
         lines += [f'wsgistack_program_state{{program="{program}",state="{state}"}} {1 if state == current else 0}'
-                  for state in ("STOPPED", "STARTING", "RUNNING", "BACKOFF", "FATAL")]
+                  for state in ("stopped", "starting", "running", "backoff", "stopping", "exited", "fatal")]
     return lines + [
         "# TYPE wsgistack_program_restarts_total counter",
         'wsgistack_program_restarts_total{program="web"} 1', 'wsgistack_program_restarts_total{program="proxy"} 0',

@@ -4,7 +4,9 @@ docs/metrics.md, the Grafana dashboard and the summary must agree on."""
 from __future__ import annotations
 
 import http.server
+import json
 import math
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -120,7 +122,7 @@ def test_workers_upstreams_programs():
         ("web", "127.0.0.1:9001", "backup", 0.0, 0, None),
         ("web", "unix:/tmp/wsgistack/web.sock", "up", 102.0, 3, 4)]
     assert [(p.program, p.state, p.restarts_total, p.uptime_seconds) for p in result.programs] == [
-        ("mailer", "BACKOFF", 8, 0), ("proxy", "RUNNING", 0, 3701), ("web", "RUNNING", 1, 3601)]
+        ("mailer", "backoff", 8, 0), ("proxy", "running", 0, 3701), ("web", "running", 1, 3601)]
     assert result.uptime_seconds == 7211.0  # the supervisor's process_start_time_seconds, by the wall clock
 
 
@@ -254,3 +256,42 @@ def test_fetch_failures_are_one_line(endpoint, tmp_path):
             fetch_metrics(f"127.0.0.1:{endpoint.server_port}", 1.0)
     finally:
         _Metrics.status = 200
+
+
+# ---- the documented names: docs/metrics.md, the Grafana dashboard and this module agree
+
+
+def documented_metrics() -> dict[str, str]:
+    """name -> type, from the tables of docs/metrics.md (rows: | `name` | type | labels | ... |)."""
+    text = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
+    found = dict(re.findall(r"^\| `([a-z_]+)` \| (counter|gauge|histogram) \|", text, flags=re.MULTILINE))
+    assert len(found) > 30, "docs/metrics.md lost its tables"
+    return found
+
+
+def base_name(sample: str, documented: dict[str, str]) -> str:
+    """A sample or query name back to its metric: histograms' _bucket/_count/_sum, counters are named with _total."""
+    for suffix in ("_bucket", "_count", "_sum"):
+        if sample.endswith(suffix) and documented.get(sample.removesuffix(suffix)) == "histogram":
+            return sample.removesuffix(suffix)
+    return sample
+
+
+def test_every_grafana_query_uses_documented_metrics():
+    documented = documented_metrics()
+    dashboard = json.loads((ROOT / "docs" / "grafana" / "wsgistack.json").read_text(encoding="utf-8"))
+    assert any(item.get("type") == "datasource" for item in dashboard["__inputs"])
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    assert len(expressions) >= 8
+    used = {base_name(name, documented) for expr in expressions
+            for name in re.findall(r"\b(?:http_server|wsgistack)_[a-z_]+", expr)}
+    assert used, expressions
+    assert used - set(documented) == set()
+
+
+def test_the_summary_reads_only_documented_metrics():
+    documented = documented_metrics()
+    read = {base_name(value, documented) for name, value in vars(summary).items()
+            if name.isupper() and isinstance(value, str) and value.startswith(("http_server_", "wsgistack_"))}
+    assert len(read) > 10
+    assert read - set(documented) == set()

@@ -147,7 +147,7 @@ def test_live_view_of_a_stack_then_q(tmp_path, serve_metrics, pane):
     assert re.search(r"web\s+101\s+\d+\s+[\d.]+\s+busy\s+50\.0MiB\s+1h00m", screen)
     assert re.search(r"api\s+127\.0\.0\.1:9002\s+down", screen)
     assert re.search(r"web\s+unix:/tmp/wsgistack/web\.sock\s+up", screen)
-    assert re.search(r"mailer\s+BACKOFF", screen)
+    assert re.search(r"mailer\s+backoff", screen)
     top.keys("q")
     assert top.wait_exit() == 0
     assert top.terminal_restored()
@@ -160,7 +160,7 @@ def test_an_endpoint_that_does_not_answer_is_one_line_until_it_does(tmp_path, se
     screen = top.wait_screen(r"cannot read metrics: unix:\S+later\.sock: no such file or directory; retrying")
     assert "Traceback" not in screen
     serve_metrics(path)
-    screen = top.wait_screen(r"mailer\s+BACKOFF")
+    screen = top.wait_screen(r"mailer\s+backoff")
     assert "cannot read metrics" not in screen
     top.keys("C-c")  # Ctrl-C: the terminal is given back too
     assert top.wait_exit() == 130
@@ -204,7 +204,7 @@ def test_without_a_terminal_one_summary(tmp_path, serve_metrics):
     assert "q quits" not in result.stdout and "\x1b" not in result.stdout  # no live view, no escape codes
     # one scrape: no rates, latency over each process's life
     assert re.search(r"web\s+-\s+14\.2ms\s+61\.4ms\s+422\.0ms\s+-\s+100\s+3", result.stdout), result.stdout
-    assert re.search(r"mailer\s+BACKOFF\s+7\s+0s", result.stdout), result.stdout
+    assert re.search(r"mailer\s+backoff\s+7\s+0s", result.stdout), result.stdout
 
 
 def test_without_a_terminal_an_unreachable_endpoint_is_one_line(tmp_path):

@@ -112,7 +112,7 @@ class ProgramSummary:
     """One program of the supervisor."""
 
     program: str
-    state: str | None
+    state: str | None  # the supervisor's state name as the metric spells it (running, backoff, ...)
     restarts_total: float
     uptime_seconds: float | None
 

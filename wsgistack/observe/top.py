@@ -104,7 +104,10 @@ def render(summary: Summary | None, address: Address, interval: float | None = N
     if summary is not None:
         tables = [table for table in (_apps(summary), _workers(summary), _upstreams(summary), _programs(summary))
                   if table.row_count]
-        parts += tables or [Text(f"no wsgistack metrics at {_address(address)} yet", style="yellow")]
+        for table in tables:
+            parts += [Text(""), table]  # a blank line above each title
+        if not tables:
+            parts.append(Text(f"no wsgistack metrics at {_address(address)} yet", style="yellow"))
     return Group(*parts)
 
 
@@ -205,7 +208,7 @@ def _upstreams(summary: Summary) -> Table:
 def _programs(summary: Summary) -> Table:
     table = _table("programs", "program", "state", "restarts", "uptime")
     for program in summary.programs:
-        healthy = program.state in ("RUNNING", "STARTING", "STOPPED", "EXITED")
+        healthy = (program.state or "").lower() in ("running", "starting", "stopping", "stopped", "exited")
         table.add_row(program.program, program.state or "?", _count(program.restarts_total),
                       _duration(program.uptime_seconds), style=None if healthy else "red")
     return table
