@@ -29,7 +29,8 @@ from rich.text import Text
 
 from wsgistack.config.addresses import Address
 from wsgistack.config.errors import ConfigError
-from wsgistack.config.toml_file import read_toml_file, underscored
+from wsgistack.config.toml_file import read_toml_file
+from wsgistack.observe.metrics.settings import read_metrics_listen
 from wsgistack.observe.summary import (
     MetricsError,
     Snapshot,
@@ -45,30 +46,15 @@ QUIT_KEYS = b"qQ"
 
 
 def metrics_listen(path: str | Path) -> Address:
-    """The `[metrics] listen` address of a wsgistack.toml; ConfigError naming file:line when it is missing or bad.
+    """The `[metrics] listen` address of a wsgistack.toml, read as the supervisor reads it; ConfigError if none.
 
-    A relative unix:PATH is relative to the file's folder, as every path in the file.
+    A relative unix:PATH is used as written, as the supervisor binds it: relative to the current folder.
     """
     toml_file = read_toml_file(path)
-    table = toml_file.document.get("metrics")
-    if table is None:
+    listen = read_metrics_listen(toml_file.document.get("metrics"), str(path), toml_file.lines_of("metrics"))
+    if listen is None:
         raise ConfigError(f"{path}: no [metrics] table with listen = \"HOST:PORT\" (or give --url ADDR)")
-    if not isinstance(table, dict):
-        raise ConfigError(f"{toml_file.where('', 'metrics')}: metrics must be a table ([metrics])")
-    settings = underscored(table, lambda key: ConfigError(f"{toml_file.where('metrics', key)}: [metrics] {key}: "
-                                                          f"set twice (as dashes and as underscores)"))
-    listen = settings.get("listen")
-    where = toml_file.where("metrics", "listen")
-    if not isinstance(listen, str):
-        raise ConfigError(f"{where}: [metrics] listen: expected \"HOST:PORT\" or \"unix:PATH\""
-                          + ("" if listen is None else f", not {listen!r}"))
-    try:
-        address = metrics_address(listen)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: [metrics] listen: {exc}") from None
-    if address.kind == "unix" and not os.path.isabs(address.path):
-        address = Address("unix", path=str(toml_file.folder / address.path))
-    return address
+    return metrics_address(listen)
 
 
 def run_top(address: Address, interval: float = DEFAULT_INTERVAL, stdin: IO[str] | None = None,
