@@ -109,7 +109,8 @@ async function refreshCharts() {
   const status = document.getElementById("charts-status");
   document.getElementById("traffic").classList.toggle("no-metrics", !answer.available);
   if (!answer.available) { status.textContent = answer.reason; return; }
-  status.textContent = "Updated " + new Date(answer.at * 1000).toLocaleTimeString();
+  status.textContent = "Updated " + new Date(answer.at * 1000).toLocaleTimeString() +
+    (Object.keys(answer.programs).length ? "" : ": no request metrics yet (app servers report them under [metrics] listen)");
   status.dataset.samples = String(Number(status.dataset.samples || 0) + 1);
   const apps = document.querySelector("#apps tbody"), legend = document.getElementById("legend");
   apps.replaceChildren(); legend.replaceChildren();
