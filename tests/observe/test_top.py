@@ -21,6 +21,7 @@ import pytest
 from commands import one_error_line, run
 from metrics_samples import START, stack_text
 from polling import wait_for
+from stacks import Stack, free_port, get, write_release
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.observe.top import metrics_listen
@@ -244,3 +245,28 @@ def test_top_reads_the_stack_file(tmp_path, serve_metrics):
     result = run(tmp_path, "top")
     assert result.returncode == 0, result.stderr
     assert "mailer" in result.stdout
+
+
+def test_top_of_a_whole_stack(tmp_path):
+    # `wsgistack up` with [metrics] listen: the supervisor's one endpoint, each app server's series labelled
+    # with its program; top finds it from ./wsgistack.toml
+    port = free_port()
+    release = write_release(tmp_path / "release", "hello")
+    stack = Stack(tmp_path, f'[serve]\napp = "hello:app"\nchdir = "{release}"\nworkers = 2\n\n'
+                            f'[proxy]\nlisten = ["127.0.0.1:{port}"]\n\n[metrics]\nlisten = "unix:metrics.sock"\n')
+    try:
+        stack.wait_running("app", "proxy")
+        for _ in range(3):
+            assert get(port)[0] == 200
+
+        def summary() -> str:
+            result = run(tmp_path, "top")
+            ready = result.returncode == 0 and re.search(r"\napp\s+-\s+[\d.]+ms", result.stdout)
+            return result.stdout if ready else ""
+
+        screen = wait_for(summary, 30, interval=0.2, message="the stack's app in top's summary")
+        assert re.search(r"\napp\s+running\s+0\s+\d+s", screen), screen  # the programs table
+        assert re.search(r"\nproxy\s+running\s+0\s+\d+s", screen), screen
+        assert len(re.findall(r"\napp\s+\d+\s+\d+\s+-\s+(idle|busy)", screen)) == 2, screen  # its two workers
+    finally:
+        stack.stop()
