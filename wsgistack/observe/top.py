@@ -43,6 +43,9 @@ from wsgistack.observe.summary import (
 
 DEFAULT_INTERVAL = 1.0
 QUIT_KEYS = b"qQ"
+# what a scrape may take: the supervisor's endpoint waits up to 3 s for its programs' own, so a shorter wait
+# would call a whole stack unreachable for one slow program; keys wait meanwhile (a q is read after it)
+SCRAPE_TIMEOUT = 5.0
 
 
 def metrics_listen(path: str | Path) -> Address:
@@ -116,8 +119,7 @@ def _live(address: Address, interval: float, fd: int, console: Console) -> None:
 
 
 def _scrape(address: Address, interval: float) -> Snapshot:
-    # a scrape may take the whole interval but no more, so a silent endpoint does not freeze the screen
-    text = fetch_metrics(address, timeout=max(interval, 0.5))
+    text = fetch_metrics(address, timeout=max(interval, SCRAPE_TIMEOUT))
     return parse_snapshot(text, at=time.monotonic(), wall=time.time())
 
 
