@@ -165,7 +165,7 @@ def test_an_action_needs_the_session_csrf_token(running):
     headers = {"Origin": running.origin}
     assert running.request("POST", "/action", form, headers, cookie=cookie)[0] == 403
     assert running.request("POST", "/action", {**form, "csrf": "x" + csrf[1:]}, headers, cookie=cookie)[0] == 403
-    other_cookie, other_csrf = running.login()  # another session's token is no good here
+    _, other_csrf = running.login()  # another session's token is no good here
     assert running.request("POST", "/action", {**form, "csrf": other_csrf}, headers, cookie=cookie)[0] == 403
     assert running.operations.calls == []
     status, answer_headers, _ = running.request("POST", "/action", {**form, "csrf": csrf}, headers, cookie=cookie)

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = ("app:app", "proxy:proxy", "ticker:ticker", "idle:idle")
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extra")
-from selenium.common.exceptions import WebDriverException  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.common.by import By
 
 if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
     if os.environ.get("CI"):

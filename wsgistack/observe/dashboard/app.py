@@ -31,8 +31,8 @@ TAIL_FIRST = 16 * 1024  # what a log view shows first; then what comes, by offse
 SEARCH_MATCHES = 200
 MAX_FORM_FIELDS = 16
 SECURITY_FIELDS = [
-    ("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
-                                "form-action 'self'; base-uri 'none'; object-src 'none'"),
+    ("Content-Security-Policy", ("default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+                                 "form-action 'self'; base-uri 'none'; object-src 'none'")),
     ("X-Frame-Options", "DENY"),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "same-origin"),

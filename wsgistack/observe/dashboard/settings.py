@@ -108,5 +108,5 @@ def read_dashboard(table: Any, path: str, lines: Mapping[str, int] | None = None
 
 def _hours(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{value!r} is not a number of hours")
+        raise TypeError(f"{value!r} is not a number of hours")
     return float(value)
