@@ -1,8 +1,8 @@
 """The dashboard as a user sees it: a real `wsgistack up` (an app server, the proxy, two programs) with a
 [dashboard], driven by a real headless Chromium (Debian's chromium and chromium-driver) through selenium.
 
-One stack and one browser for the module: log in, see every program, stop one and start it, follow a log
-that grows, search it; everything refused without a session; an action without its CSRF token refused.
+One stack and one browser for one test, in steps: log in, see every program, stop one and start it, follow a log
+that grows, search it; everything refused without a session; an action without its CSRF token refused; the charts drawn from the app's requests ([metrics] listen).
 With WSGISTACK_SCREENSHOTS=docs/img the pages are saved there as dashboard-*.png (docs/dashboard.md shows them).
 """
 
@@ -120,17 +120,21 @@ password = "{PASSWORD}"
             connection.close()
 
 
-@pytest.fixture(scope="module")
-def dashboard(tmp_path_factory):
-    running = Dashboard(tmp_path_factory.mktemp("dashboard"))
+def test_the_dashboard_in_a_browser(tmp_path):
+    # one test, so one stack and one browser whatever the test runner's workers do; each step is a function
+    dashboard = Dashboard(tmp_path)
     try:
-        running.stack.wait_running(*(name.split(":")[0] for name in PROGRAMS))
-        yield running
+        dashboard.stack.wait_running(*(name.split(":")[0] for name in PROGRAMS))
+        every_page_and_action_is_refused_without_a_session(dashboard)
+        log_in_see_every_program_stop_and_start_one(dashboard)
+        a_log_followed_live_and_searched(dashboard)
+        an_action_without_the_csrf_token_is_refused(dashboard)
+        the_charts_follow_the_traffic(dashboard)
     finally:
-        running.close()
+        dashboard.close()
 
 
-def test_every_page_and_action_is_refused_without_a_session(dashboard):
+def every_page_and_action_is_refused_without_a_session(dashboard: Dashboard) -> None:
     for path in ("/", "/program/ticker:ticker"):
         status, headers, _ = dashboard.request("GET", path)
         assert status == 303 and headers["Location"].startswith("/login")
@@ -142,7 +146,7 @@ def test_every_page_and_action_is_refused_without_a_session(dashboard):
     assert dashboard.stack.status()["idle"]["statename"] == "RUNNING"
 
 
-def test_log_in_see_every_program_stop_and_start_one(dashboard):
+def log_in_see_every_program_stop_and_start_one(dashboard: Dashboard) -> None:
     driver = dashboard.driver
     driver.get(dashboard.base + "/")
     wait_for(lambda: driver.current_url.startswith(dashboard.base + "/login"), message="the login form")
@@ -166,7 +170,7 @@ def test_log_in_see_every_program_stop_and_start_one(dashboard):
     wait_for(lambda: dashboard.state("idle:idle") == "RUNNING", message="idle RUNNING again on the page")
 
 
-def test_a_log_followed_live_and_searched(dashboard):
+def a_log_followed_live_and_searched(dashboard: Dashboard) -> None:
     driver = dashboard.driver
     driver.get(dashboard.base + "/program/ticker:ticker")
     first = wait_for(lambda: dashboard.text("#log"), message="the ticker's log")
@@ -180,7 +184,7 @@ def test_a_log_followed_live_and_searched(dashboard):
     assert [match.text for match in matches] == [f"tick {n:05d}" for n in range(10)]
 
 
-def test_an_action_without_the_csrf_token_is_refused(dashboard):
+def an_action_without_the_csrf_token_is_refused(dashboard: Dashboard) -> None:
     cookie = dashboard.driver.get_cookie(COOKIE)
     assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     session = cookie["value"]
@@ -193,12 +197,8 @@ def test_an_action_without_the_csrf_token_is_refused(dashboard):
     assert {r["statename"] for r in json.loads(body)["processes"]} == {"RUNNING"}
 
 
-def test_the_charts_follow_the_traffic(dashboard):
+def the_charts_follow_the_traffic(dashboard: Dashboard) -> None:
     driver = dashboard.driver
-    cookie = dashboard.driver.get_cookie(COOKIE)["value"]
-    metrics = json.loads(dashboard.request("GET", "/api/metrics", cookie=cookie)[2])
-    if not metrics["available"] and "without the metrics engine" in metrics["reason"]:
-        pytest.skip("the metrics engine is not wired into `wsgistack up` yet: the dashboard has no metrics_text")
     driver.get(dashboard.base + "/")
 
     def plotted():
