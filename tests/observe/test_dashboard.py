@@ -8,12 +8,17 @@ import asyncio
 import http.client
 import re
 import socket
+import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from commands import BASE_ENV, one_error_line, run
+from polling import wait_for
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.observe.dashboard.app import ActionError, Dashboard
@@ -345,3 +350,50 @@ def test_bad_tables_are_one_line_errors_naming_the_option(tmp_path, table, words
     with pytest.raises(ConfigError) as caught:
         load_toml(str(config(tmp_path, table)))
     assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+# -- `wsgistack supervise -c wsgistack.toml` with a [dashboard] ----------------------------------------
+
+def test_supervise_refuses_a_bad_table_or_a_busy_port_in_one_line(tmp_path):
+    bad = config(tmp_path, 'listen = "0.0.0.0:9002"\nauth = false')
+    assert "[dashboard] auth: false is refused" in one_error_line(run(tmp_path, "supervise", "-c", str(bad)))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = config(tmp_path, f'listen = "127.0.0.1:{busy.getsockname()[1]}"\nauth = false')
+        line = one_error_line(run(tmp_path, "supervise", "-c", str(taken)))
+    assert line.endswith("address already in use") and f"{taken}: [dashboard] listen" in line
+
+
+def test_supervise_serves_it_on_a_private_unix_socket(tmp_path):
+    sock = tmp_path / "dashboard.sock"
+    path = tmp_path / "wsgistack.toml"
+    path.write_text(f'[supervisor]\nchildlogdir = "{tmp_path}"\n\n[programs.sleeper]\n'
+                    f'command = ["{sys.executable}", "-c", "import time; time.sleep(60)"]\nstartsecs = 0\n\n'
+                    f'[dashboard]\nlisten = "unix:{sock}"\nauth = false\n')
+    proc = subprocess.Popen([sys.executable, "-m", "wsgistack", "supervise", "-c", str(path)], env=BASE_ENV,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(sock.exists, message="the dashboard's socket")
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+
+        def page() -> bytes:
+            answer = raw_unix(sock, b"GET /api/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            return answer if b'"statename": "RUNNING"' in answer else b""
+
+        assert b'"name": "sleeper"' in wait_for(page, message="sleeper RUNNING on the dashboard")
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0
+    assert not sock.exists()
+
+
+def raw_unix(path: Path, data: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(10)
+        client.connect(str(path))
+        client.sendall(data)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+        return answer

@@ -126,7 +126,8 @@ def supervise(config: SupervisorConfig, daemon: bool | None = None,
     if config.dashboard.listen:
         # the dashboard acts through the control server's commands, even when no control socket is configured
         commands = control or ControlServer(supervisor, None, 0o600, stopping.set)
-        dashboard = DashboardServer(config.dashboard, build_dashboard(config.dashboard, commands, metrics_text))
+        dashboard = DashboardServer(config.dashboard, build_dashboard(config.dashboard, commands, metrics_text),
+                                    config.source)
     if prepare is not None:
         prepare(supervisor, control)
     if settings.pidfile:

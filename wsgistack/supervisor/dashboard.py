@@ -115,8 +115,9 @@ def build_dashboard(settings: DashboardSettings, control: ControlServer,
 class DashboardServer:
     """The dashboard's listener (TCP or a unix socket) on the supervisor's loop."""
 
-    def __init__(self, settings: DashboardSettings, dashboard: Dashboard):
+    def __init__(self, settings: DashboardSettings, dashboard: Dashboard, source: str = ""):
         self.settings = settings
+        self.source = source  # the config file, named by a listen error
         address = settings.address
         assert address is not None
         self.address = address
@@ -129,7 +130,7 @@ class DashboardServer:
         try:
             await self._listen()
         except OSError as exc:
-            raise ConfigError(f"[dashboard] listen = {self.settings.listen!r}: cannot listen there: "
+            raise ConfigError(f"{self.source}: [dashboard] listen = {self.settings.listen!r}: cannot listen there: "
                               f"{exc.strerror or exc}") from None
         where = self.settings.listen if self.address.kind == "unix" or self.address.port else \
             ", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in self.server.sockets)
