@@ -80,7 +80,7 @@ def test_no_import_cycle_anywhere_in_the_package():
 
 
 # docs/design.md's layers, lowest first; the package's own __init__ (the version) is below them all
-LAYERS = ["process", "event_loop", "config", "observe", "http", "gateway", "wsgi", "server", "proxy", "supervisor", "stack",
+LAYERS = ["process", "event_loop", "config", "http", "observe", "gateway", "wsgi", "server", "proxy", "supervisor", "stack",
           "export", "cli",
           "__main__"]
 

@@ -18,15 +18,18 @@ from servers import APPS
 DURATION = "http_server_request_duration_seconds_count"
 
 
-def _scrape_when_settled(address: str, expected: int) -> Scrape:
-    """The scrape once every retiring worker was reaped: the restarts times --max-requests plus what the live
-    workers answered is the whole."""
+def _scrape_when_counted(address: str, expected: int, max_requests: int = 0) -> Scrape:
+    """The scrape once the last request is counted (a worker counts a request once its last byte is sent, so
+    the client may read the answer a moment before) and every retiring worker was reaped: the restarts times
+    --max-requests plus what the live workers answered is then the whole."""
     def settled():
         scrape = Scrape(address)
         retired = scrape.total("wsgistack_server_worker_restarts_total", cause="max_requests")
         live = scrape.total("wsgistack_worker_requests_total")
-        return scrape if retired * 50 + live == expected else None
-    return wait_for(settled, message="the retired workers to be reaped")  # type: ignore[return-value]
+        reaped = not max_requests or retired * max_requests + live == expected
+        whole = scrape.total(DURATION) == expected and reaped
+        return scrape if whole else None
+    return wait_for(settled, message=f"{expected} requests counted")  # type: ignore[return-value]
 
 
 def test_counts_are_exact_across_max_requests_restarts(start_server, tmp_path):
@@ -39,7 +42,7 @@ def test_counts_are_exact_across_max_requests_restarts(start_server, tmp_path):
     for method, path, status in plan:
         answer = requests.request(method, base + path, data=b"x" * 1000 if method == "POST" else None, timeout=10)
         assert answer.status_code == status
-    scrape = _scrape_when_settled(address, len(plan))
+    scrape = _scrape_when_counted(address, len(plan), 50)
     assert scrape.total(DURATION) == len(plan)
     assert scrape.total(DURATION, http_response_status_code="200", http_request_method="GET") == 160
     assert scrape.total(DURATION, http_response_status_code="404") == 30
@@ -65,12 +68,13 @@ def test_a_killed_worker_keeps_its_count_and_is_a_crash(start_server, tmp_path):
     for _ in range(12):
         assert requests.get(base + "/hello", timeout=10).status_code == 200
     (victim,) = server.wait_workers(1)
+    _scrape_when_counted(address, 12)  # killed before it counted its last answer, that one would be lost
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: Scrape(address).total("wsgistack_server_worker_restarts_total", cause="crash") == 1,
              message="the crash to be counted")
     server.wait_workers(1)
     assert requests.get(base + "/hello", timeout=10).status_code == 200
-    scrape = Scrape(address)
+    scrape = _scrape_when_counted(address, 13)
     assert scrape.total(DURATION) == 13
     assert str(victim) not in scrape.labels("wsgistack_worker_requests_total", "pid")
 
@@ -84,7 +88,7 @@ def test_threaded_workers_count_concurrent_requests_exactly(start_server, tmp_pa
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda _: requests.get(url, timeout=10).status_code, range(200)))
     assert statuses == [200] * 200
-    scrape = Scrape(address)
+    scrape = _scrape_when_counted(address, 200)
     assert scrape.total(DURATION) == 200
     assert scrape.total("wsgistack_worker_requests_total") == 200
     assert scrape.total("http_server_active_requests") == 0
@@ -95,7 +99,7 @@ def test_an_app_that_raises_is_an_exception_and_a_500(start_server, tmp_path):
     server = start_server("plain_app:router", "-w", "1", "--metrics-bind", address)
     for _ in range(3):
         assert requests.get(f"http://127.0.0.1:{server.port}/raise", timeout=10).status_code == 500
-    scrape = Scrape(address)
+    scrape = _scrape_when_counted(address, 3)
     assert scrape.total("wsgistack_server_exceptions_total") == 3
     assert scrape.total("wsgistack_worker_exceptions_total") == 3
     assert scrape.total(DURATION, http_response_status_code="500") == 3

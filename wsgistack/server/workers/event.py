@@ -84,6 +84,8 @@ class EventWorker(Worker):
         if self.ctx is not None and self.ctx.metrics is not None:
             self.ctx.metrics.connections_now(registry.accepted, len(registry.connections),
                                              registry.refused + registry.shed)
+            running, threads = len(registry.inflight), self.settings.threads
+            self.ctx.metrics.app_threads(min(running, threads), max(0, running - threads))
         stopping = self.stopping_since
         for proto in list(registry.connections):
             if stopping is not None and now - stopping > STOP_GRACE_IDLE and proto.close_if_idle():

@@ -73,6 +73,9 @@ class ThreadWorker(Worker):
                         self._dispatch(key.data)
                 self._take_returned()
                 self._close_idle(stopping_since)
+                if self.ctx.metrics is not None:  # connections handed to the pool: on a thread, or waiting
+                    threads = settings.threads
+                    self.ctx.metrics.app_threads(min(self.busy, threads), max(0, self.busy - threads))
         finally:
             for conn in list(self.idle):
                 conn.close()
