@@ -88,8 +88,10 @@ class Pane:
         # `trap : INT`: the shell lives through a Ctrl-C meant for top (top gets the default action back at exec)
         script = (f"cd {shlex.quote(str(folder))}; trap : INT; stty -g > stty.before; {top} 2> top.stderr; "
                   f"echo $? > top.exit; stty -g > stty.after")
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("TMUX", "WSGISTACK_"))}
-        subprocess.run(["tmux", "-S", self.socket, "-f", "/dev/null", "new-session", "-d", "-x", "150", "-y", "50",
+        # COLUMNS and LINES (set under pytest-xdist) would win over the pane's size in rich
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith(("TMUX", "WSGISTACK_")) and key not in ("COLUMNS", "LINES")}
+        subprocess.run(["tmux", "-S", self.socket, "-f", "/dev/null", "new-session", "-d", "-x", "250", "-y", "60",
                         "-s", "top", f"sh -c {shlex.quote(script)}"], env=env, check=True, timeout=10)
 
     def screen(self) -> str:
@@ -97,12 +99,15 @@ class Pane:
                                 capture_output=True, text=True, timeout=10)
         return result.stdout if result.returncode == 0 else ""
 
-    def wait_screen(self, pattern: str, timeout: float = 15.0) -> str:
+    def wait_screen(self, *patterns: str, timeout: float = 15.0) -> str:
+        """A capture of the screen showing every pattern at once (a capture can catch a frame half drawn)."""
+        def shown() -> str | None:
+            screen = self.screen()
+            return screen if all(re.search(pattern, screen) for pattern in patterns) else None
         try:
-            wait_for(lambda: re.search(pattern, self.screen()), timeout, message=f"{pattern!r} on the screen")
+            return wait_for(shown, timeout, message=f"{patterns!r} on the screen")  # type: ignore[return-value]
         except AssertionError as exc:
             raise AssertionError(f"{exc}; the screen:\n{self.screen()}") from None
-        return self.screen()
 
     def keys(self, *keys: str) -> None:
         subprocess.run(["tmux", "-S", self.socket, "send-keys", "-t", "top", *keys], check=True, timeout=10)
@@ -141,13 +146,13 @@ def test_live_view_of_a_stack_then_q(tmp_path, serve_metrics, pane):
     serve_metrics(tmp_path / "metrics.sock")
     top = pane("--url", f"unix:{tmp_path / 'metrics.sock'}", "--interval", "0.3")
     # the second frame has a window: p99 of the window's requests (372.5 ms), not of the process's life (422.0 ms)
-    screen = top.wait_screen(r"web\s+[\d.]+\s+14\.1ms\s+59\.5ms\s+372\.5ms")
-    assert re.search(r"wsgistack top\s+unix:\S+metrics\.sock\s+\d\d:\d\d:\d\d\s+up 2h0\dm", screen), screen
-    assert re.search(r"proxy\s+[\d.]+\s+14\.1ms", screen)
-    assert re.search(r"web\s+101\s+\d+\s+[\d.]+\s+busy\s+50\.0MiB\s+1h00m", screen)
-    assert re.search(r"api\s+127\.0\.0\.1:9002\s+down", screen)
-    assert re.search(r"web\s+unix:/tmp/wsgistack/web\.sock\s+up", screen)
-    assert re.search(r"mailer\s+backoff", screen)
+    top.wait_screen(r"web\s+[\d.]+\s+14\.1ms\s+59\.5ms\s+372\.5ms",
+                    r"wsgistack top\s+unix:\S+metrics\.sock\s+\d\d:\d\d:\d\d\s+up 2h0\dm",
+                    r"proxy\s+[\d.]+\s+14\.1ms",
+                    r"web\s+101\s+\d+\s+[\d.]+\s+busy\s+50\.0MiB\s+1h00m",
+                    r"api\s+127\.0\.0\.1:9002\s+down",
+                    r"web\s+unix:/tmp/wsgistack/web\.sock\s+up",
+                    r"mailer\s+backoff")
     top.keys("q")
     assert top.wait_exit() == 0
     assert top.terminal_restored()
@@ -184,13 +189,12 @@ def test_live_view_of_a_real_server(tmp_path, start_server, pane):
     sender.start()
     try:
         top = pane("--url", f"unix:{metrics}", "--interval", "0.3")
-        screen = top.wait_screen(r"app\s+[\d.]+\s+[\d.]+ms\s+[\d.]+ms\s+[\d.]+ms\s+[\d.]+\s+0\s+\d")
+        top.wait_screen(r"app\s+[\d.]+\s+[\d.]+ms\s+[\d.]+ms\s+[\d.]+ms\s+[\d.]+\s+0\s+\d",
+                        r"wsgistack top\s+unix:\S+serve-metrics\.sock\s+\d\d:\d\d:\d\d\s+up \d+s",
+                        *(rf"app\s+{pid}\s+\d+\s+[\d.]+\s+(idle|busy)\s+[\d.]+MiB\s+\d+s" for pid in pids))
     finally:
         stop.set()
         sender.join(10)
-    assert re.search(r"wsgistack top\s+unix:\S+serve-metrics\.sock\s+\d\d:\d\d:\d\d\s+up \d+s", screen), screen
-    for pid in pids:
-        assert re.search(rf"app\s+{pid}\s+\d+\s+[\d.]+\s+(idle|busy)\s+[\d.]+MiB\s+\d+s", screen), screen
     top.keys("q")
     assert top.wait_exit() == 0
     assert top.terminal_restored()
