@@ -9,6 +9,7 @@ sockets of the run folder, and the supervisor's endpoint gathers them with its o
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,4 +41,7 @@ def read_metrics_listen(table: Any, path: str, lines: Mapping[str, int] | None =
         raise ConfigError(f"{where}: {str(exc).split(': ', 1)[-1]}") from None
     if address.kind == "fd":
         raise ConfigError(f"{where}: give HOST:PORT or unix:PATH")
+    if address.kind == "unix" and not os.path.isabs(address.path):
+        # relative to the file's folder, as every other path of wsgistack.toml: `top -c` finds the same socket
+        return f"unix:{os.path.join(os.path.dirname(os.path.abspath(path)), address.path)}"
     return listen.strip()
