@@ -34,6 +34,7 @@ CANDIDATE = "next"  # the process name of a generation being tried, in its app s
 _PROBE_EVERY = 0.1
 _MAX_BAD_SHARE = 0.1  # probes answered 5xx or not at all, of those made while watching, that fail a deploy
 _OPTIONS = {"python", "chdir", "smoke_path", "watch", "timeout", "rollback"}
+HISTORY = 50  # deploys kept for the dashboard (Supervisor.deploys)
 
 
 class DeployFailed(Exception):
@@ -85,12 +86,18 @@ class Deployer:
             target = Generation(self._next_number(name), options.get("python") or current.python,
                                 options.get("chdir") or current.chdir)
         self.busy.add(name)
+        record = {"app": name, "generation": target.number, "started": time.time(), "seconds": 0.0,
+                  "rollback": options.get("rollback") == "yes", "outcome": "deploying"}
+        self.supervisor.deploys[:] = self.supervisor.deploys[-(HISTORY - 1):] + [record]
         try:
             await self._deploy(name, target, smoke_path, watch, timeout)
+            record["outcome"] = "serving"
         except DeployFailed as exc:
+            record["outcome"] = f"failed: {exc}"
             raise CommandError(f"{name}: generation {target.number} not deployed: {exc}; generation "
                                f"{self.current[name].number} keeps serving") from None
         finally:
+            record["seconds"] = round(time.time() - record["started"], 1)
             self.busy.discard(name)
         return {name: f"generation {target.number} serving (pid {self._process(name).pid}); generation "
                       f"{self.previous[name].number} stopped"}

@@ -54,6 +54,10 @@ class SupervisorOperations:
             record["waiting"] = full in waiting
         return records
 
+    def deploys(self) -> list[dict[str, Any]]:
+        """`up`'s deploys, newest first (none under `supervise`)."""
+        return list(reversed(self.supervisor.deploys))
+
     async def act(self, action: str, target: str) -> dict[str, str]:
         """start, stop, restart (a process, group:* or all) or clear (a process's logs), as ctl does them."""
         try:

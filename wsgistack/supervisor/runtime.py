@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from wsgistack.process import reap_children
 from wsgistack.supervisor import leftovers
@@ -48,6 +48,8 @@ class Supervisor:
         self.processes: dict[str, Process] = {}
         self.waiting: list[Process] = []  # started before what they depend on was RUNNING
         self.load = load_config  # how the config file is read again (`up` reads a whole stack from it)
+        # `up`'s deploys, newest last (stack/deploy.py writes them; the dashboard shows them)
+        self.deploys: list[dict[str, Any]] = []
         for settings in config.programs:
             process = self._make(settings)
             self.processes[process.name] = process

@@ -211,8 +211,9 @@ class Dashboard:
 
     async def _overview(self, request: Request, session: Session) -> Response:
         flash, session.flash = session.flash, ""
+        deploys = getattr(self.operations, "deploys", None)  # only a supervisor under `up` has any
         body = pages.overview_page(self.title, self.operations.status(), session.csrf, flash,
-                                   not self.sessions.open)
+                                   not self.sessions.open, deploys() if deploys else [])
         return Response(200, body, fields=[("Cache-Control", "no-store")])
 
     async def _program(self, request: Request, session: Session, name: str) -> Response:

@@ -6,6 +6,7 @@ The script (static/dashboard.js) only refreshes what the page shows: states, the
 from __future__ import annotations
 
 import datetime
+import time
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -83,8 +84,10 @@ def _program_row(record: dict[str, Any], csrf: str) -> str:
             f'<td>{_action_form(csrf, full, ("start", "stop", "restart"))}</td></tr>')
 
 
-def overview_page(title: str, records: list[dict[str, Any]], csrf: str, flash: str, logout: bool) -> bytes:
-    """Every program, the group and global actions, the traffic charts, the workers and the generations."""
+def overview_page(title: str, records: list[dict[str, Any]], csrf: str, flash: str, logout: bool,
+                  history: list[dict[str, Any]] | None = None) -> bytes:
+    """Every program, the group and global actions, the traffic charts, the workers, the generations and the
+    deploy history (newest first)."""
     rows = "".join(_program_row(record, csrf) for record in records)
     groups: dict[str, list[str]] = {}
     for record in records:
@@ -99,6 +102,8 @@ def overview_page(title: str, records: list[dict[str, Any]], csrf: str, flash: s
     deploys = (f'<table><thead><tr><th>App server</th><th>Serving</th><th>PID</th><th>State</th></tr></thead>'
                f'<tbody>{generations}</tbody></table>' if generations else
                "<p>No app server generations here (deploys need <code>wsgistack up</code> with a [proxy]).</p>")
+    if history:
+        deploys += _history(history)
     body = f"""{_flash(flash)}
 <section><h2>Programs</h2>
 <div class="bulk">{_action_form(csrf, "all", ("start", "restart", "stop"))} <span>every program</span></div>
@@ -120,6 +125,15 @@ def overview_page(title: str, records: list[dict[str, Any]], csrf: str, flash: s
 <th>RSS</th><th>Uptime</th></tr></thead><tbody></tbody></table></section>
 <section id="deploys"><h2>Deploys</h2>{deploys}</section>"""
     return _layout(title, body, csrf, "overview", logout=logout)
+
+
+def _history(history: list[dict[str, Any]]) -> str:
+    rows = "".join(
+        f'<tr><td>{escape(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["started"])))}</td>'
+        f'<td>{escape(entry["app"])}</td><td>{entry["generation"]}{" (rollback)" if entry["rollback"] else ""}</td>'
+        f'<td>{escape(entry["outcome"])}</td><td>{entry["seconds"]:g} s</td></tr>' for entry in history)
+    return (f'<h3>History</h3><table id="deploy-history"><thead><tr><th>Started</th><th>App server</th>'
+            f'<th>Generation</th><th>Outcome</th><th>Took</th></tr></thead><tbody>{rows}</tbody></table>')
 
 
 def program_page(title: str, record: dict[str, Any], csrf: str, stream: str, needle: str,
