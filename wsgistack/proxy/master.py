@@ -65,6 +65,7 @@ class ProxyMaster:
         if pid == 0:
             code = 1
             try:
+                self.server.master_pid = os.getppid()  # a TERM to this worker alone leaves the listeners open
                 die_with_parent(signal.SIGTERM)  # no worker outlives a killed master
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
                 code = serve_forever(self.server)  # unblocks the others once it handles them

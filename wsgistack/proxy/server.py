@@ -77,6 +77,7 @@ class ProxyServer:
         self.stopping = False
         self._stopped: asyncio.Event | None = None
         self.announces = True  # tells systemd of its state (Type=notify); not a worker of `workers = N`
+        self.master_pid: int | None = None  # a worker of `workers = N`: its master's pid
 
     def bind(self) -> None:
         """Bind every listener (before the loop runs); ConfigError names the address. When systemd passed
@@ -279,13 +280,17 @@ class ProxyServer:
         """Stop accepting without losing a connection the kernel already queued (closing a listener with
         connections in its queue resets them): no new client gets in (the unix socket's file goes, if it is
         still ours; TCP drops new SYNs), what waits is accepted until the queue is empty, then the servers
-        close. With `workers = N` the master shut the door already; doing it again changes nothing."""
+        close. With `workers = N` the master shut the door already when the whole proxy stops; a worker stopped
+        alone (its master still there) must not shut it: the listeners are shared, and its siblings and
+        replacement serve on. A worker whose master died shuts it, as the last one out."""
         loop = asyncio.get_running_loop()
         copies = []
+        alone = self.master_pid is not None and os.getppid() == self.master_pid
         for _, listener in self.listeners:
-            done = listener.shut()  # in a worker of `workers = N`, once more: no more than the master did
-            if self.announces:
-                log.info("stopping: %s: %s", listener.name(), done)
+            if not alone:
+                done = listener.shut()  # in a worker of `workers = N`, once more: no more than the master did
+                if self.announces:
+                    log.info("stopping: %s: %s", listener.name(), done)
             # a copy outlives the server's close (which closes the socket it was given)
             copies.append(socket.socket(fileno=os.dup(listener.sock.fileno())))
         for server in self.servers:
