@@ -46,6 +46,7 @@ SAMPLES = {
     "client_body_timeout": ("500ms", 0.5),
     "send_timeout": ("2m", 120.0),
     "keepalive_timeout": ("30", 30.0),
+    "metrics_bind": ("127.0.0.1:9100", "127.0.0.1:9100"),
 }
 
 

@@ -408,6 +408,11 @@ def _validate(settings: ProxySettings, where: _Where) -> None:
         for key in ("certfile", "keyfile"):
             if not Path(getattr(settings, key)).is_file():
                 raise ConfigError(f"{where('proxy', key)}proxy.{key}: {getattr(settings, key)}: no such file")
+    if settings.metrics_bind is not None:
+        metrics_address = address(settings.metrics_bind)
+        if any(listen.address == metrics_address for listen in settings.listen) and metrics_address.port != 0:
+            raise ConfigError(f"{where('proxy', 'metrics_bind')}proxy.metrics_bind: {settings.metrics_bind} is a "
+                              f"listen address of the proxy: give the metrics an address of their own")
     rotate = settings.access_log_rotate
     if settings.workers > 1 and (rotate.size or rotate.interval):
         raise ConfigError(f"{where('proxy', 'access_log_rotate')}proxy.access_log_rotate: needs workers = 1 "

@@ -120,12 +120,17 @@ class ClientConnection(asyncio.Protocol):
             self.client_ip = "unix"
         refusal = self.server.admit(self)
         if refusal is not None:
-            self.transport.write(error_response(503, refusal))
+            data = error_response(503, refusal)
+            self.transport.write(data)
+            self._count_sent(len(data))
             self.transport.close()
             return
         self._arm(self.state.settings.client_header_timeout, head=True)
 
     def data_received(self, data: bytes) -> None:
+        metrics = self.state.metrics
+        if metrics is not None:
+            metrics.values[metrics.received_at] += len(data)
         if self.lingering:
             return  # the rest of a refused request: read and dropped until the client stops or time is up
         if self.idle:  # server.leave_idle, inlined: once a request
@@ -239,6 +244,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if head.expect_continue and self.route is not None:
             self.transport.write(CONTINUE)  # type: ignore[union-attr]
+            self._count_sent(len(CONTINUE))
         self._arm(self.state.settings.client_body_timeout)
 
     def _send_normalised(self, head: RequestHead, target, path: str) -> None:
@@ -263,6 +269,12 @@ class ClientConnection(asyncio.Protocol):
         started = time.time()
         data, length = error_reply(status, reason)
         self.transport.write(data)  # type: ignore[union-attr]
+        metrics = self.state.metrics
+        if metrics is not None:
+            head, route = self.head, self.route
+            metrics.values[metrics.sent_at] += len(data)
+            metrics.refused(head.method if head is not None else "_OTHER", status,
+                            route.label if route is not None else "", self.body.size if self.body else 0, length)
         self._log(status, length, started, 0.0, {})
         if self.body is not None:
             self.body.close()
@@ -298,7 +310,9 @@ class ClientConnection(asyncio.Protocol):
         if self.busy or self.closed:
             return
         if self.parser.started or self.head is not None:
-            self.transport.write(error_response(408, "Request timed out"))  # type: ignore[union-attr]
+            data = error_response(408, "Request timed out")
+            self.transport.write(data)  # type: ignore[union-attr]
+            self._count_sent(len(data))
         self.transport.close()  # type: ignore[union-attr]
 
     # -- writing ----------------------------------------------------------------------------------------
@@ -308,6 +322,15 @@ class ClientConnection(asyncio.Protocol):
         if self.closed:
             raise ClientGone()
         self.transport.write(data)  # type: ignore[union-attr]
+        metrics = self.state.metrics
+        if metrics is not None:
+            metrics.values[metrics.sent_at] += len(data)
+
+    def _count_sent(self, size: int) -> None:
+        """Bytes written to the client outside `write` (the rare answers given before a request is whole)."""
+        metrics = self.state.metrics
+        if metrics is not None:
+            metrics.values[metrics.sent_at] += size
 
     @property
     def paused(self) -> bool:
@@ -340,6 +363,9 @@ class ClientConnection(asyncio.Protocol):
         assert head is not None
         self.begun = time.monotonic()
         keep_alive = head.keep_alive and not self.server.stopping
+        metrics = self.state.metrics
+        if metrics is not None:
+            metrics.started()  # request_done counts it answered, whichever way it ends
         try:
             if route is None:
                 self.request_done(*self.send_error(404, "No route for this request", head, keep_alive))
@@ -348,6 +374,8 @@ class ClientConnection(asyncio.Protocol):
             if route.limit_conn is not None:
                 key = key_of(route.limit_conn.settings.key, self.client_ip, head.headers)
                 if not route.limit_conn.acquire(key):
+                    if metrics is not None:
+                        metrics.rejected("limit_conn", route.label)
                     self.request_done(*self.send_error(route.limit_conn.settings.status, "Too many connections",
                                                        head, keep_alive))
                     return
@@ -355,6 +383,8 @@ class ClientConnection(asyncio.Protocol):
             if route.limit_req is not None:
                 verdict = route.limit_req.check(key_of(route.limit_req.settings.key, self.client_ip, head.headers))
                 if not verdict.allowed:
+                    if metrics is not None:
+                        metrics.rejected("limit_req", route.label)
                     extra = [("Retry-After", str(verdict.retry_after))]
                     self.request_done(*self.send_error(route.limit_req.settings.status, "Too many requests", head,
                                                        keep_alive, extra))
@@ -438,6 +468,14 @@ class ClientConnection(asyncio.Protocol):
         if self.body is not None:
             self.body.close()
         duration = time.monotonic() - self.begun
+        metrics = self.state.metrics
+        if metrics is not None:
+            head, route, body = self.head, self.route, self.body
+            metrics.finished(head.method if head is not None else "_OTHER", status,
+                             route.label if route is not None else "", duration, body.size if body is not None else 0,
+                             sent)
+            if route is not None and route.static is not None:
+                metrics.static_answered(status)
         self._log(status, sent, time.time() - duration, duration, fields or {})
         self._finish(keep_alive)
 

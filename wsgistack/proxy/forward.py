@@ -235,6 +235,10 @@ class Exchange:
             self._give_up()
 
     def _try(self, server: UpstreamServer) -> None:
+        if self.addresses:  # not the request's first attempt
+            metrics = self.client.state.metrics
+            if metrics is not None:
+                metrics.retried(self.upstream.name)
         self.tried.add(server)
         self.addresses.append(server.name)
         self.began = time.monotonic()
@@ -306,8 +310,10 @@ class Exchange:
             # timeout): not the server's failure. Its idle siblings are as old: a fresh connection is next.
             server.pool.close()
             self.tried.discard(server)
-        elif server.record_failure(error.reason) and not error.sent:
-            watch_return(server)  # refused connects: the first one that succeeds again ends the down time
+        else:
+            self._count_failure(server)
+            if server.record_failure(error.reason) and not error.sent:
+                watch_return(server)  # refused connects: the first one that succeeds again ends the down time
         self._end_attempt("504" if error.timeout else "502")
         self.last_error = error
         if error.sent and not reused:
@@ -328,7 +334,17 @@ class Exchange:
             connection.listener = None
         server.end_request(connection, ok)
         self.statuses.append(status)
-        self.times.append(f"{time.monotonic() - self.began:.3f}")
+        seconds = time.monotonic() - self.began
+        self.times.append(f"{seconds:.3f}")
+        metrics = self.client.state.metrics
+        if metrics is not None:
+            metrics.attempt_ended(self.upstream.name, server.name, seconds)
+
+    def _count_failure(self, server: UpstreamServer) -> None:
+        """The metrics' count of the server's failed attempts (its health has its own, record_failure)."""
+        metrics = self.client.state.metrics
+        if metrics is not None:
+            metrics.failed(self.upstream.name, server.name)
 
     # -- the response -----------------------------------------------------------------------------------
 
@@ -501,6 +517,7 @@ class Exchange:
     def _break_off(self, reason: str) -> None:
         # after the head, the client can only learn of a failure from a cut connection
         if self.server is not None:
+            self._count_failure(self.server)
             self.server.record_failure(reason)
         try:
             self._flush()
@@ -511,6 +528,7 @@ class Exchange:
 
     def _bad_response(self, reason: str) -> None:
         if self.server is not None:
+            self._count_failure(self.server)
             self.server.record_failure(reason)
         self._end_attempt("502")
         self.response = None

@@ -5,17 +5,28 @@ The master binds, forks the workers, and then only waits for signals: it checks 
 before passing HUP on (so a broken file is refused once, with one message), forwards USR1 and the stop
 signals, and replaces a worker that died. Limits (limit_req, limit_conn, max_connections) are counted per
 worker, as they would be in nginx without a shared-memory zone; with one worker they are exact.
+
+It sleeps in a selector: signal handlers only queue the signal and wake it through a pipe (as the server's
+arbiter does), so the same loop answers /metrics (`metrics_bind`) without ever waiting on a scraper. Each
+worker gets a slot of shared memory made before its fork (proxy/metrics.py); the master folds it into its
+totals when it reaps the worker.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import selectors
 import signal
+import socket
 import time
+from typing import Any
 
+from wsgistack.config.errors import ConfigError
 from wsgistack.observe.errorlog import setup_error_log
+from wsgistack.observe.metrics.endpoint import SelectorEndpoint, where
 from wsgistack.process import describe_exit, die_with_parent, notify, notify_reloading, reap_children
+from wsgistack.proxy.metrics import ProxyMetrics, ProxyRecorder, close_endpoint, open_endpoint
 from wsgistack.proxy.server import STOP_GRACE, ProxyServer, serve_forever
 from wsgistack.proxy.settings import ProxySettings
 
@@ -27,57 +38,138 @@ RESPAWN_PAUSE = 1.0  # a worker that dies at once is not restarted in a tight lo
 class ProxyMaster:
     """Keeps `count` worker processes serving the sockets of `server`."""
 
-    def __init__(self, server: ProxyServer, count: int):
+    def __init__(self, server: ProxyServer, count: int, metrics_sock: socket.socket | None = None):
         self.server = server
         self.count = count
         self.workers: dict[int, float] = {}  # pid -> start time
         self.stopping = False
+        self.pid = os.getpid()
         server.announces = False  # the master speaks to systemd, its workers do not
+        self.selector = selectors.DefaultSelector()
+        self.signals: list[int] = []  # queued by the handlers, acted on by the loop
+        self.wakeup_r = self.wakeup_w = -1
+        self.metrics: ProxyMetrics | None = None
+        self.endpoint: SelectorEndpoint | None = None
+        self._metrics_name: Any = None
+        if metrics_sock is not None:
+            self.metrics = ProxyMetrics(lambda: self.server.state)
+            self.endpoint = SelectorEndpoint(self.selector, metrics_sock, self.metrics.render)
+            self._metrics_name = metrics_sock.getsockname()
 
     def run(self) -> int:
         """Fork the workers and supervise them until a stop signal; returns the exit code."""
-        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        self._init_signals()
         for _ in range(self.count):
             self.spawn()
+        if self.endpoint is not None:
+            log.info("metrics at %s", where(self.endpoint.sock))
         # the sockets listen since bind(): the kernel queues connections until a worker's loop accepts them
         notify("READY=1", self.status())
         while self.workers or not self.stopping:
-            info = signal.sigtimedwait(_SIGNALS, 1.0)
-            if info is None:
-                continue
-            signum = info.si_signo
-            if signum == signal.SIGCHLD:
-                self.reap()
-            elif signum == signal.SIGHUP:
-                self.reload()
-            elif signum == signal.SIGUSR1:
-                self.server.access_log.reopen()
-                self.forward(signal.SIGUSR1)
-            elif not self.stopping:
-                self.stop()
+            for signum in self.wait(1.0):
+                if self.stopping:
+                    break  # stop() saw the workers out: what came meanwhile has nobody to go to
+                if signum == signal.SIGCHLD:
+                    self.reap()
+                elif signum == signal.SIGHUP:
+                    self.reload()
+                elif signum == signal.SIGUSR1:
+                    self.server.access_log.reopen()
+                    self.forward(signal.SIGUSR1)
+                else:
+                    self.stop()
+        self._close_endpoint()
         self.server.close_listeners()
         log.info("stopped")
         return 0
 
+    # -- signals and the selector -------------------------------------------------------------------------
+
+    def _init_signals(self) -> None:
+        self.wakeup_r, self.wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wakeup_w, warn_on_full_buffer=False)
+        self.selector.register(self.wakeup_r, selectors.EVENT_READ, None)
+        for signum in _SIGNALS:
+            signal.signal(signum, self._queue_signal)
+
+    def _queue_signal(self, signum: int, frame: Any) -> None:
+        self.signals.append(signum)
+
+    def wait(self, timeout: float) -> list[int]:
+        """Sleep until a signal (or `timeout`), answering scrapers meanwhile; the signals that came, in order."""
+        if not self.signals:
+            for key, events in self.selector.select(timeout):
+                if key.data is None:
+                    try:
+                        while os.read(self.wakeup_r, 4096):
+                            pass
+                    except OSError:
+                        pass
+                elif self.endpoint is not None:
+                    self.endpoint.handle(key, events)
+        if self.endpoint is not None:
+            self.endpoint.expire()
+        signals, self.signals = self.signals, []
+        return signals
+
+    def _close_endpoint(self) -> None:
+        if self.endpoint is not None:
+            self.endpoint.close()
+            close_endpoint(self.endpoint.sock, self._metrics_name)
+            self.endpoint = None
+
+    def _forget_in_child(self) -> None:
+        """What is the master's alone: its signal handlers and pipe, its selector and scrapers, the other
+        workers' slots."""
+        signal.set_wakeup_fd(-1)
+        for signum in _SIGNALS:  # still blocked: the worker's loop sets its own handlers, then unblocks them
+            signal.signal(signum, signal.SIG_DFL)
+        if self.endpoint is not None:  # closed here only: unregistering would change the master's epoll set
+            for exchange in self.endpoint.exchanges.values():
+                exchange.sock.close()
+            self.endpoint.sock.close()
+            self.endpoint = None
+        self.selector.close()
+        os.close(self.wakeup_r)
+        os.close(self.wakeup_w)
+        if self.metrics is not None:
+            self.metrics.close_in_child()
+
+    # -- workers --------------------------------------------------------------------------------------
+
     def spawn(self) -> None:
-        """Start one worker on the master's sockets."""
-        pid = os.fork()
+        """Start one worker on the master's sockets (and, with metrics_bind, its slot made before the fork)."""
+        slot = self.metrics.new_slot() if self.metrics is not None else None
+        # until the worker's loop has its handlers, a signal for it must wait: it is blocked across the fork
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            pid = os.fork()
+        finally:
+            if os.getpid() == self.pid:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if pid == 0:
             code = 1
             try:
-                self.server.master_pid = os.getppid()  # a TERM to this worker alone leaves the listeners open
+                self._forget_in_child()
+                self.server.master_pid = self.pid  # a TERM to this worker alone leaves the listeners open
+                if slot is not None:
+                    self.server.count_into(ProxyRecorder(slot))
                 die_with_parent(signal.SIGTERM)  # no worker outlives a killed master
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
                 code = serve_forever(self.server)  # unblocks the others once it handles them
             finally:
                 os._exit(code)
         self.workers[pid] = time.monotonic()
+        if self.metrics is not None and slot is not None:
+            self.metrics.worker_started(pid, slot)
         log.info("worker %d started", pid)
 
     def reap(self) -> None:
-        """Collect dead workers; replace them unless stopping."""
+        """Collect dead workers (what they counted joins the totals); replace them unless stopping."""
         for pid, status in reap_children():
             started = self.workers.pop(pid, None)
+            if self.metrics is not None:
+                self.metrics.worker_gone(pid)
             if started is None or self.stopping:
                 continue
             log.error("worker %d died (%s); starting another", pid, describe_exit(status))
@@ -118,12 +210,14 @@ class ProxyMaster:
         self.server.close_listeners()
         deadline = time.monotonic() + STOP_GRACE + 5
         while self.workers and time.monotonic() < deadline:
-            signal.sigtimedwait([signal.SIGCHLD], 0.2)
+            self.wait(0.2)  # only the workers' exits matter now (and scrapers are still answered)
             self.reap()
         self.forward(signal.SIGKILL)
         while self.workers:
             pid, _ = os.waitpid(-1, 0)
             self.workers.pop(pid, None)
+            if self.metrics is not None:
+                self.metrics.worker_gone(pid)
 
 
 def run_proxy(settings: ProxySettings, cli: dict | None = None) -> int:
@@ -131,6 +225,13 @@ def run_proxy(settings: ProxySettings, cli: dict | None = None) -> int:
     setup_error_log(settings.error_log or "-", settings.log_level)
     server = ProxyServer(settings, cli)
     server.bind()
+    try:
+        metrics_sock = open_endpoint(settings.metrics_bind)
+    except ConfigError:
+        server.close_listeners()
+        raise
     if settings.workers == 1:
+        if metrics_sock is not None:
+            server.serve_metrics(metrics_sock)
         return serve_forever(server)
-    return ProxyMaster(server, settings.workers).run()
+    return ProxyMaster(server, settings.workers, metrics_sock).run()

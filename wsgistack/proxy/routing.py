@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from wsgistack.http.parser import Limits
 from wsgistack.http.trust import ProxyTrust
@@ -17,6 +18,9 @@ from wsgistack.proxy.limits import LimitConn, LimitReq
 from wsgistack.proxy.settings import ProxySettings, RouteSettings
 from wsgistack.proxy.static import StaticFiles
 from wsgistack.proxy.upstream import Upstream
+
+if TYPE_CHECKING:
+    from wsgistack.proxy.metrics import ProxyRecorder
 
 
 @dataclass
@@ -31,6 +35,7 @@ class Route:
     limit_req: LimitReq | None
     limit_conn: LimitConn | None
     body_limit: int
+    label: str  # the metrics' http_route: the prefix, after its hosts when it has some
 
     def matches_host(self, host: str) -> bool:
         """True when the route has no hosts or one of them matches (exact, or *.suffix)."""
@@ -60,6 +65,8 @@ class ProxyState:
         limits = [route.body_limit for route in self.routes]
         self.body_limit = 0 if 0 in limits else max(limits, default=settings.client_max_body_size)
         self.limits = Limits(body_size=self.body_limit)
+        # what the process counts into (metrics_bind), the same object across reloads; None when off
+        self.metrics: ProxyRecorder | None = previous.metrics if previous is not None else None
 
     def _route(self, spec: RouteSettings, old: Route | None) -> Route:
         limit_req = old.limit_req if old and old.settings.limit_req == spec.limit_req else \
@@ -77,6 +84,7 @@ class ProxyState:
             limit_req=limit_req,
             limit_conn=limit_conn,
             body_limit=body_limit,
+            label=route_label(spec),
         )
 
     def route_for(self, host: str | None, path: str) -> Route | None:
@@ -95,9 +103,31 @@ class ProxyState:
                 if id(server) not in kept:
                     server.pool.close()
 
+    def server_states(self, now: float) -> list[tuple[str, str, bool, bool, int]]:
+        """(upstream, server, is a backup, is down in this process, its requests in flight here) of every
+        upstream server (the metrics)."""
+        return [(upstream.name, server.name, server.backup, not server.available(now), server.active)
+                for upstream in self.upstreams.values() for server in upstream.servers]
+
+    def limit_zones(self) -> list[tuple[str, str]]:
+        """(limit, route label) of every limit_req and limit_conn (the metrics)."""
+        zones = []
+        for route in self.routes:
+            if route.limit_req is not None:
+                zones.append(("limit_req", route.label))
+            if route.limit_conn is not None:
+                zones.append(("limit_conn", route.label))
+        return zones
+
     def all_servers(self) -> Sequence:
         """Every upstream server (for health checks and the idle sweep)."""
         return [server for upstream in self.upstreams.values() for server in upstream.servers]
+
+
+def route_label(spec: RouteSettings) -> str:
+    """A route as the metrics name it: its prefix (`/api/`), after its hosts when it has some
+    (`example.com,*.example.com/api/`); as few values as the config has routes."""
+    return f"{','.join(spec.hosts)}{spec.path}" if spec.hosts else spec.path
 
 
 def _under(path: str, prefix: str) -> bool:

@@ -30,12 +30,14 @@ from typing import Any
 from wsgistack.config.errors import ConfigError
 from wsgistack.event_loop import new_event_loop
 from wsgistack.observe.errorlog import reopen_error_log
+from wsgistack.observe.metrics.endpoint import serve_asyncio, where
 from wsgistack.process import listen_fds, notify, notify_reloading
 from wsgistack.proxy import static_reply
 from wsgistack.proxy.accesslog import open_access_log
 from wsgistack.proxy.config import load_proxy_settings
 from wsgistack.proxy.connection import ClientConnection
 from wsgistack.proxy.health import HealthChecker
+from wsgistack.proxy.metrics import ProxyMetrics, ProxyRecorder, close_endpoint
 from wsgistack.proxy.routing import ProxyState
 from wsgistack.proxy.settings import ListenSettings, ProxySettings
 from wsgistack.server.sockets import Listener, accept_backlog, bind, inherited_listeners, unread_bytes
@@ -78,6 +80,27 @@ class ProxyServer:
         self._stopped: asyncio.Event | None = None
         self.announces = True  # tells systemd of its state (Type=notify); not a worker of `workers = N`
         self.master_pid: int | None = None  # a worker of `workers = N`: its master's pid
+        self.metrics: ProxyRecorder | None = None  # what this process counts into (metrics_bind)
+        # one process alone: the /metrics listener it serves on its loop, and the scrape behind it
+        self.metrics_sock: socket.socket | None = None
+        self._metrics_name: Any = None  # its address, kept: the loop's server may take the socket over
+        self.scrape: ProxyMetrics | None = None
+        self._metrics_server: asyncio.AbstractServer | None = None
+
+    def count_into(self, recorder: ProxyRecorder) -> None:
+        """From now on this process counts into `recorder` (its slot): the requests, the upstreams' health."""
+        self.metrics = recorder
+        self.state.metrics = recorder  # a reload's state takes it over from its previous one
+
+    def serve_metrics(self, sock: socket.socket) -> None:
+        """One process alone (workers = 1): count into its own memory and serve /metrics on its loop."""
+        self.scrape = ProxyMetrics(lambda: self.state)
+        slot = self.scrape.new_slot()
+        self.scrape.worker_started(os.getpid(), slot)
+        self.count_into(ProxyRecorder(slot))
+        self.scrape.recorder = self.metrics
+        self.metrics_sock = sock
+        self._metrics_name = sock.getsockname()
 
     def bind(self) -> None:
         """Bind every listener (before the loop runs); ConfigError names the address. When systemd passed
@@ -115,6 +138,8 @@ class ProxyServer:
         if per_ip and address != "unix" and not state.trust.trusts(address):
             count = self.per_address.get(address, 0)
             if count >= per_ip:
+                if self.metrics is not None:
+                    self.metrics.rejected("max_connections", "per_ip")
                 log.warning("max_connections_per_ip (%d) reached: refusing a connection from %s",
                             per_ip, address)
                 return "Too many connections from this address"
@@ -122,6 +147,8 @@ class ProxyServer:
             connection.counted_address = True
         if len(self.connections) >= self.connection_cap:
             if not self.idle:
+                if self.metrics is not None:
+                    self.metrics.rejected("max_connections", "total")
                 log.warning("max_connections (%d) reached and none idle: refusing a connection from %s",
                             self.connection_cap, address)
                 self.forget(connection)
@@ -188,6 +215,9 @@ class ProxyServer:
         # (a HUP right after a start) waits for them instead of killing the process
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
         self._start_health()
+        if self.metrics_sock is not None and self.scrape is not None:
+            self._metrics_server = await serve_asyncio(self.metrics_sock, self.scrape.render_async)
+            log.info("metrics at %s", where(self.metrics_sock))
         sweeper = loop.create_task(self._sweep())
         log.info("proxy ready: %d route%s, %d upstream%s", len(self.state.routes),
                  "" if len(self.state.routes) == 1 else "s", len(self.state.upstreams),
@@ -205,13 +235,16 @@ class ProxyServer:
         self.health.start()
 
     async def _sweep(self) -> None:
-        """Four times a second: client timeouts; once a second: idle upstream connections."""
+        """Four times a second: client timeouts and the upstreams' health for the metrics; once a second: idle
+        upstream connections."""
         ticks = 0
         while True:
             await asyncio.sleep(TICK)
             now = time.monotonic()
             for connection in list(self.connections):
                 connection.check_deadline(now)
+            if self.metrics is not None:
+                self.metrics.publish_upstreams(self.state.server_states(now))
             ticks += 1
             if ticks % 4 == 0:
                 for server in self.state.all_servers():
@@ -321,8 +354,18 @@ class ProxyServer:
         for upstream in self.state.upstreams.values():
             upstream.close()
         self.access_log.flush()
+        self.close_metrics()  # last: a scraper sees the drain through
         self.close_listeners()
         log.info("stopped")
+
+    def close_metrics(self) -> None:
+        """Stop serving /metrics (one process alone; a master closes its own endpoint)."""
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+            self._metrics_server = None
+        if self.metrics_sock is not None:
+            close_endpoint(self.metrics_sock, self._metrics_name)
+            self.metrics_sock = None
 
     def close_listeners(self) -> None:
         """Close the listening sockets (and remove unix socket files)."""
@@ -391,6 +434,7 @@ def serve_forever(server: ProxyServer) -> int:
     try:
         loop.run_until_complete(server.serve())
     finally:
+        server.close_metrics()
         server.close_listeners()
         loop.close()
     return 0

@@ -145,6 +145,20 @@ def address_text(address: Address) -> str:
     return str(address)
 
 
+def metrics_address(raw: Any) -> str | None:
+    """`metrics_bind`: HOST:PORT or unix:PATH (kept as written), or nothing."""
+    text = values.optional_text(raw)
+    if text is None:
+        return None
+    try:
+        parsed = parse_address(text)
+    except ConfigError as exc:
+        raise ValueError(str(exc).removeprefix("--bind ")) from None
+    if parsed.kind == "fd":
+        raise ValueError(f"{text!r}: give HOST:PORT or unix:PATH (fd:// is for the proxy's listeners)")
+    return text
+
+
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -174,6 +188,11 @@ class ProxySettings:
     access_log_rotate: RotateSettings = RotateSettings()
     error_log: str | None = option(None, values.optional_text, "the proxy's own log (default: stderr)",
                                    flags=("--error-log",), metavar="PATH")
+    metrics_bind: str | None = option(
+        None, metrics_address,
+        "serve Prometheus metrics at /metrics on this address, HOST:PORT or unix:PATH, apart from the listeners; "
+        "with several workers the master serves them (docs/metrics.md). Off when not given",
+        flags=("--metrics-bind",), metavar="ADDRESS")
     log_level: str = option("info", values.choice(*_LOG_LEVELS), "debug, info (default), warning, error, critical",
                             flags=("--log-level",), metavar="LEVEL")
     client_max_body_size: int = option(
