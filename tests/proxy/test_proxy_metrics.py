@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import textwrap
 
 import requests
@@ -104,6 +105,11 @@ def test_requests_split_static_hits_and_a_limit_rejection_are_counted_exactly(st
     assert scrape.total("wsgistack_proxy_received_bytes_total") > 24 * len("GET / HTTP/1.1\r\n")
     # a scrape changes no count
     assert Scrape(metrics).total(DURATION) == 24
+    # a reload's new state counts on into the same memory
+    proxy.signal(signal.SIGHUP)
+    wait_for(lambda: "reloaded" in proxy.log(), message="the reload")
+    assert proxy.get("/").status_code == 200
+    assert Scrape(metrics).total(DURATION) == 25
     proxy.stop()
     assert not (tmp_path / "metrics.sock").exists()
 
@@ -160,9 +166,13 @@ def test_counts_stay_exact_when_workers_are_killed_and_replaced(start_proxy, sta
     assert scrape.total("http_server_active_requests") == 0
     assert scrape.total("wsgistack_proxy_upstream_active_connections") == 0
     assert state_of(scrape, upstream_address(a)) == "up"
-    # HUP and USR1 still reach the workers through the master's new loop
-    proxy.signal(signal.SIGHUP)
-    wait_for(lambda: proxy.log().count("reloaded") == 2, message="both workers reloaded")
+    # a scraper that connects and says nothing holds up neither the signals nor the other scrapers
+    with socket.socket(socket.AF_UNIX) as silent:
+        silent.connect(str(tmp_path / "metrics.sock"))
+        proxy.signal(signal.SIGHUP)
+        wait_for(lambda: proxy.log().count("reloaded") == 2, message="both workers reloaded")
+        assert all(proxy.get("/").status_code == 200 for _ in range(5))
+        counted(total + 15)
     assert proxy.stop() == 0
     assert not (tmp_path / "metrics.sock").exists()
 
@@ -179,8 +189,6 @@ def test_bad_metrics_addresses_are_one_line(tmp_path):
 
 
 def test_a_metrics_address_in_use_is_one_line(tmp_path):
-    import socket
-
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
