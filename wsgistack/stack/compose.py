@@ -135,6 +135,8 @@ class Stack:
             command += ["--stack-upstream", f"{server.name}=unix:{self.socket(server.name)}"]
         # systemd's sockets (socket activation) replace the file's listen addresses
         command += [arg for fd in fds for arg in ("--listen", f"fd://{fd}")]
+        if self.supervisor.metrics_listen:  # the supervisor's /metrics asks the proxy too (supervisor/metrics.py)
+            command += ["--metrics-bind", f"unix:{self.metrics_socket(PROXY)}"]
         ready = _fd_check(fds[0], None) if fds else _address_check(str(self.proxy.listen[0].address))
         return ProgramSettings(
             name=PROXY, program=PROXY, group=PROXY, command=tuple(command), directory=os.path.dirname(self.path),
