@@ -27,7 +27,6 @@ from wsgistack.observe.metrics.families import (
     LISTEN_OVERFLOWS,
     LISTEN_QUEUE,
     LISTEN_QUEUE_MAX,
-    PROCESS_REQUESTS,
     REQUEST_BODY_SIZE,
     REQUEST_DURATION,
     RESPONSE_BODY_SIZE,
@@ -115,10 +114,12 @@ class ServerMetrics:
         busy_workers = 0
         for pid, series in sorted(readings.items()):
             numbers = {family: values[0] for family, labels, values in series if not labels}
+            # its requests: the count of its duration histograms (the buckets; the last number is the sum)
+            answered = sum(sum(values[:-1]) for family, _, values in series if family is REQUEST_DURATION)
             label = [str(pid)]
             active = numbers.get(ACTIVE_REQUESTS, 0.0) > 0
             busy_workers += active
-            requests.add_metric(label, numbers.get(PROCESS_REQUESTS, 0.0))
+            requests.add_metric(label, answered)
             busy.add_metric(label, 1.0 if active else 0.0)
             exceptions.add_metric(label, numbers.get(EXCEPTIONS, 0.0))
             memory = resident_bytes(pid)

@@ -66,8 +66,6 @@ CONNECTIONS_REFUSED = Family("wsgistack_server_connections_refused", COUNTER,
                              "Connections or requests refused before the app, by reason.", ("reason",))
 APP_THREADS_BUSY = Family("wsgistack_server_app_threads_busy", GAUGE, "App threads running a request.")
 APP_THREADS_QUEUED = Family("wsgistack_server_app_threads_queued", GAUGE, "Requests waiting for an app thread.")
-# what one process answered, as it writes it into its slot; its master shows it as WORKER_REQUESTS{pid}
-PROCESS_REQUESTS = Family("wsgistack_process_requests", COUNTER, "Requests this process answered.")
 WORKER_REQUESTS = Family("wsgistack_worker_requests", COUNTER, "Requests answered by a live worker.", ("pid",))
 WORKER_BUSY = Family("wsgistack_worker_busy", GAUGE, "1 while the worker answers a request.", ("pid",))
 WORKER_EXCEPTIONS = Family("wsgistack_worker_exceptions", COUNTER, "App calls that raised, per live worker.",
