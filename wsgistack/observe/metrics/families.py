@@ -39,7 +39,8 @@ class Family:
 
 # -- the requests a process answered (server workers; the proxy) ---------------------------------------
 REQUEST_DURATION = Family("http_server_request_duration_seconds", HISTOGRAM,
-                          "Time from the request's arrival to the response's last byte.", REQUEST_LABELS,
+                          "Time to answer a request, to the response's last byte (an app server counts from "
+                          "the request's arrival, the proxy from its last byte).", REQUEST_LABELS,
                           DURATION_BOUNDS)
 REQUEST_BODY_SIZE = Family("http_server_request_body_size_bytes", HISTOGRAM, "Request body sizes.",
                            REQUEST_LABELS, SIZE_BOUNDS)
