@@ -220,6 +220,7 @@ daemon = false
 health-path = "/healthz"
 protocol = "FastCGI"
 protocol-allow-from = "10.0.0.0/8, ::1"
+metrics-bind = "unix:/tmp/m.sock"
 """
     write(tmp_path, body)
     settings = load(tmp_path, ())
@@ -231,6 +232,7 @@ protocol-allow-from = "10.0.0.0/8, ::1"
         error_log="/tmp/error.log", log_level="warning", pid="/tmp/w.pid", preload=True, reload=False,
         forwarded_allow_ips=("*",), umask=0o22, user=None, group=None, proc_name="web", chdir="/tmp", daemon=False,
         health_path="/healthz", protocol="fastcgi", protocol_allow_from=("10.0.0.0/8", "::1"),
+        metrics_bind="unix:/tmp/m.sock",
     )
     # apps excludes app: tests/config/test_config_mounts.py sets it from the file
     assert set(FIELDS) - {"apps"} == {line.split(" =")[0].replace("-", "_") for line in body.splitlines()[1:] if line}

@@ -235,7 +235,8 @@ def test_a_config_without_metrics_says_so(tmp_path):
 def test_the_address_from_wsgistack_toml(tmp_path):
     # read by the supervisor's own reader of [metrics]: the same address, the same errors
     (tmp_path / "wsgistack.toml").write_text('[metrics]\nlisten = "unix:run/metrics.sock"\n')
-    assert str(metrics_listen(tmp_path / "wsgistack.toml")) == "unix:run/metrics.sock"
+    # a relative unix path is relative to the file's folder, as the supervisor binds it
+    assert str(metrics_listen(tmp_path / "wsgistack.toml")) == f"unix:{tmp_path / 'run' / 'metrics.sock'}"
     (tmp_path / "wsgistack.toml").write_text('[metrics]\nlisten = "127.0.0.1:9100"\n')
     assert str(metrics_listen(tmp_path / "wsgistack.toml")) == "http://127.0.0.1:9100"
     (tmp_path / "wsgistack.toml").write_text('[serve]\napp = "x:app"\n\n[metrics]\nlisten = "fd://3"\n')
