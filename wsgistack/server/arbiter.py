@@ -511,11 +511,11 @@ class Arbiter:
                 continue
             worker.heartbeat.close()
             self._log_exit(worker, status)
-            if self.metrics is not None:
-                self.metrics.worker_gone(pid, self._restart_cause(worker, status))
             # a report written just before exiting is still in the pipe
             self._read_boot_report(worker)
             self._close_boot_pipe(worker)
+            if self.metrics is not None:  # after the report: "retiring" is the restart's cause (max_requests)
+                self.metrics.worker_gone(pid, self._restart_cause(worker, status))
             if not worker.booted:
                 self.next_spawn = time.monotonic() + RESPAWN_BACKOFF  # no tight loop of failing boots
             if not worker.booted and not self.ready and not self.settings.reload and not self.stopping:
