@@ -124,7 +124,8 @@ def restarts_run(work: Path, count: int) -> dict:
             body = scrape(socket_path)[1]
             before = total(body, "http_server_request_duration_seconds_count")
             restarts_before = total(body, "wsgistack_server_worker_restarts_total", 'cause="max_requests"')
-            if restarts_before == before or time.monotonic() > settle:
+            # the readiness request was answered (so is counted once its worker gets to it) and its worker reaped
+            if before >= 1 and restarts_before == before or time.monotonic() > settle:
                 break
             time.sleep(0.1)
         lock = threading.Lock()
@@ -165,7 +166,8 @@ def restarts_run(work: Path, count: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench/.venv/bin/python bench/metrics.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5, help="Runs with and without metrics (default 5).")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="Runs with and without metrics (default 5; 0: only the restarts).")
     parser.add_argument("--duration", type=float, default=5.0, help="Seconds per wrk run (default 5).")
     parser.add_argument("--restarts", type=int, default=10_000, help="Worker restarts (default 10000; 0: none).")
     args = parser.parse_args(argv)
@@ -185,21 +187,25 @@ def main(argv: list[str] | None = None) -> None:
         restarts = restarts_run(work, args.restarts) if args.restarts else None
     except StartFailed as exc:
         sys.exit(f"bench: {exc}")
-    without = statistics.median(r["rps"] for r in records if not r["metrics"])
-    with_ = statistics.median(r["rps"] for r in records if r["metrics"])
-    ratio = with_ / without
-    cpu_without = statistics.median(r["cpu_us_per_request"] for r in records if not r["metrics"])
-    cpu_with = statistics.median(r["cpu_us_per_request"] for r in records if r["metrics"])
+    ratio = cpu_ratio = None
+    if records:
+        without = statistics.median(r["rps"] for r in records if not r["metrics"])
+        with_ = statistics.median(r["rps"] for r in records if r["metrics"])
+        ratio = with_ / without
+        cpu_without = statistics.median(r["cpu_us_per_request"] for r in records if not r["metrics"])
+        cpu_with = statistics.median(r["cpu_us_per_request"] for r in records if r["metrics"])
+        cpu_ratio = cpu_without / cpu_with
     saved = {"command": shlex.join(["python", "bench/metrics.py", *(argv or sys.argv[1:])]),
              "machine": machine.describe(), "records": records, "ratio": ratio,
-             "cpu_ratio": cpu_without / cpu_with, "restarts": restarts}
+             "cpu_ratio": cpu_ratio, "restarts": restarts}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(saved, indent=1) + "\n")
     print(f"\n`{saved['command']}`, {saved['machine']['date']}, load average {saved['machine']['load_average']}")
-    print(f"Flask hello, event worker, -w {WORKERS}, wrk c{CONNECTIONS}, {args.repeats} × {args.duration:g} s: "
-          f"without metrics {without:,.0f} req/s, with {with_:,.0f} req/s: {ratio:.3f}× "
-          f"(goal ≥ {GOAL}: {'met' if ratio >= GOAL else 'NOT met'}); the server's CPU per request "
-          f"{cpu_without:.1f} µs without, {cpu_with:.1f} µs with: {cpu_without / cpu_with:.3f}×")
+    if ratio is not None:
+        print(f"Flask hello, event worker, -w {WORKERS}, wrk c{CONNECTIONS}, {args.repeats} × {args.duration:g} s: "
+              f"without metrics {without:,.0f} req/s, with {with_:,.0f} req/s: {ratio:.3f}× "
+              f"(goal ≥ {GOAL}: {'met' if ratio >= GOAL else 'NOT met'}); the server's CPU per request "
+              f"{cpu_without:.1f} µs without, {cpu_with:.1f} µs with: {cpu_ratio:.3f}×")
     if restarts:
         exact = restarts["counted"] == restarts["requests"] == restarts["restarts"]
         print(f"--max-requests 1: {restarts['requests']:,} requests in {restarts['seconds']} s, "
