@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from commands import one_error_line, run
+from scrape import Scrape
 from stacks import Stack, free_port, get, write_release
 
 from wsgistack.supervisor.toml_config import stack_run_dir
@@ -18,10 +19,11 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples"
 
 def test_the_bundled_example_runs_as_one_stack(tmp_path):
     """examples/wsgistack.toml as shipped, but on a free port and with this interpreter for its program."""
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     toml = (EXAMPLE / "wsgistack.toml").read_text()
     assert 'listen = ["127.0.0.1:8000"]' in toml and 'command = ["python3", ' in toml
-    toml = (toml.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    assert 'listen = "127.0.0.1:9100"' in toml
+    toml = (toml.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace("127.0.0.1:9100", f"127.0.0.1:{metrics_port}")
             .replace('"flask_app/', f'"{EXAMPLE}/flask_app/')
             .replace('command = ["python3", ', f'command = ["{sys.executable}", ')
             .replace('"%(here)s"', f'"{EXAMPLE}"'))
@@ -37,7 +39,9 @@ def test_the_bundled_example_runs_as_one_stack(tmp_path):
         workers = stack.descendants()
         assert len(workers) >= 5  # the app master and its 2 workers, the proxy, the program
         run_dir = Path(stack_run_dir(str(stack.config)))
-        assert sorted(path.name for path in run_dir.iterdir()) == ["app.1.sock", "app.sock", "supervisor.sock"]
+        assert sorted(path.name for path in run_dir.iterdir()) == [
+            "app.1.metrics.sock", "app.1.sock", "app.sock", "proxy.metrics.sock", "supervisor.sock"]
+        assert Scrape(f"127.0.0.1:{metrics_port}").total("wsgistack_program_state", program="app", state="running") == 1
     finally:
         assert stack.stop(signal.SIGINT) == 0
     assert not run_dir.exists()  # the private run folder goes with the stack
