@@ -81,9 +81,17 @@ class ServeSettings:
         "HTTP server) or sync (one request at a time, no keep-alive; meant to sit behind a proxy).",
         flags=("-k", "--worker-class"), metavar="CLASS",
     )
-    threads: int = option(
-        4, values.whole(1), "App threads per worker for the thread, event and tornado workers (with event, 1 "
-        "runs the app inline on the loop); sync and gevent do not use it.", flags=("--threads",), metavar="N")
+    threads: int | None = option(
+        None, values.threads,
+        "App threads per worker for the thread, event and tornado workers. 'auto' (the default): the event and "
+        "tornado workers start with 2 and add threads while calls wait for one and the process has CPU to "
+        "spare (an app waiting on I/O), up to --max-threads, and let them go when idle; the thread worker "
+        "keeps 4. A number pins it; with event, 1 runs the app inline on the loop. sync and gevent do not use "
+        "it.", flags=("--threads",), metavar="N|auto")
+    max_threads: int | None = option(
+        None, values.threads,
+        "With --threads auto: the most app threads a worker grows to (default: --worker-connections, one per "
+        "connection it may hold).", flags=("--max-threads",), metavar="N")
     worker_connections: int = option(
         1000, values.whole(1),
         "Most connections one worker holds open (thread, event, gevent, tornado); at the cap a new client "

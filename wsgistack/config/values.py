@@ -36,6 +36,13 @@ def whole(minimum: int = 0):
     return parse
 
 
+def threads(value: Any) -> int | None:
+    """A number of threads, at least 1, or "auto" (None: the pool sizes itself)."""
+    if value is None or isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    return whole(1)(value)
+
+
 def seconds(value: Any) -> float:
     """A duration in seconds, at least 0 (fractions allowed)."""
     if isinstance(value, bool):

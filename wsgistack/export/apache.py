@@ -208,7 +208,8 @@ def _vhost_file(stack: Stack, site: str, hosts: list[_Host], folder: str) -> str
 def _daemon_lines(stack: Stack, site: str, server: AppServer) -> list[str]:
     settings = server.settings
     folder = app_folder(stack, server)
-    threads = 1 if settings.worker_class == "sync" else settings.threads
+    # mod_wsgi's threads are fixed: "auto" becomes its own default of 15
+    threads = 1 if settings.worker_class == "sync" else settings.threads or 15
     options = [f"processes={settings.workers}", f"threads={threads}",
                f"display-name={settings.proc_name or '%{GROUP}'}",
                _quote(f"python-home={sys.prefix}"), _quote(f"python-path={folder}"), _quote(f"home={folder}")]

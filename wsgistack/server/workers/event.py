@@ -14,7 +14,7 @@ import sys
 import time
 
 from wsgistack.event_loop import new_event_loop  # uvloop with it: the master imports it before forking
-from wsgistack.server.app_threads import AppThreads
+from wsgistack.server.app_threads import AppThreads, app_threads_cap
 from wsgistack.server.context import ServeContext
 from wsgistack.server.protocols.choose import event_protocol
 from wsgistack.server.protocols.http_event import ConnectionRegistry, EventHTTPProtocol
@@ -37,7 +37,7 @@ class EventWorker(Worker):
         self.multithread = not self.inline
         self.loop = new_event_loop()
         asyncio.set_event_loop(self.loop)
-        pool = None if self.inline else AppThreads(settings.threads)
+        pool = None if self.inline else AppThreads(settings.threads, maximum=app_threads_cap(settings))
         self.registry = ConnectionRegistry(settings.worker_connections, pool)
         self.ctx = self.serve_context(keep_alive=lambda: self.alive and settings.keep_alive > 0,
                                       on_request=self.count_request, beat=lambda: None)
@@ -84,7 +84,7 @@ class EventWorker(Worker):
         if self.ctx is not None and self.ctx.metrics is not None:
             self.ctx.metrics.connections_now(registry.accepted, len(registry.connections),
                                              registry.refused + registry.shed)
-            running, threads = len(registry.inflight), self.settings.threads
+            running, threads = len(registry.inflight), registry.pool.size if registry.pool else 1
             self.ctx.metrics.app_threads(min(running, threads), max(0, running - threads))
         stopping = self.stopping_since
         for proto in list(registry.connections):

@@ -19,6 +19,9 @@ from wsgistack.server.sockets import defer_accept, unread_bytes
 from wsgistack.server.workers.base import STOP_GRACE_IDLE, Worker
 from wsgistack.server.workers.sync import serve_blocking_self_check
 
+# --threads auto: the thread worker holds a connection per thread, so its pool stays fixed at this size
+THREAD_WORKER_THREADS = 4
+
 log = logging.getLogger("wsgistack.server")
 
 
@@ -31,7 +34,8 @@ class ThreadWorker(Worker):
         """The selector loop: accept when a thread is free, hand ready connections to the pool."""
         settings = self.settings
         self.selector = selectors.DefaultSelector()
-        self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="wsgistack-app")
+        threads = settings.threads or THREAD_WORKER_THREADS
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="wsgistack-app")
         self.returned: queue.SimpleQueue[tuple[HTTPConnection, bool]] = queue.SimpleQueue()
         # parked connections -> when they are closed if still idle; in the order they became idle
         self.idle: dict[HTTPConnection, float] = {}
@@ -74,7 +78,6 @@ class ThreadWorker(Worker):
                 self._take_returned()
                 self._close_idle(stopping_since)
                 if self.ctx.metrics is not None:  # connections handed to the pool: on a thread, or waiting
-                    threads = settings.threads
                     self.ctx.metrics.app_threads(min(self.busy, threads), max(0, self.busy - threads))
         finally:
             for conn in list(self.idle):

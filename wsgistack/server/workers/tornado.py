@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from wsgistack.event_loop import new_event_loop
-from wsgistack.server.app_threads import AppThreads
+from wsgistack.server.app_threads import AppThreads, app_threads_cap
 from wsgistack.server.context import ServeContext
 from wsgistack.server.protocols.http_tornado import RECV_SIZE, TornadoConnections, TornadoHTTPConnection
 from wsgistack.server.sockets import accept_backlog
@@ -39,7 +39,7 @@ class TornadoWorker(Worker):
         settings = self.settings
         asyncio.set_event_loop(new_event_loop())
         self.ioloop = IOLoop.current()
-        self.pool = AppThreads(settings.threads)
+        self.pool = AppThreads(settings.threads, maximum=app_threads_cap(settings))
         self.ctx = self.serve_context(keep_alive=lambda: self.alive and settings.keep_alive > 0,
                                       on_request=self.count_request, beat=lambda: None)
         self.connections = TornadoConnections(self.pool.submit, settings.worker_connections)
