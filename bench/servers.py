@@ -109,6 +109,18 @@ def uwsgi(app: str, port: int, threads: int) -> list[str]:
             "--die-on-term", "--need-app", "--listen", str(BACKLOG), "--pythonpath", str(BENCH_DIR)]
 
 
+def wsgistack_defaults(app: str, port: int, threads: int) -> list[str]:
+    """`wsgistack serve` as a user first runs it: only the app, the address and 2 workers."""
+    return [str(BIN_DIR / "wsgistack"), "serve", f"apps:{app}", "-w", str(WORKERS), "-b", f"127.0.0.1:{port}",
+            "--log-level", "warning"]
+
+
+def granian_defaults(app: str, port: int, threads: int) -> list[str]:
+    """granian as a user first runs it: its WSGI interface, 2 workers, its own thread defaults."""
+    return [str(BIN_DIR / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(WORKERS), "--no-access-log", "--log-level", "warning", f"apps:{app}"]
+
+
 SERVERS: tuple[Server, ...] = (
     *(Server(f"wsgistack {cls}", wsgistack(cls), wsgistack=True) for cls in WSGISTACK_CLASSES),
     # the event class with --threads 1 runs the app inline on its loop: fastest for apps that never wait,
@@ -121,6 +133,9 @@ SERVERS: tuple[Server, ...] = (
     Server("waitress", waitress, caveat="single process (threads of both workers in one process)",
            single_process=True),
     Server("granian", granian),
+    # what a user gets without tuning: no worker class, no thread count (issue 15 compares these two)
+    Server("wsgistack defaults", wsgistack_defaults, wsgistack=True, caveat="only -w 2: the defaults"),
+    Server("granian defaults", granian_defaults, caveat="only --workers 2: the defaults"),
     Server("uwsgi", uwsgi),
 )
 
