@@ -122,7 +122,7 @@ class ClientConnection(asyncio.Protocol):
         if refusal is not None:
             data = error_response(503, refusal)
             self.transport.write(data)
-            self._count_sent(len(data))
+            self.count_sent(len(data))
             self.transport.close()
             return
         self._arm(self.state.settings.client_header_timeout, head=True)
@@ -244,7 +244,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if head.expect_continue and self.route is not None:
             self.transport.write(CONTINUE)  # type: ignore[union-attr]
-            self._count_sent(len(CONTINUE))
+            self.count_sent(len(CONTINUE))
         self._arm(self.state.settings.client_body_timeout)
 
     def _send_normalised(self, head: RequestHead, target, path: str) -> None:
@@ -312,7 +312,7 @@ class ClientConnection(asyncio.Protocol):
         if self.parser.started or self.head is not None:
             data = error_response(408, "Request timed out")
             self.transport.write(data)  # type: ignore[union-attr]
-            self._count_sent(len(data))
+            self.count_sent(len(data))
         self.transport.close()  # type: ignore[union-attr]
 
     # -- writing ----------------------------------------------------------------------------------------
@@ -326,8 +326,9 @@ class ClientConnection(asyncio.Protocol):
         if metrics is not None:
             metrics.values[metrics.sent_at] += len(data)
 
-    def _count_sent(self, size: int) -> None:
-        """Bytes written to the client outside `write` (the rare answers given before a request is whole)."""
+    def count_sent(self, size: int) -> None:
+        """Bytes written to the client outside `write` (answers given before a request is whole, and big
+        static files the kernel sends: sendfile.py)."""
         metrics = self.state.metrics
         if metrics is not None:
             metrics.values[metrics.sent_at] += size
@@ -348,6 +349,18 @@ class ClientConnection(asyncio.Protocol):
         except asyncio.TimeoutError:
             self.abort()
             raise ClientGone() from None
+
+    async def writable(self, fd: int) -> None:
+        """Wait until `fd`, a duplicate of this connection's socket (sendfile.py), takes bytes again: at most
+        send_timeout, like `drain`, and ClientGone when the connection is lost meanwhile."""
+        if self.closed:
+            raise ClientGone()
+        self._drain = waiter = self.loop.create_future()
+        self.loop.add_writer(fd, _wake, waiter)
+        try:
+            await self.drain()
+        finally:
+            self.loop.remove_writer(fd)
 
     def abort(self) -> None:
         """Drop the connection (a response cannot be finished)."""
@@ -526,6 +539,12 @@ class ClientConnection(asyncio.Protocol):
                 self.abort()  # a TLS close waits for the peer's close_notify, which an idle client may never send
             else:
                 self.transport.close()  # type: ignore[union-attr]
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    """The loop's writer callback of `ClientConnection.writable`: it may fire again before it is removed."""
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def head_size(head: RequestHead) -> int:

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 from wsgistack.http.errors import status_line_text
 from wsgistack.http.heads import reply_head
 from wsgistack.http.parser import RequestHead
+from wsgistack.proxy import sendfile
 from wsgistack.proxy.compression import gzip_headers, should_compress
+from wsgistack.proxy.static_cache import VARYING, ReplyCache
 
 if TYPE_CHECKING:
     from wsgistack.proxy.connection import ClientConnection
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 CHUNK = 256 * 1024
 SMALL_FILE = 64 * 1024  # read whole and written with the head
 _GZIP_MAX = 1 << 20  # files compressed on the fly are read whole; bigger ones go out as they are
+# whole answers to plain requests for small files (static_cache.py); one per proxy process
+replies = ReplyCache()
 
 
 @dataclass
@@ -40,6 +44,33 @@ def start(client: ClientConnection, route: Route, head: RequestHead, keep_alive:
     """Answer a request from the route's folder: everything, or the head and what `finish` must send."""
     assert route.static is not None
     path = head.target.split("?", 1)[0]
+    key = _cache_key(client, route, head, path, keep_alive)
+    if key is not None:
+        cached = replies.get(key)
+        if cached is not None:
+            client.write(cached[0])
+            return Answer(200, cached[1], keep_alive)
+    return _answer(client, route, head, path, keep_alive, key)
+
+
+def _cache_key(client: ClientConnection, route: Route, head: RequestHead, path: str,
+               keep_alive: bool) -> tuple | None:
+    """What a plain request's answer is kept under in `replies`; None when the request has a Range or a
+    condition (their answers are worked out each time)."""
+    accept = None
+    for name, value in head.headers:
+        name = name.lower()
+        if name in VARYING:
+            return None
+        if name == "accept-encoding":
+            accept = value if accept is None else f"{accept}, {value}"
+    return (route.static, path, head.method, keep_alive, head.version, accept, client.state.gzip)
+
+
+def _answer(client: ClientConnection, route: Route, head: RequestHead, path: str, keep_alive: bool,
+            key: tuple | None) -> Answer:
+    """`start` without the cache: decide, write, and keep a small whole answer under `key`."""
+    assert route.static is not None
     relative = path[len(route.path):] if path.startswith(route.path) else ""
     reply = route.static.reply(head.method, relative, head.headers)
     headers = list(reply.headers)
@@ -55,15 +86,22 @@ def start(client: ClientConnection, route: Route, head: RequestHead, keep_alive:
     else:
         reply_path = reply.path
     data = reply_head(status_line_text(reply.status), headers, keep_alive, head.version)
+    keep = key is not None and reply.status == 200
     if head.method == "HEAD":
         client.write(data)
+        if keep:
+            replies.put(key, data, 0)
         return Answer(reply.status, 0, keep_alive)
     if reply_path is None:
         client.write(data + body)
+        if keep:
+            replies.put(key, data + body, len(body))
         return Answer(reply.status, len(body), keep_alive)
     if reply.length <= SMALL_FILE:
         body = _small_file(reply_path, reply.offset, reply.length, reply.headers)
         client.write(data + body)  # one write for head and file, and no task
+        if keep and len(body) == reply.length:  # not a file that shrank under us
+            replies.put(key, data + body, len(body))
         return Answer(reply.status, len(body), keep_alive and len(body) == reply.length)
     client.write(data)
     return Answer(reply.status, 0, keep_alive, (reply_path, reply.offset, reply.length))
@@ -111,10 +149,13 @@ def _read(path: str, offset: int, length: int) -> bytes:
 
 
 async def _send_file(client: ClientConnection, path: str, offset: int, length: int) -> int:
-    """Copy `length` bytes of the file from `offset` to the client, waiting whenever it is full."""
+    """Send `length` bytes of the file from `offset` to the client, waiting whenever it is full: by the
+    kernel (sendfile.py) on a plain connection, else copied through the transport."""
     sent = 0
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
+        if sendfile.usable(client):
+            return await sendfile.send(client, fd, offset, length)
         while sent < length:
             piece = os.pread(fd, min(CHUNK, length - sent), offset + sent)
             if not piece:
