@@ -1,19 +1,19 @@
 """The threads that run app calls handed over through a queue: a fixed number (--threads N), or as many as
-the calls need (the default).
+the calls need (--threads auto, the default).
 
 Lighter than concurrent.futures.ThreadPoolExecutor on the hot path: no Future (with its Condition and
 locks) per request, just a C-implemented SimpleQueue. Nobody waits on a result: the call reports back itself.
 
-Sizing itself: a call that finds calls already waiting may add a thread, but only while the process has CPU
-to spare. Calls that wait on I/O (a database, another service) leave the process idle while they queue, so
-threads are added until the waiting calls are taken at once; calls that are short and CPU-bound keep the
-process busy, and more threads would only take turns at the GIL (a convoy that costs throughput), so none
-are added. A thread idle for IDLE_EXIT seconds leaves, down to the minimum.
+Sizing itself: when a call finds every thread in a call, the pool looks at the calls in progress. If they
+spend most of their time off the CPU (waiting on a database, another service, a sleep), threads are added
+for every call waiting, so none waits behind a blocked one. If they run on the CPU, none is added: Python
+runs one thread at a time (the GIL), and more threads would only take turns, which costs throughput. A call
+starts holding the GIL, so its time off the CPU is time it gave the GIL away, in I/O or a sleep. A thread
+idle for IDLE_EXIT seconds leaves, down to the minimum.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import queue
 import threading
@@ -26,13 +26,8 @@ log = logging.getLogger("wsgistack.server")
 _STOP = None
 MINIMUM = 2  # threads a self-sizing pool keeps: one call may block without the others waiting on it
 IDLE_EXIT = 10.0  # seconds a thread beyond the minimum waits for a call before it leaves
-# A thread is added only while the process used less than BUSY_SHARE of one core over the last sample (at
-# least WINDOW long): the GIL lets Python run on one core at a time.
-WINDOW = 0.005
-BUSY_SHARE = 0.7
-# Calls waiting this long for a thread allow a thread more whatever the CPU says: a burst of CPU-bound
-# calls must not hold up one that blocks behind them for long.
-STARVED = 0.2
+OFF_CPU = 0.5  # calls in progress off the CPU more than this share of their time: add threads
+YOUNG = 0.002  # calls younger than this (seconds) tell too little; the pool looks again this much later
 
 
 def app_threads_cap(settings: Any) -> int:
@@ -51,16 +46,13 @@ class AppThreads:
         self.maximum = size if size is not None else max(maximum, MINIMUM)
         self.minimum = size if size is not None else MINIMUM
         self.threads: set[threading.Thread] = set()
-        self.lock = threading.Lock()  # guards `threads`, `serial` and the CPU sample (not the hot path)
+        self.lock = threading.Lock()  # guards `threads`, `serial` and the look-again timer (not the hot path)
         self.serial = 0
-        self.sampled_at = time.monotonic()
-        self.sampled_cpu = time.process_time()
-        self.share = 0.0  # the process's CPU (cores) over the last sample
         self.stopping = False
-        self.last_wait = 0.0  # how long the call a thread took last had waited for it (one write, no lock)
-        self.submitted = 0  # calls handed over (written by the submitting thread only)
-        self.finished = 0  # calls done, as a thread last saw the count (itertools.count's next() is atomic)
-        self._finishing = itertools.count(1)
+        # auto: each thread's call in progress, as (thread CPU clock id, wall start, CPU start); a thread
+        # writes and removes only its own entry
+        self.running: dict[int, tuple[int, float, float]] = {}
+        self.again: threading.Timer | None = None
         for _ in range(self.minimum):
             self._add_thread()
 
@@ -71,36 +63,58 @@ class AppThreads:
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run fn(*args) on the next free thread."""
-        self.calls.put((fn, args, 0.0 if self.fixed else time.monotonic()))
-        if not self.fixed:
-            self.submitted += 1
-            # every thread is in a call (the ones counted finished may lag by a call: enough for a heuristic)
-            if self.submitted - self.finished >= len(self.threads) and len(self.threads) < self.maximum:
-                self._maybe_grow()
+        self.calls.put((fn, args))
+        if not self.fixed and len(self.running) >= len(self.threads) and len(self.threads) < self.maximum:
+            self._maybe_grow()
 
     def shutdown(self) -> None:
         """Let the threads end once the calls queued before this one are done."""
         with self.lock:
             self.stopping = True
             count = len(self.threads)
+            if self.again is not None:
+                self.again.cancel()
         for _ in range(count):
             self.calls.put(_STOP)
 
     # -- sizing ----------------------------------------------------------------------------------------
 
     def _maybe_grow(self) -> None:
-        """Calls are waiting: a thread more if the process has CPU to spare (or a call waits too long)."""
-        now = time.monotonic()
+        """Every thread is in a call: threads for the waiting calls if the calls in progress are blocked."""
+        verdict = self._blocked()
         with self.lock:
-            elapsed = now - self.sampled_at
-            if elapsed >= WINDOW:  # a new CPU sample; between samples the last one stands
-                cpu = time.process_time()
-                self.share = (cpu - self.sampled_cpu) / elapsed
-                self.sampled_at, self.sampled_cpu = now, cpu
-            if self.stopping or len(self.threads) >= self.maximum:
+            if self.stopping:
                 return
-            if self.share < BUSY_SHARE or self.last_wait > STARVED:
-                self._add_thread()
+            if verdict is None:  # too young to tell: look again shortly (one timer at a time)
+                if self.again is None:
+                    self.again = threading.Timer(YOUNG, self._look_again)
+                    self.again.daemon = True
+                    self.again.start()
+                return
+            if verdict:
+                waiting = self.calls.qsize()
+                for _ in range(min(max(waiting, 1), self.maximum - len(self.threads))):
+                    self._add_thread()
+
+    def _look_again(self) -> None:
+        with self.lock:
+            self.again = None
+        if self.calls.qsize() and len(self.running) >= len(self.threads) and len(self.threads) < self.maximum:
+            self._maybe_grow()
+
+    def _blocked(self) -> bool | None:
+        """Whether the calls in progress spend most of their time off the CPU; None when they are too young."""
+        now = time.monotonic()
+        wall = cpu = 0.0
+        for clock, started, cpu_started in list(self.running.values())[:16]:  # a sample is enough
+            try:
+                cpu += time.clock_gettime(clock) - cpu_started
+            except OSError:  # the thread ended meanwhile
+                continue
+            wall += now - started
+        if wall < YOUNG:
+            return None
+        return 1.0 - cpu / wall > OFF_CPU
 
     def _add_thread(self) -> None:
         self.serial += 1
@@ -120,6 +134,9 @@ class AppThreads:
 
     def _work(self) -> None:
         calls = self.calls
+        ident = threading.get_ident()
+        clock = time.pthread_getcpuclockid(ident) if not self.fixed else 0
+        running = self.running
         while True:
             try:
                 item = calls.get() if self.fixed else calls.get(timeout=IDLE_EXIT)
@@ -131,12 +148,13 @@ class AppThreads:
                 with self.lock:
                     self.threads.discard(threading.current_thread())
                 return
-            fn, args, queued = item
+            fn, args = item
             if not self.fixed:
-                self.last_wait = time.monotonic() - queued
+                running[ident] = (clock, time.monotonic(), time.clock_gettime(clock))
             try:
                 fn(*args)
             except BaseException:
                 log.exception("error in an app thread")
-            if not self.fixed:
-                self.finished = next(self._finishing)
+            finally:
+                if not self.fixed:
+                    running.pop(ident, None)
