@@ -9,6 +9,7 @@ nginx refuses gets a 400 from the proxy with nothing in either upstream's access
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -42,6 +43,9 @@ upstream = "public"
 """
 
 
+_SETTLE = itertools.count(1)
+
+
 class Site:
     """The proxy and its two upstreams."""
 
@@ -50,6 +54,19 @@ class Site:
 
     def upstream_lines(self) -> int:
         return len(self.admin.access_lines()) + len(self.public.access_lines())
+
+    def settle(self) -> None:
+        """Wait until the upstreams logged every earlier request: a request to each, whose line (each upstream
+        has one worker, logging in order) comes after theirs. An upstream logs once its answer is written, a
+        moment after the client may have it: a count read before the last line landed was one short."""
+        token = f"settle-{next(_SETTLE)}"
+        get(self, f"/{token}")
+        get(self, f"/admin/{token}")
+
+        def logged() -> bool:
+            return all(lines and token in lines[-1] for lines in (self.admin.access_lines(),
+                                                                   self.public.access_lines()))
+        wait_for(logged, message="the upstreams' access logs to catch up")
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +209,7 @@ REFUSED = [
 
 @pytest.mark.parametrize("data", [data for _, data in REFUSED], ids=[name for name, _ in REFUSED])
 def test_targets_and_hosts_nginx_refuses_get_400_and_never_reach_an_upstream(site, data):
+    site.settle()
     before = site.upstream_lines()
     status, body = exchange(site, data)
     assert status == 400, body
