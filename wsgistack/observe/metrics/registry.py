@@ -93,13 +93,6 @@ def _add(metric: Metric, family: Family, labels: tuple[str, ...], numbers: list[
     metric.add_metric(list(labels), buckets, numbers[-1])
 
 
-def series_of(metric: Metric, family: Family, labels: tuple[str, ...], value: float) -> Metric:
-    """Add one sample to a gauge or counter family made with `gauge`/`counter` below (for master-side
-    numbers: a worker's rss, a program's state)."""
-    metric.add_metric(list(labels), value)
-    return metric
-
-
 def new_metric(family: Family, extra: tuple[str, ...] = ()) -> Metric:
     """An empty prometheus_client family for `family`, with `extra` label names first."""
     return _family(family, extra + family.labels)
