@@ -58,7 +58,19 @@ def post() -> str:
     return str(len(request.get_data()))
 
 
-APPS = ("plain", "flask_hello", "flask_io", "flask_big", "flask_post")
+flask_json = Flask("flask_json")
+# About 50 KiB once encoded: 400 records of a few fields each, built once at import.
+JSON_DOCUMENT = {"items": [{"id": n, "name": f"item {n}", "price": n * 1.25, "tags": ["a", "b", "c"],
+                            "active": n % 2 == 0, "note": "x" * 40} for n in range(400)]}
+
+
+@flask_json.route("/")
+def json_document() -> Response:
+    """A CPU-bound route: JSON-encode a 50 KiB document on every request."""
+    return flask_json.json.response(JSON_DOCUMENT)
+
+
+APPS = ("plain", "flask_hello", "flask_io", "flask_big", "flask_post", "flask_json")
 
 
 def upload(environ: dict, start_response: Callable) -> Iterable[bytes]:

@@ -42,6 +42,7 @@ SESSIONS: tuple[Session, ...] = (
     )),
     Session("flask_big", (Load("flask_big", "Flask 1 MiB response, c64", 64),)),
     Session("flask_post", (Load("flask_post", "Flask 64 KiB POST, c64", 64, post=True),)),
+    Session("flask_json", (Load("flask_json", "Flask JSON encoding of 50 KiB, c64", 64),)),
 )
 
 LOADS: tuple[Load, ...] = tuple(load for session in SESSIONS for load in session.loads)

@@ -23,6 +23,7 @@ from summary import Summary
 log = logging.getLogger("bench")
 
 RESULTS = BENCH_DIR / "results" / "latest.json"
+PARTIAL = BENCH_DIR / "results" / "partial.json"  # a run of some servers or cases: not the page's figures
 LOG_DIR = BENCH_DIR / "results" / "logs"
 PAGE = BENCH_DIR.parent / "docs" / "benchmarks.md"
 IMAGE = BENCH_DIR.parent / "docs" / "img" / "benchmarks.png"
@@ -37,7 +38,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="Runs of each server on each case (default 3; quick 1).")
     parser.add_argument("--duration", type=float, help="Seconds per wrk run (default 5; quick 2).")
     parser.add_argument("--servers", help="Comma-separated server names to run (default: all), e.g. "
-                                          "'wsgistack thread,granian'. The page then shows only those.")
+                                          "'wsgistack thread,granian'. A partial run writes only "
+                                          "bench/results/partial.json, never the page.")
+    parser.add_argument("--sessions", help="Comma-separated apps to run (default: all), e.g. "
+                                           "'plain,flask_json'. A partial run too.")
     parser.add_argument("--report-only", action="store_true",
                         help="Rewrite the page and chart from bench/results/latest.json without running.")
     args = parser.parse_args(argv)
@@ -58,6 +62,18 @@ def selected_servers(names: str | None) -> list[Server]:
         sys.exit(f"bench: unknown server(s): {', '.join(sorted(unknown))}; "
                  f"known: {', '.join(server.name for server in SERVERS)}")
     return [server for server in SERVERS if server.name in wanted]
+
+
+def selected_sessions(names: str | None) -> list[Session]:
+    """The sessions (apps) to run, in their table order."""
+    if not names:
+        return list(SESSIONS)
+    wanted = {name.strip() for name in names.split(",")}
+    unknown = wanted - {session.app for session in SESSIONS}
+    if unknown:
+        sys.exit(f"bench: unknown session(s): {', '.join(sorted(unknown))}; "
+                 f"known: {', '.join(session.app for session in SESSIONS)}")
+    return [session for session in SESSIONS if session.app in wanted]
 
 
 def rotated(servers: list[Server], by: int) -> list[Server]:
@@ -139,6 +155,8 @@ def run(args: argparse.Namespace) -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is not installed (bash bench/run.sh installs it)")
     servers = selected_servers(args.servers)
+    sessions = selected_sessions(args.sessions)
+    partial = len(servers) < len(SERVERS) or len(sessions) < len(SESSIONS)
     started = time.monotonic()
     meta = {
         "command": shlex.join(["bash", "bench/run.sh", *sys.argv[1:]]),
@@ -151,7 +169,7 @@ def run(args: argparse.Namespace) -> None:
         old_log.unlink()
     unavailable: dict[str, str] = {}
     records: list[dict] = []
-    for index, session in enumerate(SESSIONS):
+    for index, session in enumerate(sessions):
         for repeat in range(args.repeats):
             log.info("%s, repeat %d/%d", session.app, repeat + 1, args.repeats)
             for server in rotated(servers, index + repeat):
@@ -164,8 +182,12 @@ def run(args: argparse.Namespace) -> None:
                     log.info("  %-18s n/a from now on: %s", server.name, exc)
     meta["elapsed_minutes"] = (time.monotonic() - started) / 60
     meta["unavailable"] = unavailable
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
+    out = PARTIAL if partial else RESULTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
+    if partial:
+        log.info("done in %.1f min: %s (a partial run: the page is not rewritten)", meta["elapsed_minutes"], out)
+        return
     write_outputs(meta, records, [server.name for server in servers])
     log.info("done in %.1f min: %s, %s, %s", meta["elapsed_minutes"], PAGE, IMAGE, RESULTS)
 
