@@ -222,6 +222,7 @@ protocol = "FastCGI"
 protocol-allow-from = "10.0.0.0/8, ::1"
 metrics-bind = "unix:/tmp/m.sock"
 max-threads = 64
+inline-below = "50us"
 """
     write(tmp_path, body)
     settings = load(tmp_path, ())
@@ -233,7 +234,7 @@ max-threads = 64
         error_log="/tmp/error.log", log_level="warning", pid="/tmp/w.pid", preload=True, reload=False,
         forwarded_allow_ips=("*",), umask=0o22, user=None, group=None, proc_name="web", chdir="/tmp", daemon=False,
         health_path="/healthz", protocol="fastcgi", protocol_allow_from=("10.0.0.0/8", "::1"),
-        metrics_bind="unix:/tmp/m.sock", max_threads=64,
+        metrics_bind="unix:/tmp/m.sock", max_threads=64, inline_below=50e-6,
     )
     # apps excludes app: tests/config/test_config_mounts.py sets it from the file
     assert set(FIELDS) - {"apps"} == {line.split(" =")[0].replace("-", "_") for line in body.splitlines()[1:] if line}

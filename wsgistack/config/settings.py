@@ -84,14 +84,21 @@ class ServeSettings:
     threads: int | None = option(
         None, values.threads,
         "App threads per worker for the thread, event and tornado workers. 'auto' (the default): the event and "
-        "tornado workers start with 2 and add threads while calls wait for one and the process has CPU to "
-        "spare (an app waiting on I/O), up to --max-threads, and let them go when idle; the thread worker "
-        "keeps 4. A number pins it; with event, 1 runs the app inline on the loop. sync and gevent do not use "
-        "it.", flags=("--threads",), metavar="N|auto")
+        "tornado workers start with 2 and, when every thread is in a call and those calls spend most of their "
+        "time waiting (on a database, an API), add threads for the calls waiting, up to --max-threads; idle "
+        "threads leave. The thread worker keeps 4. A number pins it; with event, 1 runs the app inline on the "
+        "loop. sync and gevent do not use it.", flags=("--threads",), metavar="N|auto")
     max_threads: int | None = option(
         None, values.threads,
         "With --threads auto: the most app threads a worker grows to (default: --worker-connections, one per "
         "connection it may hold).", flags=("--max-threads",), metavar="N")
+    inline_below: float = option(
+        # about the CPU a hand-off to a thread and back costs here (docs/workers.md: where calls run)
+        20e-6, values.duration,
+        "With the event worker and --threads auto: a route whose calls take less than this in the threads "
+        "(method and path, learned under load) runs on the loop instead, where it costs less than the "
+        "hand-off; a call there that takes 1 ms or more sends its route back to the threads. 0: every call "
+        "runs in a thread.", flags=("--inline-below",), metavar="TIME")
     worker_connections: int = option(
         1000, values.whole(1),
         "Most connections one worker holds open (thread, event, gevent, tornado); at the cap a new client "

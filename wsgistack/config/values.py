@@ -180,10 +180,12 @@ def worker_class(allowed: tuple[str, ...], aliases: dict[str, str]):
 
 
 def duration(value: Any) -> float:
-    """Seconds, also as nginx writes them: 10, 10s, 500ms, 2m, 1h, 1d."""
+    """Seconds, also as nginx writes them: 10, 10s, 500ms, 2m, 1h, 1d (and 20us)."""
     if isinstance(value, str):
-        match = re.fullmatch(r"\s*([0-9.]+)\s*(ms|s|m|h|d)?\s*", value)
+        match = re.fullmatch(r"\s*([0-9.]+)\s*(us|ms|s|m|h|d)?\s*", value)
         if match:
+            if match.group(2) == "us":  # divided, not multiplied by 1e-6: "50us" is exactly 5e-05
+                return seconds(match.group(1)) / 1_000_000
             scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}[match.group(2)]
             return seconds(match.group(1)) * scale
     return seconds(value)

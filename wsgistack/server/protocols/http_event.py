@@ -31,6 +31,7 @@ from wsgistack.server.context import (
     end_request,
     refusal,
 )
+from wsgistack.server.inline_calls import InlineCalls
 from wsgistack.server.protocols.connection import LoopConnection
 from wsgistack.server.sockets import unread_bytes
 from wsgistack.wsgi.environ import build_environ
@@ -148,12 +149,17 @@ class EventHTTPProtocol(LoopConnection):
             body.seek(0)
             stream = InputStream(partial(body.read, 65536))
         environ = build_environ(head, self.info, stream, self.ctx.errors, self.ctx.trust, self.ctx.multithread)
-        sink = LoopSink(self, head, head.keep_alive, threaded=self.run_in_pool, outbox=self.outbox)
+        threaded, route = self.run_in_pool, None
+        inline_calls = self.registry.inline_calls
+        if inline_calls is not None:
+            route = (head.method, environ["PATH_INFO"])
+            threaded = not inline_calls.on_loop(route)
+        sink = LoopSink(self, head, head.keep_alive, threaded=threaded, outbox=self.outbox)
         self.registry.request_started(self)
-        if self.run_in_pool:
-            self.registry.pool.submit(self._run, environ, sink)
+        if threaded:
+            self.registry.pool.submit(self._run, environ, sink, route)
         else:
-            self._run(environ, sink)
+            self._run(environ, sink, route)
 
     def _answer_health(self, head: RequestHead) -> None:
         """On the loop: answer the health endpoint (no app call), then go on as after any response."""
@@ -163,9 +169,10 @@ class EventHTTPProtocol(LoopConnection):
         self.transport.write(data)
         self._finished(keep, None)
 
-    def _run(self, environ: dict[str, Any], sink: LoopSink) -> None:
+    def _run(self, environ: dict[str, Any], sink: LoopSink, route: tuple[str, str] | None = None) -> None:
         """Runs the app (in a pool thread, or inline on the loop) and hands the outcome to the loop."""
         started, clock = time.time(), time.monotonic()
+        waits = 0 if route is None or sink.threaded else InlineCalls.waits()
         begin_request(self.ctx)
         try:
             result = run_app(self.ctx.app, environ, sink)
@@ -173,13 +180,20 @@ class EventHTTPProtocol(LoopConnection):
         except BaseException:  # run_app never raises for app errors; this is a bug of ours
             log.exception("error running a request")
             status, complete, failed = 500, False, True
+        took = time.monotonic() - clock
         sent = sink.framing.sent if sink.framing else sink.error_bytes
         record = end_request(self.ctx, environ, sink.status or status, sent, started, clock, failed)
         keep = sink.keep_alive and complete and sink.framing is not None and sink.framing.complete
-        sink.deliver(sink.take_pending(), lambda: self._finished(keep, record))
+        sink.deliver(sink.take_pending(), lambda: self._finished(keep, record, route, took, waits, sink.threaded))
 
-    def _finished(self, keep: bool, record: AccessRecord | None) -> None:
+    def _finished(self, keep: bool, record: AccessRecord | None, route: tuple[str, str] | None = None,
+                  took: float = 0.0, waits: int = 0, threaded: bool = False) -> None:
         """On the loop: the response is written (or buffered in the transport)."""
+        if route is not None:  # what the call's time says of its route (InlineCalls is the loop's own)
+            if threaded:
+                self.registry.inline_calls.threaded_call(route, took)
+            else:
+                self.registry.inline_calls.loop_call(route, took, waits)
         self.registry.request_finished(self)
         if record is not None:
             self.ctx.access_log.write(record)
@@ -360,9 +374,10 @@ class ConnectionRegistry:
     idle one in O(1): idle sockets cannot lock new clients out, and a request in progress is never shed.
     """
 
-    def __init__(self, limit: int, pool: Any):
+    def __init__(self, limit: int, pool: Any, inline_calls: InlineCalls | None = None):
         self.limit = limit
         self.pool = pool
+        self.inline_calls = inline_calls  # with a self-sizing pool: which routes run on the loop
         self.connections: set[EventHTTPProtocol] = set()
         # oldest first: a dict keeps insertion order (faster than an OrderedDict for the per-request moves)
         self.idle: dict[EventHTTPProtocol, None] = {}

@@ -16,6 +16,7 @@ import time
 from wsgistack.event_loop import new_event_loop  # uvloop with it: the master imports it before forking
 from wsgistack.server.app_threads import AppThreads, app_threads_cap
 from wsgistack.server.context import ServeContext
+from wsgistack.server.inline_calls import SLOW, InlineCalls
 from wsgistack.server.protocols.choose import event_protocol
 from wsgistack.server.protocols.http_event import ConnectionRegistry, EventHTTPProtocol
 from wsgistack.server.sockets import accept_backlog
@@ -38,7 +39,11 @@ class EventWorker(Worker):
         self.loop = new_event_loop()
         asyncio.set_event_loop(self.loop)
         pool = None if self.inline else AppThreads(settings.threads, maximum=app_threads_cap(settings))
-        self.registry = ConnectionRegistry(settings.worker_connections, pool)
+        # --threads auto: routes seen to be quicker than a hand-off run on the loop (server/inline_calls.py)
+        inline_calls = None
+        if pool is not None and settings.threads is None and settings.inline_below > 0:
+            inline_calls = InlineCalls(quick=min(settings.inline_below, SLOW / 2))
+        self.registry = ConnectionRegistry(settings.worker_connections, pool, inline_calls)
         self.ctx = self.serve_context(keep_alive=lambda: self.alive and settings.keep_alive > 0,
                                       on_request=self.count_request, beat=lambda: None)
         self.protocol_class = event_protocol(self.ctx.protocol)
