@@ -51,7 +51,11 @@ class ProxyGoal:
 
 
 GOALS: tuple[ProxyGoal, ...] = (
-    ProxyGoal("proxy_hello: wsgistack proxy ≥ 0.5× nginx", "proxy_hello", WSGISTACK_PROXY.name, "rps", 0.5,
+    ProxyGoal("proxy_hello: wsgistack proxy ≥ 0.6× nginx", "proxy_hello", WSGISTACK_PROXY.name, "rps", 0.6,
+              NGINX.name),
+    ProxyGoal("static_10k: wsgistack proxy ≥ 0.8× nginx", "static_10k", WSGISTACK_PROXY.name, "rps", 0.8,
+              NGINX.name),
+    ProxyGoal("static_1m: wsgistack proxy ≥ 1.0× nginx", "static_1m", WSGISTACK_PROXY.name, "rps", 1.0,
               NGINX.name),
     ProxyGoal(f"stack_flask: {STACK_INLINE.name} ≥ 1.5× {STACK_NGINX.name}", "stack_flask", STACK_INLINE.name,
               "rps", 1.5, STACK_NGINX.name),

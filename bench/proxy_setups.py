@@ -22,7 +22,7 @@ PROXY_WORKERS = 1
 UP_PROXY_WORKERS = WORKERS
 BODY_LIMIT = "2m"
 UPLOAD_BYTES = 1 << 20
-STATIC_FILES = {"f10k.bin": 10 * 1024, "f10m.bin": 10 * 1024 * 1024}
+STATIC_FILES = {"f10k.bin": 10 * 1024, "f1m.bin": 1024 * 1024, "f10m.bin": 10 * 1024 * 1024}
 # nginx's default of 512 per worker is near what the slowloris case needs (200 slow + 64 wrk clients, and an
 # upstream connection for each request in flight) if one worker accepts them all.
 NGINX_WORKER_CONNECTIONS = 1024
@@ -264,6 +264,8 @@ SESSIONS: tuple[ProxySession, ...] = (
                   expect_body=HELLO),
         ProxyLoad("static_10k", "static_10k: a 10 KiB static file, c64", 64, path="/static/f10k.bin",
                   expect_length=STATIC_FILES["f10k.bin"]),
+        ProxyLoad("static_1m", "static_1m: a 1 MiB static file, c16", 16, path="/static/f1m.bin",
+                  expect_length=STATIC_FILES["f1m.bin"]),
         ProxyLoad("static_10m", "static_10m: a 10 MiB static file, c8", 8, path="/static/f10m.bin",
                   expect_length=STATIC_FILES["f10m.bin"]),
     )),

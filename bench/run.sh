@@ -23,8 +23,8 @@ while [ $# -gt 0 ]; do
         --proxy) proxy_only=1 ;;
         --gateway) gateway_only=1 ;;
         --quick | --report-only | -h | --help) run_args+=("$1"); proxy_args+=("$1") ;;
-        --repeats | --duration) run_args+=("$1" "${2:-}"); proxy_args+=("$1" "${2:-}"); shift ;;
-        --repeats=* | --duration=*) run_args+=("$1"); proxy_args+=("$1") ;;
+        --repeats | --duration | --sessions) run_args+=("$1" "${2:-}"); proxy_args+=("$1" "${2:-}"); shift ;;
+        --repeats=* | --duration=* | --sessions=*) run_args+=("$1"); proxy_args+=("$1") ;;
         *) run_args+=("$1") ;;
     esac
     shift
@@ -34,7 +34,7 @@ if [ "$proxy_only" = 1 ] && [ "$gateway_only" = 1 ]; then
     exit 2
 fi
 if { [ "$proxy_only" = 1 ] || [ "$gateway_only" = 1 ]; } && [ ${#run_args[@]} -ne ${#proxy_args[@]} ]; then
-    echo "bench: --proxy and --gateway take only --quick, --repeats N, --duration SECONDS and --report-only" >&2
+    echo "bench: --proxy and --gateway take only --quick, --repeats N, --duration SECONDS, --sessions APPS and --report-only" >&2
     exit 2
 fi
 
