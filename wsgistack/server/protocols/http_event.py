@@ -43,6 +43,7 @@ log = logging.getLogger("wsgistack.server")
 SPOOL_THRESHOLD = 1 << 20  # request bodies above this go to a temp file instead of memory
 FILE_BLOCK = 256 * 1024
 OUTBOX_LIMIT = 1 << 20  # bytes an app thread may produce ahead of the loop before it waits
+JOIN_BELOW = 64 * 1024  # pieces of a write smaller than this in all are joined; bigger ones are not copied
 
 
 class EventHTTPProtocol(LoopConnection):
@@ -251,6 +252,17 @@ class Outbox:
         self.drained = threading.Event()
 
 
+def write_pieces(transport: asyncio.Transport, pieces: list[bytes]) -> None:
+    """One write: small pieces joined (a head and a short body), big ones handed over as they are (uvloop
+    writes them with one writev), so a 1 MiB body is not copied only to put its head in front of it."""
+    if len(pieces) == 1:
+        transport.write(pieces[0])
+    elif sum(map(len, pieces)) < JOIN_BELOW:
+        transport.write(b"".join(pieces))
+    else:
+        transport.writelines(pieces)
+
+
 class LoopSink:
     """The runner's ResponseSink: bytes go to the loop's transport, directly or from an app thread."""
 
@@ -266,7 +278,7 @@ class LoopSink:
         self.error_bytes = 0
         self.outbox = outbox
 
-    def deliver(self, data: bytes, then: Callable[[], None] | None = None) -> None:
+    def deliver(self, pieces: list[bytes], then: Callable[[], None] | None = None) -> None:
         """Write on the loop (the transport is not thread-safe); in a thread, wait while the client is slow.
 
         From a thread, pieces go to an outbox that the loop empties in one callback: a whole small response
@@ -274,20 +286,20 @@ class LoopSink:
         """
         proto = self.proto
         if not self.threaded:
-            if data and not proto.closed:
-                proto.transport.write(data)
+            if pieces and not proto.closed:
+                write_pieces(proto.transport, pieces)
             if then is not None:
                 then()
             return
         timeout = proto.ctx.client_timeout
-        if data and not ((proto.can_write.is_set() or proto.can_write.wait(timeout)) and self._outbox_room(timeout)):
+        if pieces and not ((proto.can_write.is_set() or proto.can_write.wait(timeout)) and self._outbox_room(timeout)):
             proto.loop.call_soon_threadsafe(proto._close)
             raise ClientGone("the client stopped reading")
         outbox = self.outbox
         with outbox.lock:
-            if data:
-                outbox.pieces.append(data)
-                outbox.size += len(data)
+            for piece in pieces:
+                outbox.pieces.append(piece)
+                outbox.size += len(piece)
             if then is not None:
                 outbox.then = then
             schedule = not outbox.scheduled
@@ -306,23 +318,26 @@ class LoopSink:
         """On the loop: write what the app thread produced, then run its completion callback."""
         outbox = self.outbox
         with outbox.lock:
-            data = b"".join(outbox.pieces)
-            outbox.pieces.clear()
+            pieces, outbox.pieces = outbox.pieces, []
             outbox.size = 0
             then, outbox.then = outbox.then, None
             outbox.scheduled = False
         outbox.drained.set()
         proto = self.proto
-        if data and not proto.closed:
-            proto.transport.write(data)
+        if pieces and not proto.closed:
+            write_pieces(proto.transport, pieces)
         if then is not None:
             then()
 
-    def take_pending(self) -> bytes:
-        """What was produced but not written yet."""
-        data = b"".join(self.pending)
-        self.pending.clear()
-        return data
+    def take_pending(self) -> list[bytes]:
+        """What was produced but not written yet: one piece, or the pieces as they are if big (not copied)."""
+        pending, self.pending = self.pending, []
+        if len(pending) == 1:
+            return pending if pending[0] else []
+        size = sum(map(len, pending))
+        if size < JOIN_BELOW:
+            return [b"".join(pending)] if size else []
+        return pending
 
     def _push(self, data: bytes) -> None:
         if self.proto.closed:
