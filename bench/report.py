@@ -149,7 +149,8 @@ def _method_section(settings: dict) -> list[str]:
 
 def _goal_section(summary: Summary) -> list[str]:
     rows = [_goal_row(check) for check in summary.checks()]
-    return ["## Goals", "", "For wsgistack's best worker class on each metric.", "",
+    return ["## Goals", "", "For wsgistack's best worker class on each metric, or for the defaults where the goal "
+            "says so (`wsgistack serve APP -w 2` against `granian --interface wsgi --workers 2`).", "",
             *_table(["goal", "wsgistack best", "reference", "ratio", "met"], rows), ""]
 
 

@@ -198,7 +198,13 @@ def write_outputs(meta: dict, records: list[dict], names: list[str]) -> None:
     single = [server.name for server in SERVERS if server.single_process]
     summary = Summary(records, names, wsgistack, single)
     PAGE.parent.mkdir(parents=True, exist_ok=True)
-    PAGE.write_text(report.render(meta, summary, meta["unavailable"]))
+    # the sections other benchmarks write between their markers (bench/proxy.py's) stay as they are
+    kept = ""
+    if PAGE.exists():
+        old = PAGE.read_text()
+        first_marker = old.find("<!-- ")
+        kept = "\n" + old[first_marker:] if first_marker != -1 else ""
+    PAGE.write_text(report.render(meta, summary, meta["unavailable"]) + kept)
     subtitle = f"{meta['machine']['cpus']} CPUs, {meta['machine']['date']}"
     if meta["settings"]["quick"]:
         subtitle += " (quick run)"

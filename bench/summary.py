@@ -26,6 +26,10 @@ class Goal:
     factor: float
     peer: str | None = None
     fixed: float | None = None
+    server: str | None = None  # judge this contender rather than wsgistack's best class
+
+
+DEFAULTS, PEER_DEFAULTS = "wsgistack defaults", "granian defaults"
 
 
 GOALS: tuple[Goal, ...] = (
@@ -39,6 +43,18 @@ GOALS: tuple[Goal, ...] = (
          fixed=1.0),
     Goal("RSS master + 2 workers after load ≤ 1.0× gunicorn sync", "flask_hello", "rss_load_kib", 1.0,
          peer="gunicorn sync"),
+    # issue 15: what a user gets without tuning (`serve APP -w 2`), against granian as its user gets it
+    Goal("Defaults: plain hello c64 ≥ 0.5× granian's defaults", "plain", "rps", 0.5, peer=PEER_DEFAULTS,
+         server=DEFAULTS),
+    Goal("Defaults: plain hello c64 ≥ 1.1× uWSGI", "plain", "rps", 1.1, peer="uwsgi", server=DEFAULTS),
+    Goal("Defaults: Flask hello c64 ≥ 1.2× granian's defaults", "flask_hello", "rps", 1.2, peer=PEER_DEFAULTS,
+         server=DEFAULTS),
+    Goal("Defaults: Flask JSON 50 KiB c64 ≥ 1.0× granian's defaults", "flask_json", "rps", 1.0,
+         peer=PEER_DEFAULTS, server=DEFAULTS),
+    Goal("Defaults: Flask 20 ms I/O c64 ≥ 0.95 × 3,200 req/s", "flask_io_c64", "rps", 0.95, fixed=3200.0,
+         server=DEFAULTS),
+    Goal("Defaults: Flask 20 ms I/O c256 ≥ 0.95 × 12,800 req/s", "flask_io_c256", "rps", 0.95, fixed=12800.0,
+         server=DEFAULTS),
 )
 
 
@@ -108,7 +124,8 @@ class Summary:
 
     def check(self, goal: Goal) -> GoalCheck:
         """Judge one goal with wsgistack's best class on that metric."""
-        best_class, value = self.best(self.wsgistack, goal.case, goal.metric)
+        candidates = [goal.server] if goal.server else self.wsgistack
+        best_class, value = self.best(candidates, goal.case, goal.metric)
         if goal.fixed is not None:
             reference = goal.fixed
         else:
