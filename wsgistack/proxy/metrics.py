@@ -22,9 +22,7 @@ import socket
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
-from typing import Protocol
-
-from prometheus_client.core import Metric
+from typing import TYPE_CHECKING, Protocol
 
 from wsgistack.config.addresses import parse_address
 from wsgistack.config.errors import ConfigError
@@ -43,6 +41,9 @@ from wsgistack.observe.metrics.families import (
 from wsgistack.observe.metrics.registry import Merged, Totals, new_metric, render, to_metrics
 from wsgistack.observe.metrics.requests import PROCESS_FAMILIES, RequestRecorder
 from wsgistack.observe.metrics.slot import MetricSlot
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric  # imported at a scrape (observe/metrics/registry.py)
 
 _SERVER = ("upstream", "server")
 UPSTREAM_REQUESTS = Family("wsgistack_proxy_upstream_requests", COUNTER,

@@ -13,8 +13,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from prometheus_client.core import Metric
+from typing import TYPE_CHECKING
 
 from wsgistack.observe.metrics.families import (
     ACTIVE_REQUESTS,
@@ -44,6 +43,9 @@ from wsgistack.observe.metrics.registry import Totals, new_metric, render, to_me
 from wsgistack.observe.metrics.requests import PROCESS_FAMILIES
 from wsgistack.observe.metrics.slot import MetricSlot, Series
 from wsgistack.server.sockets import Listener
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric  # imported at a scrape (observe/metrics/registry.py)
 
 # the summed families, in the order a scrape lists them
 SUMMED: tuple[Family, ...] = (

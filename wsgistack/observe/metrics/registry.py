@@ -8,14 +8,16 @@ after one: nothing per dead process is kept.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import CollectorRegistry
-from prometheus_client.utils import floatToGoString
+from typing import TYPE_CHECKING
 
 from wsgistack.observe.metrics.families import COUNTER, GAUGE, HISTOGRAM, Family
 from wsgistack.observe.metrics.slot import Series
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
+# prometheus_client is imported where a scrape needs it, not at start: it costs 4 MB of RSS in each process
+# (it brings http.server, wsgiref and more), and a server without --metrics-bind never scrapes
 
 Merged = dict[tuple[Family, tuple[str, ...]], list[float]]
 
@@ -75,6 +77,8 @@ def to_metrics(merged: Merged, families: Iterable[Family] | None = None,
 
 
 def _family(family: Family, labels: tuple[str, ...]) -> Metric:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
     if family.kind == COUNTER:
         return CounterMetricFamily(family.name, family.help, labels=labels)
     if family.kind == HISTOGRAM:
@@ -83,6 +87,8 @@ def _family(family: Family, labels: tuple[str, ...]) -> Metric:
 
 
 def _add(metric: Metric, family: Family, labels: tuple[str, ...], numbers: list[float]) -> None:
+    from prometheus_client.utils import floatToGoString
+
     if family.kind != HISTOGRAM:
         metric.add_metric(list(labels), numbers[0])
         return
@@ -105,6 +111,9 @@ class _Collector:
 
 def render(collect: Callable[[], list[Metric]], accept: str = "") -> tuple[str, bytes]:
     """(content type, body) of a scrape: Prometheus text, or OpenMetrics when `accept` asks for it."""
+    from prometheus_client.exposition import choose_encoder
+    from prometheus_client.registry import CollectorRegistry
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(collect))  # type: ignore[arg-type]  # a collector is anything with collect()
     encoder, content_type = choose_encoder(accept)
