@@ -88,10 +88,13 @@ def refusal(ctx: ServeContext, info: ConnectionInfo, error: ParseError) -> bytes
     return response
 
 
-def connection_info(sock: socket.socket, peer: Any) -> ConnectionInfo:
-    """Describe an accepted connection for the environ."""
+def connection_info(sock: socket.socket, peer: Any) -> ConnectionInfo | None:
+    """Describe an accepted connection for the environ; None when the client already reset it (a loop
+    transport then has no peer address to give)."""
     if sock.family == socket.AF_UNIX:
         return ConnectionInfo("localhost", "80", "127.0.0.1", "0", unix=True)
+    if not peer:
+        return None
     local = sock.getsockname()
     return ConnectionInfo(str(local[0]), str(local[1]), str(peer[0]), str(peer[1]))
 

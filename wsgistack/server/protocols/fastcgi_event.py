@@ -84,7 +84,12 @@ class EventFastCGIProtocol(LoopConnection):
         self.registry.opening -= 1
         sock = transport.get_extra_info("socket")
         self.fd = sock.fileno()
-        self.info = connection_info(sock, transport.get_extra_info("peername"))
+        info = connection_info(sock, transport.get_extra_info("peername"))
+        if info is None:  # reset between the accept and now: nothing to answer, and no descriptor to keep
+            self.closed = True
+            transport.abort()
+            return
+        self.info = info
         if not peer_allowed(self.ctx, self.info):
             log.warning("FastCGI connection from %s refused: not in --protocol-allow-from", self.info.remote_addr)
             self.closed = True

@@ -78,7 +78,12 @@ class EventHTTPProtocol(LoopConnection):
         self.registry.opening -= 1
         sock = transport.get_extra_info("socket")
         self.fd = sock.fileno()
-        self.info = connection_info(sock, transport.get_extra_info("peername"))
+        info = connection_info(sock, transport.get_extra_info("peername"))
+        if info is None:  # reset between the accept and now: nothing to answer, and no descriptor to keep
+            self.closed = True
+            transport.abort()
+            return
+        self.info = info
         if not self.registry.add(self):
             transport.abort()  # every connection is in a request: refuse rather than starve the others
             return
