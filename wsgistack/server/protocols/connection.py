@@ -72,6 +72,25 @@ class LoopConnection(asyncio.Protocol):
     closed: bool
     body: Any
     can_write: Any  # a threading.Event: app threads wait on it while the transport's buffer is full
+    registry: Any  # the worker's ConnectionRegistry (counts connections still opening)
+    fd: int
+    info: Any
+
+    def _made(self, transport: asyncio.BaseTransport) -> bool:
+        """connection_made's common first steps: the transport, its fd and its description (`info`); False,
+        with the transport aborted, when the client reset it before the loop got to it (uvloop then has no
+        peer address): nothing to answer, and no descriptor to keep."""
+        self.transport = transport
+        self.registry.opening -= 1
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno()
+        info = connection_info(sock, transport.get_extra_info("peername"))
+        if info is None:
+            self.closed = True
+            transport.abort()
+            return False
+        self.info = info
+        return True
 
     def pause_writing(self) -> None:
         self.can_write.clear()

@@ -21,7 +21,7 @@ from typing import Any
 from wsgistack.gateway import fastcgi as fcgi
 from wsgistack.http.errors import ClientGone
 from wsgistack.observe.accesslog import AccessRecord
-from wsgistack.server.context import ServeContext, begin_request, connection_info, end_request, peer_allowed
+from wsgistack.server.context import ServeContext, begin_request, end_request, peer_allowed
 from wsgistack.server.protocols.connection import LoopConnection
 from wsgistack.server.protocols.fastcgi import (
     CGIOutput,
@@ -80,16 +80,8 @@ class EventFastCGIProtocol(LoopConnection):
     # -- asyncio callbacks -------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.registry.opening -= 1
-        sock = transport.get_extra_info("socket")
-        self.fd = sock.fileno()
-        info = connection_info(sock, transport.get_extra_info("peername"))
-        if info is None:  # reset between the accept and now: nothing to answer, and no descriptor to keep
-            self.closed = True
-            transport.abort()
+        if not self._made(transport):
             return
-        self.info = info
         if not peer_allowed(self.ctx, self.info):
             log.warning("FastCGI connection from %s refused: not in --protocol-allow-from", self.info.remote_addr)
             self.closed = True

@@ -27,7 +27,6 @@ from wsgistack.server.context import (
     ServeContext,
     answer_health,
     begin_request,
-    connection_info,
     end_request,
     refusal,
 )
@@ -74,16 +73,8 @@ class EventHTTPProtocol(LoopConnection):
     # -- asyncio callbacks -------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.registry.opening -= 1
-        sock = transport.get_extra_info("socket")
-        self.fd = sock.fileno()
-        info = connection_info(sock, transport.get_extra_info("peername"))
-        if info is None:  # reset between the accept and now: nothing to answer, and no descriptor to keep
-            self.closed = True
-            transport.abort()
+        if not self._made(transport):
             return
-        self.info = info
         if not self.registry.add(self):
             transport.abort()  # every connection is in a request: refuse rather than starve the others
             return
