@@ -32,3 +32,40 @@ def test_a_big_body_is_handed_over_as_it_is():
     [pieces] = transport.writes
     assert pieces[0] == head and pieces[1] is body  # the same object: no copy of the megabyte
     assert len(body) >= JOIN_BELOW
+
+
+class StalledConnection:
+    """What a LoopSink sees of a connection whose client stopped reading: writing never becomes possible."""
+
+    def __init__(self, loop) -> None:
+        import threading
+        from types import SimpleNamespace
+
+        self.loop = loop
+        self.ctx = SimpleNamespace(client_timeout=0.01)
+        self.can_write = threading.Event()  # never set: the transport's buffer stays full
+        self.closed = False
+        self.close_calls = 0
+
+    def _close(self) -> None:
+        self.close_calls += 1
+        self.closed = True
+
+
+def test_the_end_of_a_response_reaches_the_loop_even_when_its_last_bytes_are_given_up():
+    # else the request would stay in flight for good, and stop the worker's heartbeat after --timeout
+    import asyncio
+
+    from wsgistack.server.protocols.http_event import LoopSink, Outbox
+
+    loop = asyncio.new_event_loop()
+    try:
+        connection = StalledConnection(loop)
+        sink = LoopSink(connection, None, False, threaded=True, outbox=Outbox())
+        ended = []
+        sink.deliver_last([b"0\r\n\r\n"], lambda: ended.append(True))  # from the app thread, here the test's
+        loop.run_until_complete(asyncio.sleep(0))  # one turn: run what was handed over
+        assert ended == [True]
+        assert connection.close_calls == 1  # and the connection is closed, its bytes given up
+    finally:
+        loop.close()

@@ -232,7 +232,7 @@ class EventFastCGIProtocol(LoopConnection):
         record = end_request(self.ctx, environ, out.status or status, out.sent, started, clock, failed)
         whole = sink.ended or out.own_error
         keep = whole and self.begin is not None and self.begin.keep_conn and self.ctx.keep_alive()
-        sink.deliver(sink.take_pending(), lambda: self._finished(whole, keep, record))
+        sink.deliver_last(sink.take_pending(), lambda: self._finished(whole, keep, record))
 
     def _finished(self, whole: bool, keep: bool, record: AccessRecord | None) -> None:
         """On the loop: the response is written (or buffered in the transport)."""

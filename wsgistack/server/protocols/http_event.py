@@ -181,7 +181,8 @@ class EventHTTPProtocol(LoopConnection):
         sent = sink.framing.sent if sink.framing else sink.error_bytes
         record = end_request(self.ctx, environ, sink.status or status, sent, started, clock, failed)
         keep = sink.keep_alive and complete and sink.framing is not None and sink.framing.complete
-        sink.deliver(sink.take_pending(), lambda: self._finished(keep, record, route, took, waits, sink.threaded))
+        threaded = sink.threaded
+        sink.deliver_last(sink.take_pending(), lambda: self._finished(keep, record, route, took, waits, threaded))
 
     def _finished(self, keep: bool, record: AccessRecord | None, route: tuple[str, str] | None = None,
                   took: float = 0.0, waits: int = 0, threaded: bool = False) -> None:
@@ -302,6 +303,15 @@ class LoopSink:
             outbox.scheduled = True
         if schedule:
             proto.loop.call_soon_threadsafe(self._flush)
+
+    def deliver_last(self, pieces: list[bytes], then: Callable[[], None]) -> None:
+        """The response's last bytes, then its end on the loop. `then` gets there even when the client stopped
+        reading and the bytes are given up: a request that never ended would count as in flight for good,
+        and stop the worker's heartbeat once older than --timeout."""
+        try:
+            self.deliver(pieces, then)
+        except ClientGone:  # raised before `then` was handed over
+            self.proto.loop.call_soon_threadsafe(then)
 
     def _outbox_room(self, timeout: float) -> bool:
         outbox = self.outbox
