@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from metrics_samples import START, serve_text, stack_text
+from unix_http import UnixHTTPServer
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.observe import summary
@@ -216,18 +217,8 @@ def test_fetch_over_tcp(endpoint):
 
 
 def test_fetch_over_a_unix_socket(tmp_path):
-    class UnixServer(http.server.HTTPServer):
-        address_family = socket.AF_UNIX
-
-        def server_bind(self):
-            self.socket.bind(self.server_address)
-
-        def get_request(self):
-            request, _ = self.socket.accept()
-            return request, ("local", 0)
-
     path = str(tmp_path / "metrics.sock")
-    server = UnixServer(path, _Metrics)
+    server = UnixHTTPServer(path, _Metrics)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:

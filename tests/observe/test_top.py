@@ -9,7 +9,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from commands import one_error_line, run
 from metrics_samples import START, stack_text
 from polling import wait_for
 from stacks import Stack, free_port, get, write_release
+from unix_http import UnixHTTPServer
 
 from wsgistack.config.errors import ConfigError
 from wsgistack.observe.top import metrics_listen
@@ -45,17 +45,6 @@ class StackMetrics(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):  # quiet
         pass
-
-
-class UnixHTTPServer(http.server.HTTPServer):
-    address_family = socket.AF_UNIX
-
-    def server_bind(self):
-        self.socket.bind(self.server_address)
-
-    def get_request(self):
-        request, _ = self.socket.accept()
-        return request, ("local", 0)
 
 
 @pytest.fixture
