@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 from polling import wait_for
-from proxies import start_proxy
+from proxies import send_until_closed, start_proxy
 
 from wsgistack.http.dates import http_date
 from wsgistack.proxy.static_cache import BODY_MAX, ReplyCache
@@ -74,9 +74,8 @@ def test_head_has_the_get_fields_and_no_body_each_time(served):
     proxy, _ = served
     get = proxy.get("/static/f1.bin")
     for _ in range(2):
-        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
-            sock.sendall(b"HEAD /static/f1.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            raw = _read_all(sock)
+        raw = send_until_closed(proxy.port,
+                                b"HEAD /static/f1.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         head, _, body = raw.partition(b"\r\n\r\n")
         assert body == b""
         assert f"Content-Length: {get.headers['Content-Length']}".encode() in head
@@ -177,19 +176,6 @@ def test_a_client_that_stops_reading_is_dropped_after_send_timeout(served):
                         message="the stalled download to be given up")
         assert '"GET /static/big.bin HTTP/1.1" 499 ' in line
         assert proxy.get("/static/f1.bin").content == (site / "f1.bin").read_bytes()
-
-
-def _read_all(sock: socket.socket) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunk = sock.recv(1 << 20)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 # --- ReplyCache in process ---------------------------------------------------------------------------------
