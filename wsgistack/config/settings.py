@@ -97,8 +97,8 @@ class ServeSettings:
         20e-6, values.duration,
         "With the event worker and --threads auto: a route whose calls take less than this in the threads "
         "(method and path, learned under load) runs on the loop instead, where it costs less than the "
-        "hand-off; a call there that takes 1 ms or more sends its route back to the threads. 0: every call "
-        "runs in a thread.", flags=("--inline-below",), metavar="TIME")
+        "hand-off; a call there that takes 1 ms or more sends its route back to the threads. At most 500us "
+        "(larger values count as 500us); 0: every call runs in a thread.", flags=("--inline-below",), metavar="TIME")
     worker_connections: int = option(
         1000, values.whole(1),
         "Most connections one worker holds open (thread, event, gevent, tornado); at the cap a new client "
