@@ -31,7 +31,7 @@ def draw(summary: Summary, path: Path, subtitle: str) -> None:
     panels.append(("Memory after the Flask hello load", "flask_hello", "rss_load_kib",
                    "RSS of the process tree, MiB (lower is better)"))
     rows = -(-len(panels) // COLUMNS)
-    names = summary.servers
+    names = [name for name in summary.servers if name not in summary.references]
     fig, axes = plt.subplots(rows, COLUMNS, figsize=(4.2 * COLUMNS, 0.28 * len(names) * rows + 1.6 * rows),
                              sharey=True, squeeze=False)
     positions = list(range(len(names)))[::-1]  # first server at the top

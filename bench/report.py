@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from apps import IO_WAIT_SECONDS
 from cases import LOADS, SLOWLORIS_CONNECTIONS
-from servers import BENCH_DIR, IO_THREADS, SERVERS, THREADS, WORKERS, Server
+from servers import BENCH_DIR, FLOOR, IO_THREADS, SERVERS, THREADS, WORKERS, Server
 from summary import HIGHER_IS_BETTER, GoalCheck, Summary
 
 NA = "n/a"
@@ -118,6 +119,8 @@ METHOD = """\
 - Interleaved: for each case and each of the {repeats} repeat(s), every server runs once, in an order
   rotated per repeat, so slow drift of a noisy machine spreads over all of them. Tables show medians over
   the repeats; errors (non-2xx responses and socket errors) are summed.
+- The 20 ms case also runs its floor (`bench/floor.py`): no WSGI and no app, a 20 ms loop timer per
+  request in {workers} processes. It is no peer, only a yardstick: what this machine allows that case.
 - Ratios compare each wsgistack worker class with the best peer (every server not wsgistack) of the same
   run. For req/s higher is better; for latency and memory lower is better, so there a ratio below 1.00×
   means wsgistack is ahead. Memory compares only with peers that run a master and {workers} workers (not
@@ -151,7 +154,24 @@ def _goal_section(summary: Summary) -> list[str]:
     rows = [_goal_row(check) for check in summary.checks()]
     return ["## Goals", "", "For wsgistack's best worker class on each metric, or for the defaults where the goal "
             "says so (`wsgistack serve APP -w 2` against `granian --interface wsgi --workers 2`).", "",
-            *_table(["goal", "wsgistack best", "reference", "ratio", "met"], rows), ""]
+            *_table(["goal", "wsgistack best", "reference", "ratio", "met"], rows), "", *_floor_lines(summary)]
+
+
+def _floor_lines(summary: Summary) -> list[str]:
+    """What the 20 ms case's floor reached in this run, against the limits its goals name."""
+    if FLOOR not in summary.references:
+        return []
+    reached = []
+    for load in LOADS:
+        value = summary.value(FLOOR, load.key, "rps")
+        if load.key.startswith("flask_io") and value is not None:
+            limit = load.connections / IO_WAIT_SECONDS
+            reached.append(f"{_num(value)} req/s at c{load.connections} ({value / limit:.2f} of {_num(limit)})")
+    if not reached:
+        return []
+    return [(f"The 20 ms case's floor in the same run (`bench/floor.py`: no WSGI and no app, a 20 ms loop timer "
+             f"per request, {WORKERS} processes) reached {' and '.join(reached)}: the most this machine "
+             "allows those cases, with wrk on the same cores."), ""]
 
 
 def _goal_row(check: GoalCheck) -> list[str]:
@@ -196,6 +216,8 @@ def _case_sections(summary: Summary) -> list[str]:
             header.append("÷ own req/s without")
         rows = []
         for name in summary.servers:
+            if name in summary.references and not (summary.ok(name, load.key) or summary.failures(name, load.key)):
+                continue  # a yardstick of other cases
             row = [_bold(name, summary), _num(summary.value(name, load.key, "rps")),
                    _ms(summary.value(name, load.key, "p50_ms")), _ms(summary.value(name, load.key, "p99_ms")),
                    _errors(summary, name, load.key)]
@@ -205,7 +227,8 @@ def _case_sections(summary: Summary) -> list[str]:
         out += [f"### {load.title}", "", *_table(header, rows), ""]
     rows = [[_bold(name, summary), _num(summary.value(name, "flask_hello", "processes")),
              _mib(summary.value(name, "flask_hello", "rss_idle_kib")),
-             _mib(summary.value(name, "flask_hello", "rss_load_kib"))] for name in summary.servers]
+             _mib(summary.value(name, "flask_hello", "rss_load_kib"))] for name in summary.servers
+            if name not in summary.references]
     out += ["### Memory (Flask hello app)", "",
             *_table(["server", "processes", "RSS idle MiB", "RSS after load MiB"], rows), ""]
     return out

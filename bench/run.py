@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> None:
         for repeat in range(args.repeats):
             log.info("%s, repeat %d/%d", session.app, repeat + 1, args.repeats)
             for server in rotated(servers, index + repeat):
-                if server.name in unavailable:
+                if server.name in unavailable or not server.serves(session.app):
                     continue
                 try:
                     records += measure(server, session, repeat, args.duration)
@@ -196,7 +196,8 @@ def write_outputs(meta: dict, records: list[dict], names: list[str]) -> None:
     """docs/benchmarks.md and docs/img/benchmarks.png from the records."""
     wsgistack = [server.name for server in SERVERS if server.wsgistack and server.name in names]
     single = [server.name for server in SERVERS if server.single_process]
-    summary = Summary(records, names, wsgistack, single)
+    references = [server.name for server in SERVERS if server.reference]
+    summary = Summary(records, names, wsgistack, single, references)
     PAGE.parent.mkdir(parents=True, exist_ok=True)
     # the sections other benchmarks write between their markers (bench/proxy.py's) stay as they are
     kept = ""

@@ -31,6 +31,7 @@ CONNECTIONS = 1000
 BACKLOG = 1024
 
 Builder = Callable[[str, int, int], list[str]]
+FLOOR = "floor (timer only)"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,14 @@ class Server:
     caveat: str = ""
     # Runs one process whatever WORKERS says, so its memory is not comparable with a master and 2 workers.
     single_process: bool = False
+    # The apps it serves (empty: every app); runs of other apps skip it.
+    apps: tuple[str, ...] = ()
+    # Not a peer: a yardstick shown in its cases' tables, never a ratio's reference or a goal's.
+    reference: bool = False
+
+    def serves(self, app: str) -> bool:
+        """Whether this contender runs the sessions of `app`."""
+        return not self.apps or app in self.apps
 
     def argv(self, app: str, port: int, threads: int) -> list[str]:
         """The command that serves `apps:<app>` on 127.0.0.1:<port> with <threads> threads per worker."""
@@ -121,6 +130,11 @@ def granian_defaults(app: str, port: int, threads: int) -> list[str]:
             "--workers", str(WORKERS), "--no-access-log", "--log-level", "warning", f"apps:{app}"]
 
 
+def floor(app: str, port: int, threads: int) -> list[str]:
+    """The 20 ms case without WSGI: a loop timer per request (floor.py), what the machine allows."""
+    return [sys.executable, str(BENCH_DIR / "floor.py"), str(port), str(WORKERS)]
+
+
 SERVERS: tuple[Server, ...] = (
     *(Server(f"wsgistack {cls}", wsgistack(cls), wsgistack=True) for cls in WSGISTACK_CLASSES),
     # the event class with --threads 1 runs the app inline on its loop: fastest for apps that never wait,
@@ -137,6 +151,8 @@ SERVERS: tuple[Server, ...] = (
     Server("wsgistack defaults", wsgistack_defaults, wsgistack=True, caveat="only -w 2: the defaults"),
     Server("granian defaults", granian_defaults, caveat="only --workers 2: the defaults"),
     Server("uwsgi", uwsgi),
+    Server(FLOOR, floor, apps=("flask_io",), reference=True,
+           caveat="no WSGI, no app: a uvloop timer of 20 ms per request, 2 processes (bench/floor.py)"),
 )
 
 

@@ -74,11 +74,13 @@ class Summary:
     """Medians per server per case over the repeats, and comparisons drawn from them."""
 
     def __init__(self, records: list[dict], servers: list[str], wsgistack: list[str],
-                 single_process: list[str] = ()) -> None:
+                 single_process: list[str] = (), references: list[str] = ()) -> None:
         self.records = records
         self.servers = servers
         self.wsgistack = wsgistack
-        self.peers = [name for name in servers if name not in wsgistack]
+        # yardsticks (the 20 ms case's floor): in the tables, never a peer
+        self.references = [name for name in servers if name in references]
+        self.peers = [name for name in servers if name not in wsgistack and name not in references]
         self.single_process = list(single_process)
 
     def peers_for(self, metric: str) -> list[str]:
