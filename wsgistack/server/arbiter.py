@@ -9,6 +9,7 @@ logs. A worker silent past --timeout gets its stacks dumped (SIGABRT, faulthandl
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import os
 import selectors
@@ -395,10 +396,13 @@ class Arbiter:
         slot = self.metrics.new_slot() if self.metrics is not None else None
         # until the child has its own handlers, a signal for it must wait (see FORK_BLOCKED_SIGNALS)
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED_SIGNALS)
+        # the child's collections never walk what it inherits (a preloaded app): its pages stay shared
+        gc.freeze()
         try:
             pid = os.fork()
         finally:
             if os.getpid() == self.pid:
+                gc.unfreeze()  # the master's own garbage is collected as ever
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if pid == 0:  # the child: whatever happens, it never returns into the master's code
             try:
