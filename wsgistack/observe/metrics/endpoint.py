@@ -9,16 +9,19 @@ an event loop (the proxy, the supervisor). One request per connection; the respo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import selectors
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from wsgistack.config.addresses import Address
 from wsgistack.http.heads import reply_head
+
+if TYPE_CHECKING:  # asyncio brings ssl: ~6 MB of RSS in every process of a sync or thread server
+    import asyncio
 
 log = logging.getLogger("wsgistack.observe")
 
@@ -210,6 +213,7 @@ class SelectorEndpoint:
 
 async def serve_asyncio(sock: socket.socket, render: Callable[[str], Awaitable[tuple[str, bytes]]]) -> asyncio.AbstractServer:
     """The endpoint on the running event loop, for an async `render` (the supervisor asks its children)."""
+    import asyncio  # noqa: PLC0415 - only the processes that run a loop pay for it
 
     async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
