@@ -22,7 +22,7 @@ from wsgistack.gateway import fastcgi as fcgi
 from wsgistack.http.errors import ClientGone
 from wsgistack.observe.accesslog import AccessRecord
 from wsgistack.server.context import ServeContext, begin_request, end_request, peer_allowed
-from wsgistack.server.protocols.connection import LoopConnection
+from wsgistack.server.protocols.loop_connection import LoopConnection
 from wsgistack.server.protocols.fastcgi import (
     CGIOutput,
     fastcgi_environ,

@@ -31,7 +31,7 @@ from wsgistack.server.context import (
     refusal,
 )
 from wsgistack.server.inline_calls import InlineCalls
-from wsgistack.server.protocols.connection import LoopConnection
+from wsgistack.server.protocols.loop_connection import LoopConnection
 from wsgistack.server.sockets import unread_bytes
 from wsgistack.wsgi.environ import build_environ
 from wsgistack.wsgi.input import InputStream
