@@ -1,10 +1,11 @@
-"""An app that tells what the garbage collector sees in its worker: the objects frozen at start, and whether
-reference cycles made by requests are still collected."""
+"""An app that tells what its worker holds: the objects the garbage collector froze at start, whether
+reference cycles made by requests are still collected, and whether asyncio was ever imported."""
 
 from __future__ import annotations
 
 import gc
 import json
+import sys
 import weakref
 
 _made: list[weakref.ref] = []
@@ -28,6 +29,7 @@ def app(environ, start_response):
         gc.collect()
         alive = sum(1 for ref in _made if ref() is not None)
         body = json.dumps({"frozen": gc.get_freeze_count(), "enabled": gc.isenabled(), "made": len(_made),
-                           "alive": alive}).encode()
+                           "alive": alive,
+                           "asyncio": "asyncio" in sys.modules}).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
