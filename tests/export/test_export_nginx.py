@@ -362,6 +362,16 @@ def test_hosts_and_prefixes_follow_wsgistack_routing():
     assert "u0" not in docs and "u1" not in docs
 
 
+def test_the_proxys_metrics_address_is_said_to_be_untranslated(tmp_path):
+    """nginx has no Prometheus endpoint: a [proxy] metrics_bind is named in a comment, not dropped unseen."""
+    config = tmp_path / "wsgistack.toml"
+    config.write_text('[serve]\napp = "echo:app"\n\n[proxy]\nlisten = ["127.0.0.1:8000"]\n'
+                      'metrics_bind = "127.0.0.1:9101"\n')
+    files = check_command("nginx", config, tmp_path / "out")
+    untranslated = "\n".join(nginx_export.not_translated(files.values()))
+    assert "metrics_bind = 127.0.0.1:9101" in untranslated, untranslated
+
+
 @pytest.mark.parametrize(("worker_class", "kept"), [("thread", True), ("sync", False)])
 def test_fastcgi_connections_are_kept_only_with_workers_that_keep_them(tmp_path, worker_class, kept):
     """The sync worker closes a FastCGI connection after each request, and FastCGI cannot say so: nginx must

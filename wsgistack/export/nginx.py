@@ -130,10 +130,14 @@ def http_conf(proxy: ProxySettings, protocols: dict[str, str]) -> str:
 
 
 def _worker_notes(proxy: ProxySettings) -> list[str]:
-    if proxy.workers == 1:
-        return []
-    return [(f"# workers = {proxy.workers}: worker_processes in nginx.conf; nginx's limit zones are shared by its "
-            f"workers, so limits are counted for all of them at once (wsgistack counts them per process)")]
+    lines = []
+    if proxy.workers != 1:
+        lines.append(f"# workers = {proxy.workers}: worker_processes in nginx.conf; nginx's limit zones are shared "
+                     f"by its workers, so limits are counted for all of them at once (wsgistack counts them per process)")
+    if proxy.metrics_bind:
+        lines.append(f"# not translated: metrics_bind = {proxy.metrics_bind}: nginx has no Prometheus endpoint (its "
+                     "stub_status module counts connections only); the app servers' own metrics are unchanged")
+    return lines
 
 
 def _log_lines(proxy: ProxySettings) -> list[str]:
