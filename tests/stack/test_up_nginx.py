@@ -146,6 +146,10 @@ listen = ["127.0.0.1:{port}"]
 @pytest.mark.parametrize(("proxy", "message"), [
     ('engine = "apache"', "wsgistack.toml:5: proxy.engine: 'apache' is not an engine"),
     ('engine = "nginx"\nwrong = 1', "proxy.wrong: unknown setting"),
+    # nginx has no Prometheus endpoint: the metrics asked for would be missing, unseen
+    ('engine = "nginx"\nmetrics_bind = "127.0.0.1:9101"', ('wsgistack.toml:6: proxy.metrics_bind: nginx (engine = '
+                                                           '"nginx") serves no Prometheus metrics; remove it, or '
+                                                           'set engine = "wsgistack"')),
 ])
 def test_a_bad_engine_is_one_line(tmp_path, proxy, message):
     (tmp_path / "wsgistack.toml").write_text(f'[serve]\napp = "x:app"\n\n[proxy]\n{proxy}\n')

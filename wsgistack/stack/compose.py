@@ -211,6 +211,10 @@ def load_stack(path: str, environ: Mapping[str, str] | None = None) -> Stack:
         proxy = load_proxy_settings(path, {"stack_upstream": upstreams}, environ)
         if proxy.engine == "wsgistack":
             _check_http_upstreams(path, servers)
+        elif proxy.metrics_bind:  # nginx has no Prometheus endpoint: asked for, it would be missing unseen
+            where = read_toml_file(path).where("proxy", "metrics_bind")
+            raise ConfigError(f"{where}: proxy.metrics_bind: nginx (engine = \"nginx\") serves no Prometheus "
+                              f"metrics; remove it, or set engine = \"wsgistack\"")
     return Stack(path=path, run_dir=run_dir, servers=tuple(servers), proxy=proxy, supervisor=supervisor)
 
 
