@@ -36,6 +36,7 @@ from wsgistack.process import (
     notify_reloading,
     reap_children,
 )
+from wsgistack.server.accept_share import AcceptBoard
 from wsgistack.server.heartbeat import Heartbeat
 from wsgistack.server.metrics import ServerMetrics
 from wsgistack.server.sockets import Listener, bind_all, inherited_listeners
@@ -66,6 +67,7 @@ class WorkerProcess:
     generation: int
     heartbeat: Heartbeat
     boot_fd: int
+    board_slot: int | None = None  # its place on the accept board
     booted: bool = False
     stopping_since: float | None = None
     # why the master replaces it, for the restarts counter: max_requests, timeout, reload, scale_down (None:
@@ -100,6 +102,7 @@ class Arbiter:
         self.ready = False  # a first worker booted: "listening" was logged
         self.reloading = False  # a HUP's generation is booting: systemd hears READY=1 once it has
         self.server_stop = StopFlag()  # shared with every worker: a TERM means "empty the listen queue"
+        self.accept_board = AcceptBoard()  # every worker's open connections: fair shares of the queue
         self.next_spawn = 0.0
         self.app: Any = None
         self.pid = os.getpid()
@@ -394,6 +397,7 @@ class Arbiter:
         boot_r, boot_w = os.pipe2(os.O_CLOEXEC)
         app = self.app
         slot = self.metrics.new_slot() if self.metrics is not None else None
+        board_slot = self.accept_board.claim()
         # until the child has its own handlers, a signal for it must wait (see FORK_BLOCKED_SIGNALS)
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED_SIGNALS)
         # the child's collections never walk what it inherits (a preloaded app): its pages stay shared
@@ -410,7 +414,7 @@ class Arbiter:
                 self._forget_in_child()
                 worker = worker_class(self.settings.worker_class)(
                     self.worker_age, self.pid, self.listeners, self.settings, heartbeat, boot_w, app,
-                    self.server_stop, slot)
+                    self.server_stop, slot, self.accept_board.share(board_slot))
                 worker.boot()
             except BaseException:
                 log.exception("worker %s could not start", os.getpid())
@@ -418,7 +422,7 @@ class Arbiter:
                 os._exit(EXIT_BOOT_ERROR)
         os.close(boot_w)
         os.set_blocking(boot_r, False)
-        self.workers[pid] = WorkerProcess(pid, self.worker_age, self.generation, heartbeat, boot_r)
+        self.workers[pid] = WorkerProcess(pid, self.worker_age, self.generation, heartbeat, boot_r, board_slot)
         if self.metrics is not None and slot is not None:
             self.metrics.worker_started(pid, slot)
         self.selector.register(boot_r, selectors.EVENT_READ, pid)
@@ -514,6 +518,8 @@ class Arbiter:
             if worker is None:
                 continue
             worker.heartbeat.close()
+            if worker.board_slot is not None:
+                self.accept_board.release(worker.board_slot)
             self._log_exit(worker, status)
             # a report written just before exiting is still in the pipe
             self._read_boot_report(worker)

@@ -408,6 +408,7 @@ class ConnectionRegistry:
         self.refused = 0
         self.shed = 0
         self.on_drained: Callable[[], None] | None = None  # set by a stopping worker: the last one closed
+        self.on_closed: Callable[[], None] | None = None  # the worker publishes its load (accept shares)
 
     def add(self, proto: EventHTTPProtocol) -> bool:
         """Register a new connection, shedding the oldest idle one at the limit; False when none is idle."""
@@ -446,6 +447,8 @@ class ConnectionRegistry:
         self.connections.discard(proto)
         if proto.parked:
             self.unpark(proto)
+        if self.on_closed is not None:
+            self.on_closed()
         if self.on_drained is not None and not self.connections:
             self.on_drained()
 

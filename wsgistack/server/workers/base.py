@@ -28,6 +28,7 @@ from wsgistack.observe.errorlog import ErrorStream, error_log_fd, reopen_error_l
 from wsgistack.observe.metrics.requests import RequestRecorder
 from wsgistack.observe.metrics.slot import MetricSlot
 from wsgistack.process import die_with_parent
+from wsgistack.server.accept_share import AcceptShare
 from wsgistack.server.context import ServeContext
 from wsgistack.server.heartbeat import Heartbeat
 from wsgistack.server.protocols.choose import probe_exchange
@@ -70,7 +71,8 @@ class Worker:
 
     def __init__(self, age: int, ppid: int, listeners: list[Listener], settings: ServeSettings,
                  heartbeat: Heartbeat, boot_fd: int, app: Callable[..., Any] | None,
-                 server_stop: StopFlag | None = None, metrics_slot: MetricSlot | None = None):
+                 server_stop: StopFlag | None = None, metrics_slot: MetricSlot | None = None,
+                 accept_share: AcceptShare | None = None):
         self.age = age
         self.ppid = ppid
         self.listeners = listeners
@@ -86,6 +88,7 @@ class Worker:
         self.wakeup_r = self.wakeup_w = -1
         self.server_stop = server_stop
         self.metrics_slot = metrics_slot  # with --metrics-bind: this worker's shared memory (server/metrics.py)
+        self.accept_share = accept_share  # its load beside its siblings' (server/accept_share.py)
         self.ctx: ServeContext | None = None
         self.draining = False  # a graceful stop (TERM) began: the health endpoint says so
         self.empty_backlog = False  # ... of the whole server: accept what the kernel queued before closing

@@ -8,7 +8,6 @@ the worker killed (with its stacks logged) exactly as in the other worker classe
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import sys
 import time
@@ -17,6 +16,7 @@ from wsgistack.event_loop import new_event_loop  # uvloop with it: the master im
 from wsgistack.server.app_threads import AppThreads, app_threads_cap
 from wsgistack.server.context import ServeContext
 from wsgistack.server.inline_calls import SLOW, InlineCalls
+from wsgistack.server.loop_acceptor import LoopAcceptor
 from wsgistack.server.protocols.choose import event_protocol
 from wsgistack.server.protocols.http_event import ConnectionRegistry, EventHTTPProtocol
 from wsgistack.server.sockets import accept_backlog
@@ -48,24 +48,22 @@ class EventWorker(Worker):
                                       on_request=self.count_request, beat=lambda: None)
         self.protocol_class = event_protocol(self.ctx.protocol)
         self.loop.add_reader(self.wakeup_r, self._on_wakeup)
-        self.servers: list[asyncio.AbstractServer] = []
         self.stopping_since: float | None = None
         self.tick_handle: asyncio.TimerHandle | None = None
         self.adopting: set[asyncio.Task] = set()  # sockets taken from the listen queue on the way to a transport
         for listener in self.listeners:
             listener.sock.setblocking(False)
-            server = self.loop.run_until_complete(self.loop.create_server(
-                self._new_protocol, sock=listener.sock, backlog=settings.backlog, start_serving=False))
-            self.servers.append(server)
+        registry = self.registry
+        self.acceptor = LoopAcceptor(self.loop, [listener.sock for listener in self.listeners], self._adopt,
+                                     lambda: len(registry.connections) + registry.opening, self.accept_share)
+        if self.accept_share is not None:
+            registry.on_closed = self.acceptor.closed_one
         # the self-check before any listener serves: a real request taken meanwhile could stop the worker
         # (--max-requests 1), and its health check would then say 503
         self.report_booted()
-        # every server is known before any accepts: a request served while the loop starts them may stop
-        # the worker (--max-requests 1), and _begin_stop must then close them all
-        for server in self.servers:
-            if self.stopping_since is None:
-                self.loop.run_until_complete(server.start_serving())
-        if self.stopping_since is not None:
+        if self.stopping_since is None:
+            self.acceptor.start()
+        else:
             self._stop_accepting()
         self._tick()
         try:
@@ -97,7 +95,7 @@ class EventWorker(Worker):
                 continue
             proto.expire(now)
         if stopping is not None:
-            # a socket accepted just before the servers closed is served too: its protocol counts in
+            # a socket accepted just before accepting stopped is served too: its protocol counts in
             # `opening` until connection_made (never long; the grace bounds a transport that never made it)
             drained = not registry.connections and (not registry.opening or now - stopping > STOP_GRACE_IDLE)
             if drained or self.deadline_passed(stopping):
@@ -146,19 +144,19 @@ class EventWorker(Worker):
         self.registry.on_drained = lambda: self._schedule_tick(0)
 
     def _stop_accepting(self) -> None:
-        """Close the servers; when the whole server stops, first take what waits in the listen queues."""
-        # a copy of each listening socket outlives its server's close, so the queue is emptied on it
-        copies = [socket.socket(fileno=os.dup(listener.sock.fileno())) for listener in self.listeners
-                  if self.empty_backlog and listener.sock.fileno() >= 0]
-        for server in self.servers:
-            server.close()
-        if copies:
+        """Accept no more; when the whole server stops, first take what waits in the listen queues."""
+        self.acceptor.stop()
+        if self.empty_backlog:
             self.registry.limit = sys.maxsize  # what waits is finite (the door is shut): take all of it
-        for copy in copies:
-            for sock, _ in accept_backlog(copy):
-                protocol = self._new_protocol()  # counted in registry.opening from here on
-                task = self.loop.create_task(self.loop.connect_accepted_socket(lambda p=protocol: p, sock))
-                self.adopting.add(task)  # the loop holds tasks weakly
-                task.add_done_callback(self.adopting.discard)
-            copy.close()
+            for listener in self.listeners:
+                if listener.sock.fileno() >= 0:
+                    for sock, _ in accept_backlog(listener.sock):
+                        self._adopt(sock)
         self.close_listeners()
+
+    def _adopt(self, sock: socket.socket) -> None:
+        """A transport and a protocol for a socket taken from the listen queue."""
+        protocol = self._new_protocol()  # counted in registry.opening from here on
+        task = self.loop.create_task(self.loop.connect_accepted_socket(lambda: protocol, sock))
+        self.adopting.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(self.adopting.discard)

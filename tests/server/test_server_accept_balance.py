@@ -1,0 +1,123 @@
+"""Event workers share the connections (server/accept_share.py): the first to wake no longer takes all that
+is queued, which could leave one core serving every keep-alive connection. And a worker whose loop is
+stuck does not hold up the connections that its share would have been."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import time
+from collections import Counter
+
+from tests.polling import wait_for
+
+HELD = 32
+BURST = 20
+# the worker holding HELD takes none of the burst while its sibling runs (32 > 20 + slack 8); this leaves
+# room for a sibling the machine did not run for a while (after loop_acceptor.STUCK the other takes over)
+LEAST_SHARE = 16
+
+
+def ask_pid(sock: socket.socket, query: str = "") -> int:
+    """One keep-alive request on `sock`: the pid of the worker that answered."""
+    sock.sendall(f"GET /{query} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + content_length(data):
+        chunk = sock.recv(4096)
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    return int(data.split(b"\r\n\r\n", 1)[1])
+
+
+def content_length(data: bytes) -> int:
+    match = re.search(rb"(?i)content-length: *(\d+)", data)
+    return int(match.group(1)) if match else 0
+
+
+def close_and_wait(sock: socket.socket) -> None:
+    """Close a keep-alive connection once the server closed its side too (its worker counts one fewer)."""
+    sock.shutdown(socket.SHUT_WR)
+    assert sock.recv(1) == b""
+    sock.close()
+
+
+def both_accepting(server, pids: set[int]) -> list[socket.socket]:
+    """Keep-alive connections opened one by one until each worker holds one: then both take their share
+    (the one ahead leaves the next ones to the other)."""
+    held: list[socket.socket] = []
+    seen: set[int] = set()
+
+    def another() -> bool:
+        sock = server.connect()
+        held.append(sock)
+        seen.add(ask_pid(sock))
+        return seen == pids
+
+    wait_for(another, timeout=10, interval=0, message="a connection on each worker")
+    return held
+
+
+def test_new_connections_go_to_the_worker_that_holds_fewer(start_server):
+    server = start_server("balance_app:app", "-w", "2", "-k", "event", "--log-level", "info")
+    pids = server.wait_workers(2)
+    for sock in both_accepting(server, pids):
+        close_and_wait(sock)
+    # keep-alive connections on both, then those of one worker closed: `busy` holds HELD or more, `idle` none
+    opened = [server.connect() for _ in range(2 * HELD)]
+    on = {sock: ask_pid(sock) for sock in opened}
+    counts = Counter(on.values())
+    busy = max(pids, key=lambda pid: counts[pid])
+    idle = (pids - {busy}).pop()
+    held = [sock for sock in opened if on[sock] == busy]
+    for sock in opened:
+        if on[sock] == idle:
+            close_and_wait(sock)
+    assert len(held) >= HELD
+    try:
+        # a burst, queued before a worker runs (as wrk's connects are): the worker far ahead leaves it
+        # to its sibling; before shares, whichever woke first took what was queued
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            burst = [server.connect() for _ in range(BURST)]
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        try:
+            answered = Counter(ask_pid(sock) for sock in burst)
+        finally:
+            for sock in burst:
+                sock.close()
+    finally:
+        for sock in held:
+            sock.close()
+    assert sum(answered.values()) == BURST
+    assert answered[idle] >= LEAST_SHARE, answered
+
+
+def test_a_stuck_worker_does_not_hold_up_new_connections(start_server):
+    # --threads 1: the app runs on the loop, so a sleeping request stops that worker from accepting
+    server = start_server("balance_app:app", "-w", "2", "-k", "event", "--threads", "1", "--log-level", "info")
+    pids = server.wait_workers(2)
+    for sock in both_accepting(server, pids):
+        close_and_wait(sock)
+    sleeper = server.connect()
+    try:
+        sleeper.sendall(b"GET /?s=3 HTTP/1.1\r\nHost: test\r\n\r\n")
+        match = wait_for(lambda: re.search(r"sleep started in (\d+)", server.log()), message="the sleep")
+        stuck = int(match.group(1))
+        started = time.monotonic()
+        burst = [server.connect() for _ in range(24)]
+        try:
+            answered = Counter(ask_pid(sock) for sock in burst)
+        finally:
+            for sock in burst:
+                sock.close()
+        took = time.monotonic() - started
+    finally:
+        sleeper.close()
+    # all answered by the other worker, long before the stuck one could have taken its share
+    assert answered == Counter({(pids - {stuck}).pop(): 24})
+    assert took < 1.5, took

@@ -1,0 +1,172 @@
+"""The event worker's accept: takes connections from the shared listening sockets on its loop, in batches,
+and waits a moment when it is far ahead of its siblings (server/accept_share.py).
+
+Not the loop's own server (loop.create_server): uvloop's accepts until the queue is empty and gives no
+way to stop between two connections, so one worker took a whole burst. Accepting here costs no more
+(measured with close-per-request traffic, where every request is an accept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import time
+from collections.abc import Callable
+
+from wsgistack.server.accept_share import AcceptShare
+
+log = logging.getLogger("wsgistack.server")
+
+BATCH = 64  # connections taken per wake-up at most: the loop's other work gets its turn between batches
+PAUSE = 0.001  # how long a worker ahead of its siblings leaves the queue to them before it looks again
+# siblings that took nothing for this long are stuck (or the system did not run them): the worker takes
+# over. Not sooner: a keep-alive connection stays where it lands, and on a busy machine a sibling may wait
+# several time slices (milliseconds each) to run; a stall that short must not decide where a burst goes.
+STUCK = 0.05
+# waits less than this apart are one episode of waiting (STUCK counts within one); a wait after the worker
+# accepted freely for longer starts afresh, so a sibling stuck long ago counts for nothing now
+EPISODE_GAP = 0.01
+# out of file descriptors or memory: the queue stays readable, so accepting again at once would spin
+RESOURCE_PAUSE = 0.1
+RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+LOG_EVERY = 10.0  # seconds between two warnings about the same shortage
+
+
+class LoopAcceptor:
+    """Accepts on `socks` for as long as it is started, handing each connection to `adopt`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, socks: list[socket.socket],
+                 adopt: Callable[[socket.socket], None], load: Callable[[], int], share: AcceptShare | None):
+        self.loop = loop
+        self.socks = socks
+        self.adopt = adopt
+        self.load = load  # the worker's open connections, counting those on their way in
+        self.share = share
+        self.accepted = 0
+        self.listening = False
+        self.stopped = False
+        self.resume_handle: asyncio.TimerHandle | None = None
+        self.others_before = 0  # the siblings' accepted total when this worker began to wait
+        # connections taken whatever the shares say, once the siblings took none for STUCK seconds: one,
+        # then twice as many after each further wait; so a queue never waits long on stuck siblings
+        self.stuck_since: float | None = None
+        self.waited_until = 0.0  # monotonic: when the last wait ended
+        self.unshared = 0
+        self.unshared_next = 1
+        self.warned_at = 0.0
+
+    def start(self) -> None:
+        """Begin accepting."""
+        if self.share is not None:
+            self.share.publish(self.load(), self.accepted)
+        self._listen()
+
+    def stop(self) -> None:
+        """Accept no more (the sockets stay open: the caller may still empty their queues)."""
+        self.stopped = True
+        self._unlisten()
+        if self.resume_handle is not None:
+            self.resume_handle.cancel()
+            self.resume_handle = None
+        if self.share is not None:
+            self.share.stop()
+
+    def closed_one(self) -> None:
+        """A connection closed: tell the siblings, and end a wait that the lighter load no longer needs
+        (short connections end within the wait: without this, the worker would sit idle)."""
+        share = self.share
+        if share is None or self.stopped:
+            return
+        load = self.load()
+        share.publish(load, self.accepted)
+        if self.resume_handle is not None and not share.ahead(load):
+            self.resume_handle.cancel()
+            self._resume()
+
+    def _listen(self) -> None:
+        if not self.listening and not self.stopped:
+            for sock in self.socks:
+                self.loop.add_reader(sock.fileno(), self._readable, sock)
+            self.listening = True
+
+    def _unlisten(self) -> None:
+        if self.listening:
+            for sock in self.socks:
+                if sock.fileno() >= 0:
+                    self.loop.remove_reader(sock.fileno())
+            self.listening = False
+
+    def _readable(self, sock: socket.socket) -> None:
+        share = self.share
+        for _ in range(BATCH):
+            if share is not None:
+                if self.unshared > 0:
+                    self.unshared -= 1
+                elif share.ahead(self.load()):
+                    self._wait(PAUSE)
+                    break
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except ConnectionAbortedError:  # the client gave up while queued
+                continue
+            except OSError as exc:
+                if exc.errno not in RESOURCE_ERRORS:
+                    raise
+                self._short_of_resources(exc)
+                break
+            self.accepted += 1
+            self.adopt(conn)
+            if share is not None:  # at once: a sibling deciding meanwhile sees this worker as it is
+                share.publish(self.load(), self.accepted)
+
+    def _wait(self, delay: float) -> None:
+        """Leave the queue alone for `delay` seconds."""
+        self._unlisten()
+        if time.monotonic() - self.waited_until > EPISODE_GAP:
+            self.stuck_since = None
+            self.unshared_next = 1
+        if self.share is not None:
+            self.others_before = self.share.others_accepted()
+        if self.resume_handle is None:
+            self.resume_handle = self.loop.call_later(delay, self._resume)
+
+    def _resume(self) -> None:
+        self.resume_handle = None
+        self.waited_until = time.monotonic()
+        share = self.share
+        if share is not None:
+            if share.others_accepted() != self.others_before:
+                self.stuck_since = None
+                self.unshared_next = 1
+            elif self.stuck_since is None:  # busy siblings, or an empty queue
+                self.stuck_since = time.monotonic()
+            elif time.monotonic() - self.stuck_since >= STUCK:
+                self._take_over()
+                if self.resume_handle is not None:  # still ahead once those were taken: waits again
+                    return
+        self._listen()
+
+    def _take_over(self) -> None:
+        """Take `unshared_next` connections now, whatever the shares say (never later: an allowance
+        left over would take a burst that came when the siblings are well again)."""
+        self.unshared = self.unshared_next
+        self.unshared_next = min(2 * self.unshared_next, BATCH)
+        before = self.accepted
+        for sock in self.socks:
+            if self.resume_handle is None:
+                self._readable(sock)
+        self.unshared = 0
+        if self.accepted == before:  # the queue was empty: nobody was stuck
+            self.stuck_since = None
+            self.unshared_next = 1
+
+    def _short_of_resources(self, exc: OSError) -> None:
+        now = time.monotonic()
+        if now - self.warned_at > LOG_EVERY:
+            self.warned_at = now
+            log.warning("cannot accept connections: %s (they wait in the listen queue)", exc.strerror)
+        self._wait(RESOURCE_PAUSE)
