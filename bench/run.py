@@ -29,6 +29,11 @@ PAGE = BENCH_DIR.parent / "docs" / "benchmarks.md"
 IMAGE = BENCH_DIR.parent / "docs" / "img" / "benchmarks.png"
 WARMUP_SECONDS = 1.0
 SETTLE_SECONDS = 1.0
+# between two wrk runs: the server closes the last run's connections before the next run connects. A worker
+# still closing 64 of them looks loaded to its siblings (wsgistack's accept shares, docs/workers.md), and
+# the run after the warm-up would land on whichever sibling was not (all 64 when the warm-up's connections
+# were all on one worker, as when the other booted after the first answer).
+QUIET_SECONDS = 0.5
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -109,6 +114,7 @@ def measure(server: Server, session: Session, repeat: int, seconds: float) -> li
             log.warning("%s: warm-up failed: %s", server.name, exc)
         baseline: float | None = None
         for load, record in zip(session.loads, records, strict=True):
+            time.sleep(QUIET_SECONDS)
             try:
                 if load.slowloris:
                     with Slowloris(proc.port, SLOWLORIS_CONNECTIONS, max_seconds=seconds + 30) as crowd:
