@@ -232,7 +232,7 @@ def _stack_row(stack: Stack) -> list[str]:
     cases = ", ".join(load.key for session in sessions for load in session.loads)
     if stack.whole is not None:
         return [stack.name, "`wsgistack up -c wsgistack.toml`: its [proxy]",
-                f"its [serve]: `apps:{apps}`, sync, {WORKERS} workers", cases]
+                f"its [serve]: `apps:{apps}`, {stack.whole_serve}, {WORKERS} workers", cases]
     argv = stack.upstream(f"{{{apps}}}" if len(sessions) > 1 else apps, Path("SOCK"))
     argv[0] = Path(argv[0]).name
     front = "`wsgistack proxy -c wsgistack.toml`" if stack.wsgistack else "`nginx -c nginx.conf`"

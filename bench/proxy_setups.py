@@ -214,6 +214,7 @@ class Stack:
     # Shown, never judged: an extra row for information.
     informative: bool = False
     whole: WholeBuilder | None = None
+    whole_serve: str = ""  # with `whole`: the worker class its [serve] runs, for the report
 
 
 @dataclass(frozen=True)
@@ -251,10 +252,10 @@ STACK_INLINE = Stack("wsgistack proxy + wsgistack event --threads 1", wsgistack_
 STACK_EVENT = Stack("wsgistack proxy + wsgistack event", wsgistack_front, wsgistack_serve("event"),
                     wsgistack=True, informative=True)
 # the whole stack from one wsgistack.toml, with the worker class of STACK_SYNC
-STACK_UP = Stack("wsgistack up (sync)", None, None, wsgistack=True, whole=wsgistack_up("sync"))
+STACK_UP = Stack("wsgistack up (sync)", None, None, wsgistack=True, whole=wsgistack_up("sync"), whole_serve="sync")
 # the app server as the stack that meets the 1.5x goal today (proxy + serve -k event --threads 1), under up
 STACK_UP_INLINE = Stack("wsgistack up (event --threads 1)", None, None, wsgistack=True,
-                        whole=wsgistack_up("event", threads=1))
+                        whole=wsgistack_up("event", threads=1), whole_serve="event --threads 1")
 STACKS = (WSGISTACK_PROXY, NGINX, STACK_SYNC, STACK_NGINX, STACK_UP, STACK_UP_INLINE, STACK_INLINE, STACK_EVENT)
 
 SESSIONS: tuple[ProxySession, ...] = (
