@@ -15,6 +15,8 @@ from rawhttp import Reader, get
 from servers import APPS, Server
 from systemd import NotifySocket, activated
 
+from wsgistack.server.metrics import listen_queue
+
 
 class ActivatedServer(Server):
     """`wsgistack serve` started as systemd starts a socket-activated service."""
@@ -75,6 +77,22 @@ def test_socket_activation_serves_systemds_sockets(tmp_path, worker_class):
         server.stop()
         tcp.close()
         unix.close()
+
+
+@pytest.mark.parametrize("worker_class", ["sync", "event"])
+def test_an_activated_socket_keeps_the_backlog_systemd_gave_it(tmp_path, worker_class):
+    # Backlog= is the unit's: no worker listens again with --backlog (uvloop's create_server did, in the
+    # event worker, until it accepted on its own loop)
+    tcp = socket.create_server(("127.0.0.1", 0), backlog=7)
+    server = ActivatedServer(tmp_path, [tcp], ["web"], ["-w", "1", "-k", worker_class, "--backlog", "2048"])
+    try:
+        server.wait_ready()
+        port = tcp.getsockname()[1]
+        assert fetch(socket.create_connection(("127.0.0.1", port), timeout=10), "/") != b""  # it accepts
+        assert listen_queue(tcp) == (0, 7)
+    finally:
+        server.stop()
+        tcp.close()
 
 
 @pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
