@@ -152,8 +152,10 @@ class Nginx:
                 self.proc.wait()
                 return False
             # the pid file is written after every listen socket is bound, so a connection that succeeds
-            # then reaches this nginx and not whoever else holds the port
-            if self._pid_from_file() == self.proc.pid and self._accepts():
+            # then reaches this nginx and not whoever else holds the port. The kernel completes it on the
+            # master's socket before the workers are forked: wait for them too (a clean-clone CI run once
+            # found none right after start, and a reload taken then would count the first one as new)
+            if self._pid_from_file() == self.proc.pid and self._accepts() and self.workers():
                 return True
             time.sleep(0.02)
         self.stop()
