@@ -153,10 +153,11 @@ def test_a_stopped_worker_is_no_measure_for_its_siblings(setup):
     assert not setup.sibling.ahead(1000)
 
 
-def test_out_of_file_descriptors_waits_and_warns_once(setup, caplog):
+@pytest.mark.parametrize("code", [errno.EMFILE, errno.EPERM], ids=["EMFILE", "EPERM"])
+def test_a_failing_accept_waits_and_warns_once(setup, caplog, code):
     class Exhausted(socket.socket):
         def accept(self):
-            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+            raise OSError(code, os.strerror(code))
 
     exhausted = Exhausted(fileno=os.dup(setup.listener.fileno()))
     try:
@@ -170,7 +171,7 @@ def test_out_of_file_descriptors_waits_and_warns_once(setup, caplog):
     finally:
         exhausted.close()
     warnings = [r.getMessage() for r in caplog.records if "cannot accept" in r.getMessage()]
-    assert warnings == ["cannot accept connections: Too many open files (they wait in the listen queue)"]
+    assert warnings == [f"cannot accept connections: {os.strerror(code)} (they wait in the listen queue)"]
     assert setup.adopted == []
 
 

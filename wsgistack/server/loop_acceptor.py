@@ -9,7 +9,6 @@ way to stop between two connections, so one worker took a whole burst. Accepting
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 import time
@@ -28,10 +27,10 @@ STUCK = 0.05
 # waits less than this apart are one episode of waiting (STUCK counts within one); a wait after the worker
 # accepted freely for longer starts afresh, so a sibling stuck long ago counts for nothing now
 EPISODE_GAP = 0.01
-# out of file descriptors or memory: the queue stays readable, so accepting again at once would spin
+# accept() failed (out of file descriptors or memory, or refused): the queue stays readable, so accepting
+# again at once would spin
 RESOURCE_PAUSE = 0.1
-RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-LOG_EVERY = 10.0  # seconds between two warnings about the same shortage
+LOG_EVERY = 10.0  # seconds between two warnings about failed accepts
 
 
 class LoopAcceptor:
@@ -113,10 +112,8 @@ class LoopAcceptor:
                 break
             except ConnectionAbortedError:  # the client gave up while queued
                 continue
-            except OSError as exc:
-                if exc.errno not in RESOURCE_ERRORS:
-                    raise
-                self._short_of_resources(exc)
+            except OSError as exc:  # out of descriptors or memory, or the system refused (EPERM, EPROTO)
+                self._cannot_accept(exc)
                 break
             self.accepted += 1
             self.adopt(conn)
@@ -164,9 +161,11 @@ class LoopAcceptor:
             self.stuck_since = None
             self.unshared_next = 1
 
-    def _short_of_resources(self, exc: OSError) -> None:
+    def _cannot_accept(self, exc: OSError) -> None:
+        """One line now and then, never a traceback; the connections wait in the queue meanwhile."""
         now = time.monotonic()
         if now - self.warned_at > LOG_EVERY:
             self.warned_at = now
-            log.warning("cannot accept connections: %s (they wait in the listen queue)", exc.strerror)
+            log.warning("cannot accept connections: %s (they wait in the listen queue)",
+                        exc.strerror or exc)
         self._wait(RESOURCE_PAUSE)
