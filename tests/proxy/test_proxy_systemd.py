@@ -13,6 +13,8 @@ import requests
 from processes import LogFiles
 from systemd import NotifySocket, activated
 
+from wsgistack.server.metrics import listen_queue
+
 
 def fetch(port: int, path: str) -> tuple[int, bytes]:
     response = requests.get(f"http://127.0.0.1:{port}{path}", timeout=10)
@@ -80,3 +82,20 @@ def test_proxy_refuses_a_socket_count_that_does_not_match_listen(tmp_path):
         proxy.stop()
         first.close()
         second.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_activated_socket_keeps_the_backlog_systemd_gave_it(tmp_path, workers):
+    # Backlog= is the unit's: the proxy never listens again (uvloop's create_server did, with 2048)
+    listener = socket.create_server(("127.0.0.1", 0), backlog=7)
+    port = listener.getsockname()[1]
+    notify = NotifySocket(tmp_path)
+    proxy = ActivatedProxy(tmp_path, [listener], ["--workers", str(workers)], dict(os.environ, **notify.env))
+    try:
+        notify.wait("READY")
+        assert fetch(port, "/index.txt") == (200, b"activated\n")
+        assert listen_queue(listener) == (0, 7)
+    finally:
+        proxy.stop()
+        notify.close()
+        listener.close()

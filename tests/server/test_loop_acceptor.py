@@ -31,8 +31,8 @@ class Setup:
         mine = self.board.claim()
         self.sibling: AcceptShare = self.board.share(self.board.claim())  # type: ignore[assignment]
         self.sibling.publish(0, 0)
-        self.acceptor = LoopAcceptor(self.loop, [listener], self.adopted.append, lambda: len(self.adopted),
-                                     self.board.share(mine))
+        self.acceptor = LoopAcceptor(self.loop, [listener], lambda conn, _listening: self.adopted.append(conn),
+                                     lambda: len(self.adopted), self.board.share(mine))
         self.acceptor.start()
 
     def accept_round(self) -> int:

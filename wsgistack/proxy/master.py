@@ -4,7 +4,8 @@ listening sockets, as nginx's worker_processes.
 The master binds, forks the workers, and then only waits for signals: it checks a reloaded config itself
 before passing HUP on (so a broken file is refused once, with one message), forwards USR1 and the stop
 signals, and replaces a worker that died. Limits (limit_req, limit_conn, max_connections) are counted per
-worker, as they would be in nginx without a shared-memory zone; with one worker they are exact.
+worker, as they would be in nginx without a shared-memory zone; with one worker they are exact. The workers
+share the listen queue fairly: each has a slot of the master's accept board (server/accept_share.py).
 
 It sleeps in a selector: signal handlers only queue the signal and wake it through a pipe (as the server's
 arbiter does), so the same loop answers /metrics (`metrics_bind`) without ever waiting on a scraper. Each
@@ -29,6 +30,7 @@ from wsgistack.process import describe_exit, die_with_parent, notify, notify_rel
 from wsgistack.proxy.metrics import ProxyMetrics, ProxyRecorder, close_endpoint, open_endpoint
 from wsgistack.proxy.server import STOP_GRACE, ProxyServer, serve_forever
 from wsgistack.proxy.settings import ProxySettings
+from wsgistack.server.accept_share import AcceptBoard
 
 log = logging.getLogger("wsgistack.proxy")
 _SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD)
@@ -42,6 +44,8 @@ class ProxyMaster:
         self.server = server
         self.count = count
         self.workers: dict[int, float] = {}  # pid -> start time
+        self.accept_board = AcceptBoard()  # every worker's open connections: fair shares of the listen queue
+        self.board_slots: dict[int, int | None] = {}  # pid -> its slot of the board
         self.stopping = False
         self.pid = os.getpid()
         server.announces = False  # the master speaks to systemd, its workers do not
@@ -140,6 +144,7 @@ class ProxyMaster:
     def spawn(self) -> None:
         """Start one worker on the master's sockets (and, with metrics_bind, its slot made before the fork)."""
         slot = self.metrics.new_slot() if self.metrics is not None else None
+        board_slot = self.accept_board.claim()
         # until the worker's loop has its handlers, a signal for it must wait: it is blocked across the fork
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
@@ -152,6 +157,7 @@ class ProxyMaster:
             try:
                 self._forget_in_child()
                 self.server.master_pid = self.pid  # a TERM to this worker alone leaves the listeners open
+                self.server.accept_share = self.accept_board.share(board_slot)
                 if slot is not None:
                     self.server.count_into(ProxyRecorder(slot))
                 die_with_parent(signal.SIGTERM)  # no worker outlives a killed master
@@ -160,6 +166,7 @@ class ProxyMaster:
             finally:
                 os._exit(code)
         self.workers[pid] = time.monotonic()
+        self.board_slots[pid] = board_slot
         if self.metrics is not None and slot is not None:
             self.metrics.worker_started(pid, slot)
         log.info("worker %d started", pid)
@@ -168,6 +175,7 @@ class ProxyMaster:
         """Collect dead workers (what they counted joins the totals); replace them unless stopping."""
         for pid, status in reap_children():
             started = self.workers.pop(pid, None)
+            self._release_slot(pid)
             if self.metrics is not None:
                 self.metrics.worker_gone(pid)
             if started is None or self.stopping:
@@ -176,6 +184,11 @@ class ProxyMaster:
             if time.monotonic() - started < RESPAWN_PAUSE:
                 time.sleep(RESPAWN_PAUSE)  # it died at once: do not spin
             self.spawn()
+
+    def _release_slot(self, pid: int) -> None:
+        board_slot = self.board_slots.pop(pid, None)
+        if board_slot is not None:
+            self.accept_board.release(board_slot)
 
     def status(self) -> str:
         """One line for systemd's STATUS=."""

@@ -9,8 +9,12 @@ Connections are counted here: per client address (`max_connections_per_ip`) and 
 the oldest idle connection (kept alive between requests, or open without a byte of a request) is closed
 for the new one, as nginx reuses connections when worker_connections run out, so a crowd of idle
 connections cannot lock new clients out; 503 only when none is idle. The cap is also kept below what
-RLIMIT_NOFILE allows (each client connection may need an upstream one too): uvloop's accept drops every
-pending connection while accept() fails with EMFILE, so running out of descriptors must not happen.
+RLIMIT_NOFILE allows (each client connection may need an upstream one too), so that running out of
+descriptors does not happen: connections would wait in the listen queue meanwhile.
+
+Connections are accepted on the loop by server/loop_acceptor.py, as in the event worker: with `workers = N`
+the processes share the listen queue fairly (each publishes its open connections to its siblings), where
+the loop's own server let the first to wake take a whole burst of keep-alive connects.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from wsgistack.proxy.health import HealthChecker
 from wsgistack.proxy.metrics import ProxyMetrics, ProxyRecorder, close_endpoint
 from wsgistack.proxy.routing import ProxyState
 from wsgistack.proxy.settings import ListenSettings, ProxySettings
+from wsgistack.server.accept_share import AcceptShare
+from wsgistack.server.loop_acceptor import LoopAcceptor
 from wsgistack.server.sockets import Listener, accept_backlog, bind, inherited_listeners, unread_bytes
 
 log = logging.getLogger("wsgistack.proxy")
@@ -71,10 +77,11 @@ class ProxyServer:
         self.per_address: dict[str, int] = {}
         self.connection_cap = connection_cap(settings.max_connections)
         self.listeners: list[tuple[ListenSettings, Listener]] = []
-        self.servers: list[asyncio.AbstractServer] = []
-        # per listener, how a connection accepted on it is served: the protocol factory, the TLS options
-        self.accepting: list[tuple[Any, dict]] = []
-        self.adopting: set[asyncio.Task] = set()  # connections taken from a listen queue while stopping
+        # per listening socket, how a connection accepted on it is served: the protocol factory, TLS options
+        self.accepting: dict[socket.socket, tuple[Any, dict]] = {}
+        self.acceptor: LoopAcceptor | None = None
+        self.accept_share: AcceptShare | None = None  # a worker of `workers = N`: its slot of the master's board
+        self.adopting: set[asyncio.Task] = set()  # accepted sockets on their way to a transport (TLS: handshake)
         self.health: HealthChecker | None = None
         self.stopping = False
         self._stopped: asyncio.Event | None = None
@@ -170,7 +177,10 @@ class ProxyServer:
 
     def forget(self, connection: ClientConnection) -> None:
         """The connection is closed (or refused, or shed): it counts no more. Safe to call twice."""
-        self.connections.discard(connection)
+        if connection in self.connections:
+            self.connections.discard(connection)
+            if self.acceptor is not None:
+                self.acceptor.closed_one()  # the siblings see this process with one fewer
         if connection.idle:
             self.leave_idle(connection)
         if connection.counted_address:
@@ -203,10 +213,13 @@ class ProxyServer:
             tls_options = {"ssl": tls, "ssl_handshake_timeout": TLS_TIMEOUT,
                            "ssl_shutdown_timeout": TLS_TIMEOUT} if listen.tls else {}
             factory = functools.partial(ClientConnection, self, scheme, port)
-            server = await loop.create_server(factory, sock=listener.sock, backlog=BACKLOG, **tls_options)
-            self.servers.append(server)
-            self.accepting.append((factory, tls_options))
+            listener.sock.setblocking(False)
+            self.accepting[listener.sock] = (factory, tls_options)
             log.info("listening at %s", _describe(listen, listener))
+        # never listen() again: a socket systemd passed keeps its Backlog=
+        self.acceptor = LoopAcceptor(loop, list(self.accepting), self._adopt,
+                                     lambda: len(self.connections) + len(self.adopting), self.accept_share)
+        self.acceptor.start()
         for signum, handler in ((signal.SIGHUP, self.reload), (signal.SIGUSR1, self.reopen_logs),
                                 (signal.SIGTERM, self.stop), (signal.SIGINT, self.stop),
                                 (signal.SIGQUIT, self.stop)):
@@ -227,6 +240,21 @@ class ProxyServer:
         await self._stopped.wait()
         sweeper.cancel()
         await self._drain()
+
+    def _adopt(self, sock: socket.socket, listening: socket.socket) -> None:
+        """A transport and a connection for a socket taken from `listening`'s queue."""
+        factory, tls_options = self.accepting[listening]
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(loop.connect_accepted_socket(factory, sock, **tls_options))
+        self.adopting.add(task)  # the loop holds tasks weakly; a stop waits for these too
+        task.add_done_callback(self._adopted)
+
+    def _adopted(self, task: asyncio.Task) -> None:
+        self.adopting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # a TLS handshake that failed or timed out, a peer gone before its transport existed: the client's
+            # matter, not the proxy's (and never a traceback)
+            log.debug("connection not taken up: %s", task.exception())
 
     def _start_health(self) -> None:
         if self.health is not None:
@@ -316,24 +344,18 @@ class ProxyServer:
         close. With `workers = N` the master shut the door already when the whole proxy stops; a worker stopped
         alone (its master still there) must not shut it: the listeners are shared, and its siblings and
         replacement serve on. A worker whose master died shuts it, as the last one out."""
-        loop = asyncio.get_running_loop()
-        copies = []
         alone = self.master_pid is not None and os.getppid() == self.master_pid
+        if self.acceptor is not None:
+            self.acceptor.stop()
         for _, listener in self.listeners:
             if not alone:
                 done = listener.shut()  # in a worker of `workers = N`, once more: no more than the master did
                 if self.announces:
                     log.info("stopping: %s: %s", listener.name(), done)
-            # a copy outlives the server's close (which closes the socket it was given)
-            copies.append(socket.socket(fileno=os.dup(listener.sock.fileno())))
-        for server in self.servers:
-            server.close()
-        for copy, (factory, tls_options) in zip(copies, self.accepting):
-            for sock, _ in accept_backlog(copy):
-                task = loop.create_task(loop.connect_accepted_socket(factory, sock, **tls_options))
-                self.adopting.add(task)  # the loop holds tasks weakly; _drain waits for these too
-                task.add_done_callback(self.adopting.discard)
-            copy.close()
+        for listening in self.accepting:
+            for sock, _ in accept_backlog(listening):
+                self._adopt(sock, listening)
+            listening.close()  # this process's copy, at once: what queues now is for a sibling or none
 
     def shut_listeners(self) -> None:
         """Let no new client in, keeping the queued connections (the master of `workers = N`, first)."""

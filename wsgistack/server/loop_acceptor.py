@@ -1,8 +1,9 @@
-"""The event worker's accept: takes connections from the shared listening sockets on its loop, in batches,
-and waits a moment when it is far ahead of its siblings (server/accept_share.py).
+"""The accept of the event worker and of the proxy's processes: takes connections from the shared listening
+sockets on the loop, in batches, and waits a moment when it is far ahead of its siblings
+(server/accept_share.py).
 
 Not the loop's own server (loop.create_server): uvloop's accepts until the queue is empty and gives no
-way to stop between two connections, so one worker took a whole burst. Accepting here costs no more
+way to stop between two connections, so one process took a whole burst. Accepting here costs no more
 (measured with close-per-request traffic, where every request is an accept).
 """
 
@@ -34,10 +35,12 @@ LOG_EVERY = 10.0  # seconds between two warnings about failed accepts
 
 
 class LoopAcceptor:
-    """Accepts on `socks` for as long as it is started, handing each connection to `adopt`."""
+    """Accepts on `socks` for as long as it is started, handing each connection to `adopt` with the listening
+    socket it came from."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, socks: list[socket.socket],
-                 adopt: Callable[[socket.socket], None], load: Callable[[], int], share: AcceptShare | None):
+                 adopt: Callable[[socket.socket, socket.socket], None], load: Callable[[], int],
+                 share: AcceptShare | None):
         self.loop = loop
         self.socks = socks
         self.adopt = adopt
@@ -116,7 +119,7 @@ class LoopAcceptor:
                 self._cannot_accept(exc)
                 break
             self.accepted += 1
-            self.adopt(conn)
+            self.adopt(conn, sock)
             if share is not None:  # at once: a sibling deciding meanwhile sees this worker as it is
                 share.publish(self.load(), self.accepted)
 

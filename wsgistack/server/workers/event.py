@@ -154,7 +154,7 @@ class EventWorker(Worker):
                         self._adopt(sock)
         self.close_listeners()
 
-    def _adopt(self, sock: socket.socket) -> None:
+    def _adopt(self, sock: socket.socket, listening: socket.socket | None = None) -> None:
         """A transport and a protocol for a socket taken from the listen queue."""
         protocol = self._new_protocol()  # counted in registry.opening from here on
         task = self.loop.create_task(self.loop.connect_accepted_socket(lambda: protocol, sock))
