@@ -10,6 +10,7 @@ import os
 import socket
 import struct
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,17 @@ def test_malformed_packets_are_refused_without_the_app_and_the_worker_serves_on(
     assert server.wait_workers(1) == workers  # the same worker, alive
     # the client's address is the one the web server gave in REMOTE_ADDR
     assert wait_for(lambda: '192.0.2.7 - - ' in server.access_log.read_text(), message="the access log line")
+
+
+@pytest.mark.parametrize("worker", ["sync", "thread", "event", "gevent"])
+def test_a_peer_that_stalls_inside_its_packet_gets_408_at_the_client_timeout(start_server, tmp_path, worker):
+    # gevent's sockets ignored MSG_DONTWAIT and waited for good: a stalled peer held its greenlet forever
+    server, calls = serve_uwsgi(start_server, tmp_path, worker, "--client-timeout", "1")
+    started = time.monotonic()
+    answer = exchange(server, struct.pack("<BHB", 0, 64, 0))  # a header promising 64 bytes of vars, no more
+    assert status_of(answer) == 408
+    assert time.monotonic() - started < 5
+    assert calls.read_text() == ""
 
 
 def test_an_idle_connection_that_sends_nothing_is_closed_quietly(start_server, tmp_path):

@@ -306,8 +306,14 @@ def test_underscore_headers_are_dropped(server):
     assert "HTTP_X_FORWARDED_FOR" not in env
 
 
-def test_slow_head_times_out_with_408(start_server):
-    server = start_server("behaviour_app:app", "--client-timeout", "1")
+# every class: the blocking ones read with MSG_DONTWAIT first and wait only when nothing came, and gevent's
+# sockets get a timeout of their own (BlockingConnection.try_first); a stalled client is still cut
+TIMED_CLASSES = ["sync", "thread", "event", "gevent"]
+
+
+@pytest.mark.parametrize("worker_class", TIMED_CLASSES)
+def test_slow_head_times_out_with_408(start_server, worker_class):
+    server = start_server("behaviour_app:app", "--client-timeout", "1", "-k", worker_class)
     with server.connect() as sock:
         sock.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\n")  # never finishes the head
         assert Reader(sock).one().status == 408
@@ -359,8 +365,9 @@ def test_fd_bind(tmp_path):
         assert proc.wait(15) == 0
 
 
-def test_slow_body_times_out_with_408(start_server):
-    server = start_server("behaviour_app:app", "--client-timeout", "1")
+@pytest.mark.parametrize("worker_class", TIMED_CLASSES)
+def test_slow_body_times_out_with_408(start_server, worker_class):
+    server = start_server("behaviour_app:app", "--client-timeout", "1", "-k", worker_class)
     with server.connect() as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")  # 90 missing
         response = Reader(sock).one()

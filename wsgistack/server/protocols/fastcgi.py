@@ -193,8 +193,7 @@ class FastCGIConnection(BlockingConnection):
         if not data:
             return
         try:
-            self.sock.settimeout(self.ctx.client_timeout)
-            self.sock.sendall(data)
+            self.send_all(data)
         except OSError as exc:
             raise ClientGone(str(exc)) from None
 

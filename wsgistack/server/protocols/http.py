@@ -88,8 +88,7 @@ class HTTPConnection(BlockingConnection):
 
     def _answer_error(self, error: ParseError) -> None:
         try:
-            self.sock.settimeout(self.ctx.client_timeout)
-            self.sock.sendall(refusal(self.ctx, self.info, error))
+            self.send_all(refusal(self.ctx, self.info, error))
         except OSError:
             pass
 
@@ -120,8 +119,7 @@ class HTTPConnection(BlockingConnection):
         keep = _BodyReader(self, head).finish()  # a probe's body, if any, is read and dropped
         data, keep = answer_health(self.ctx, self.info, head, keep and head.keep_alive)
         try:
-            self.sock.settimeout(self.ctx.client_timeout)
-            self.sock.sendall(data)
+            self.send_all(data)
         except OSError:
             return False
         return keep
@@ -163,7 +161,7 @@ class _BodyReader:
             if self.expect_continue:
                 self.expect_continue = False
                 try:
-                    self.conn.sock.sendall(CONTINUE)
+                    self.conn.send_all(CONTINUE)
                 except OSError as exc:
                     raise self._fail(400, f"cannot send 100 Continue: {exc}") from None
             try:

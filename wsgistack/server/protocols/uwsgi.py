@@ -8,7 +8,6 @@ as the app yields it. The sink is HTTP's (SocketSink) with a head that asks for 
 from __future__ import annotations
 
 import logging
-import select
 import socket
 import time
 from typing import Any
@@ -23,7 +22,7 @@ from wsgistack.server.context import (
     peer_allowed,
     refusal,
 )
-from wsgistack.server.protocols.connection import BEAT_SLICE, RECV_SIZE, BlockingConnection
+from wsgistack.server.protocols.connection import BlockingConnection
 from wsgistack.server.protocols.http import SocketSink
 from wsgistack.wsgi.cgi_environ import cgi_environ
 from wsgistack.wsgi.environ import ConnectionInfo
@@ -43,9 +42,6 @@ class UwsgiConnection(BlockingConnection):
 
     def __init__(self, sock: socket.socket, peer: Any, ctx: ServeContext):
         super().__init__(sock, peer, ctx)
-        # every call is made with MSG_DONTWAIT and waited on only when it would block: with a timeout, Python
-        # polls before every recv and send, and each settimeout (or setblocking) is a system call more (a
-        # request went from 15 system calls to 6)
         self.parser = PacketReader(ctx.limits)
         self.body_failure: ParseError | None = None  # read by SocketSink
         self.body_left = 0  # announced body bytes not read yet
@@ -79,43 +75,12 @@ class UwsgiConnection(BlockingConnection):
 
     # -- reading ---------------------------------------------------------------------------------------
 
-    def _recv(self, deadline: float) -> bytes:
-        """Read once (b"" at the end of the stream); TimeoutError once `deadline` passed. Waits in slices so
-        that the sync worker's heartbeat goes on while the peer is slow."""
-        while True:
-            try:
-                return self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                pass
-            self._wait(deadline, for_writing=False)
-
-    def _wait(self, deadline: float, for_writing: bool) -> None:
-        """Until the socket can be read (or written), or a heartbeat's slice has passed; TimeoutError once
-        `deadline` passed. select() is cooperative under gevent's monkey patching."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("timed out")
-        self.ctx.beat()
-        if for_writing:
-            select.select([], [self.sock], [], min(remaining, BEAT_SLICE))
-        else:
-            select.select([self.sock], [], [], min(remaining, BEAT_SLICE))
-
-    def send_all(self, data: bytes) -> None:
-        """Write all of `data`, waiting up to --client-timeout for the peer at each stall; OSError if not."""
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[self.sock.send(view, socket.MSG_DONTWAIT):]
-            except BlockingIOError:
-                self._wait(time.monotonic() + self.ctx.client_timeout, for_writing=True)
-
     def _read_packet(self) -> UwsgiRequest | ParseError | None:
         """The request, an error to answer, or None when the peer left (or idled) before sending anything."""
         deadline = time.monotonic() + self.ctx.client_timeout
         while True:
             try:
-                data = self._recv(deadline)
+                data = self.recv_once(deadline)
             except TimeoutError:
                 return ParseError(408, "Request timeout") if self.parser.started else None
             except OSError:
@@ -135,7 +100,7 @@ class UwsgiConnection(BlockingConnection):
             piece, self.leftover = self.leftover[:self.body_left], b""
         else:
             try:
-                piece = self._recv(time.monotonic() + self.ctx.client_timeout)[:self.body_left]
+                piece = self.recv_once(time.monotonic() + self.ctx.client_timeout)[:self.body_left]
             except TimeoutError:
                 raise self._fail(408, "the web server stopped sending the body") from None
             except OSError as exc:
@@ -188,7 +153,7 @@ class UwsgiConnection(BlockingConnection):
             deadline = time.monotonic() + min(LINGER_SECONDS, self.ctx.client_timeout)
             dropped = 0
             while dropped < LINGER_BYTES:
-                data = self._recv(deadline)
+                data = self.recv_once(deadline)
                 if not data:
                     return
                 dropped += len(data)

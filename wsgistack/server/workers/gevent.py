@@ -130,6 +130,9 @@ class GeventWorker(Worker):
         if not self._admit(me):
             sock.close()  # every other connection is in a request: refuse rather than starve them
             return
+        # a timeout (no system call under gevent) bounds each cooperative wait on a patched socket: with
+        # none, a read would wait for a silent client for good (see BlockingConnection.try_first)
+        sock.settimeout(self.ctx.client_timeout)
         conn = blocking_connection(self.ctx.protocol)(sock, peer, self.ctx)
         wait = self.ctx.client_timeout  # for the first byte; then --keep-alive between requests
         try:

@@ -52,11 +52,21 @@ class SyncWorker(Worker):
         self.close_listeners()
 
     def _accept_and_serve(self, listener: socket.socket, ctx: ServeContext) -> None:
-        try:
-            sock, peer = listener.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return  # another worker was faster
-        self._serve(sock, peer, ctx)
+        """Serve a connection waiting on `listener`; with one listener, go on with the next while any waits
+        (as gunicorn's sync worker): under load a request then costs no poll and no look at the master,
+        whose death the kernel reports with a TERM (Worker._init_signals). With several listeners, one
+        connection each: none waits behind another's queue."""
+        while self.alive:
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return  # the queue is empty, or another worker was faster
+            except ConnectionAbortedError:
+                continue  # that client gave up while queued
+            self._serve(sock, peer, ctx)
+            if len(self.listeners) > 1:
+                return
+            self.heartbeat.beat()
 
     @staticmethod
     def _serve(sock: socket.socket, peer, ctx: ServeContext) -> None:
@@ -77,6 +87,7 @@ def serve_blocking_self_check(ctx: ServeContext, request: bytes) -> bytes:
     client, server = socket.socketpair()
     with client:
         client.settimeout(SELF_CHECK_TIMEOUT)
+        server.settimeout(SELF_CHECK_TIMEOUT)  # bounded under gevent too (BlockingConnection.try_first)
         client.sendall(request)
         SyncWorker._serve(server, "", ctx)
         return b"".join(iter(lambda: client.recv(65536), b""))
