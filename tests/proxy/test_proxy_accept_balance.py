@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from balance import answered_by, both_accepting, close_and_wait, keep_one_loaded, queued_burst
 from polling import wait_for
 from processes import children_of
 from proxies import start_proxy  # noqa: F401 (a fixture)
@@ -78,65 +79,29 @@ def holder(sock: socket.socket, pids: set[int]) -> int:
     raise AssertionError(f"no worker holds socket {inode}")
 
 
+def answered_holder(sock: socket.socket, pids: set[int]) -> int:
+    """One request on `sock`, answered; the worker holding the connection."""
+    ask(sock)
+    return holder(sock, pids)
+
+
 def served(proxy, pids: set[int]) -> tuple[socket.socket, int]:
     """A new connection, once answered, and the worker holding it."""
     sock = proxy.connect()
-    ask(sock)
-    return sock, holder(sock, pids)
-
-
-def close_and_wait(sock: socket.socket) -> None:
-    """Close a keep-alive connection once the proxy closed its side too (its worker counts one fewer)."""
-    sock.shutdown(socket.SHUT_WR)
-    assert sock.recv(1) == b""
-    sock.close()
-
-
-def both_accepting(proxy, pids: set[int]) -> list[socket.socket]:
-    """Connections opened one by one until each worker holds one: then both take their share."""
-    held: list[socket.socket] = []
-    seen: set[int] = set()
-
-    def another() -> bool:
-        sock, pid = served(proxy, pids)
-        held.append(sock)
-        seen.add(pid)
-        return seen == pids
-
-    wait_for(another, timeout=10, interval=0, message="a connection on each worker")
-    return held
+    return sock, answered_holder(sock, pids)
 
 
 def test_new_connections_go_to_the_worker_that_holds_fewer(start_proxy, tmp_path):
     proxy, pids = start(start_proxy, tmp_path)
-    for sock in both_accepting(proxy, pids):
+    for sock in both_accepting(lambda: served(proxy, pids), pids):
         close_and_wait(sock)
     # keep-alive connections on both, then those of one worker closed: `busy` holds HELD or more, `idle` none
-    on = dict(served(proxy, pids) for _ in range(2 * HELD))
-    counts = Counter(on.values())
-    busy = max(pids, key=lambda pid: counts[pid])
-    idle = (pids - {busy}).pop()
-    held = [sock for sock, pid in on.items() if pid == busy]
-    for sock, pid in on.items():
-        if pid == idle:
-            close_and_wait(sock)
+    _, idle, held = keep_one_loaded(dict(served(proxy, pids) for _ in range(2 * HELD)), pids)
     assert len(held) >= HELD
     try:
-        # a burst queued before either runs (as wrk's connects are): the worker far ahead leaves it to the other
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-        try:
-            burst = [proxy.connect() for _ in range(BURST)]
-        finally:
-            for pid in pids:
-                os.kill(pid, signal.SIGCONT)
-        try:
-            for sock in burst:
-                ask(sock)
-            answered = Counter(holder(sock, pids) for sock in burst)
-        finally:
-            for sock in burst:
-                sock.close()
+        # the worker far ahead leaves a burst to the other
+        burst = queued_burst(pids, proxy.connect, BURST)
+        answered = answered_by(burst, lambda sock: answered_holder(sock, pids))
     finally:
         for sock in held:
             sock.close()
@@ -146,20 +111,13 @@ def test_new_connections_go_to_the_worker_that_holds_fewer(start_proxy, tmp_path
 
 def test_a_stopped_worker_does_not_hold_up_new_connections(start_proxy, tmp_path):
     proxy, pids = start(start_proxy, tmp_path)
-    for sock in both_accepting(proxy, pids):
+    for sock in both_accepting(lambda: served(proxy, pids), pids):
         close_and_wait(sock)
     stopped = min(pids)
     os.kill(stopped, signal.SIGSTOP)
     try:
         started = time.monotonic()
-        burst = [proxy.connect() for _ in range(24)]
-        try:
-            for sock in burst:
-                ask(sock)
-            answered = Counter(holder(sock, pids) for sock in burst)
-        finally:
-            for sock in burst:
-                sock.close()
+        answered = answered_by([proxy.connect() for _ in range(24)], lambda sock: answered_holder(sock, pids))
         took = time.monotonic() - started
     finally:
         os.kill(stopped, signal.SIGCONT)

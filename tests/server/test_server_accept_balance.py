@@ -4,14 +4,13 @@ stuck does not hold up the connections that its share would have been."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import socket
 import time
 from collections import Counter
 
-from tests.polling import wait_for
+from balance import answered_by, both_accepting, close_and_wait, keep_one_loaded, queued_burst
+from polling import wait_for
 
 HELD = 32
 BURST = 20
@@ -36,60 +35,23 @@ def content_length(data: bytes) -> int:
     return int(match.group(1)) if match else 0
 
 
-def close_and_wait(sock: socket.socket) -> None:
-    """Close a keep-alive connection once the server closed its side too (its worker counts one fewer)."""
-    sock.shutdown(socket.SHUT_WR)
-    assert sock.recv(1) == b""
-    sock.close()
-
-
-def both_accepting(server, pids: set[int]) -> list[socket.socket]:
-    """Keep-alive connections opened one by one until each worker holds one: then both take their share
-    (the one ahead leaves the next ones to the other)."""
-    held: list[socket.socket] = []
-    seen: set[int] = set()
-
-    def another() -> bool:
-        sock = server.connect()
-        held.append(sock)
-        seen.add(ask_pid(sock))
-        return seen == pids
-
-    wait_for(another, timeout=10, interval=0, message="a connection on each worker")
-    return held
+def served(server) -> tuple[socket.socket, int]:
+    """A new connection, once answered, and the worker holding it."""
+    sock = server.connect()
+    return sock, ask_pid(sock)
 
 
 def test_new_connections_go_to_the_worker_that_holds_fewer(start_server):
     server = start_server("balance_app:app", "-w", "2", "-k", "event", "--log-level", "info")
     pids = server.wait_workers(2)
-    for sock in both_accepting(server, pids):
+    for sock in both_accepting(lambda: served(server), pids):
         close_and_wait(sock)
     # keep-alive connections on both, then those of one worker closed: `busy` holds HELD or more, `idle` none
-    opened = [server.connect() for _ in range(2 * HELD)]
-    on = {sock: ask_pid(sock) for sock in opened}
-    counts = Counter(on.values())
-    busy = max(pids, key=lambda pid: counts[pid])
-    idle = (pids - {busy}).pop()
-    held = [sock for sock in opened if on[sock] == busy]
-    for sock in opened:
-        if on[sock] == idle:
-            close_and_wait(sock)
+    _, idle, held = keep_one_loaded(dict(served(server) for _ in range(2 * HELD)), pids)
     assert len(held) >= HELD
     try:
-        # a burst, queued before a worker runs (as wrk's connects are): the worker far ahead leaves it
-        # to its sibling; before shares, whichever woke first took what was queued
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-        try:
-            burst = [server.connect() for _ in range(BURST)]
-        finally:
-            for pid in pids:
-                os.kill(pid, signal.SIGCONT)
-        try:
-            answered = Counter(ask_pid(sock) for sock in burst)
-        finally:
-            for sock in burst:
-                sock.close()
+        # the worker far ahead leaves a burst to its sibling
+        answered = answered_by(queued_burst(pids, server.connect, BURST), ask_pid)
     finally:
         for sock in held:
             sock.close()
@@ -101,7 +63,7 @@ def test_a_stuck_worker_does_not_hold_up_new_connections(start_server):
     # --threads 1: the app runs on the loop, so a sleeping request stops that worker from accepting
     server = start_server("balance_app:app", "-w", "2", "-k", "event", "--threads", "1", "--log-level", "info")
     pids = server.wait_workers(2)
-    for sock in both_accepting(server, pids):
+    for sock in both_accepting(lambda: served(server), pids):
         close_and_wait(sock)
     sleeper = server.connect()
     try:
@@ -109,12 +71,7 @@ def test_a_stuck_worker_does_not_hold_up_new_connections(start_server):
         match = wait_for(lambda: re.search(r"sleep started in (\d+)", server.log()), message="the sleep")
         stuck = int(match.group(1))
         started = time.monotonic()
-        burst = [server.connect() for _ in range(24)]
-        try:
-            answered = Counter(ask_pid(sock) for sock in burst)
-        finally:
-            for sock in burst:
-                sock.close()
+        answered = answered_by([server.connect() for _ in range(24)], ask_pid)
         took = time.monotonic() - started
     finally:
         sleeper.close()
