@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from wsgistack.event_loop import new_event_loop
-from wsgistack.server.accept_share import FREE, IDLE, AcceptBoard, AcceptShare, slack
-from wsgistack.server.loop_acceptor import RESOURCE_PAUSE, STUCK, LoopAcceptor
+from wsgistack.server.accept_share import FREE, IDLE, STUCK, AcceptBoard, AcceptShare, slack
+from wsgistack.server.loop_acceptor import RESOURCE_PAUSE, LoopAcceptor
 
 QUEUED = 40
 
@@ -85,7 +85,7 @@ def test_siblings_that_take_nothing_do_not_hold_the_queue_up(setup):
     setup.wait_over()
     assert setup.accept_round() == 0
     # ... then takes over: one connection, then twice as many after each further wait
-    setup.acceptor.stuck_since -= STUCK
+    setup.acceptor.pacer.stuck_since -= STUCK
     taken = []
     for _ in range(4):
         before = len(setup.adopted)
@@ -96,7 +96,7 @@ def test_siblings_that_take_nothing_do_not_hold_the_queue_up(setup):
     # once the sibling takes connections again, the shares count from the start
     setup.sibling.publish(30, 30)
     setup.wait_over()
-    assert setup.acceptor.stuck_since is None and setup.acceptor.unshared_next == 1
+    assert setup.acceptor.pacer.stuck_since is None and setup.acceptor.pacer.unshared_next == 1
     assert setup.acceptor.listening and len(setup.adopted) == first + 15
 
 
@@ -104,15 +104,15 @@ def test_a_sibling_stuck_long_ago_counts_for_nothing_now(setup):
     setup.accept_round()
     setup.wait_over()
     setup.accept_round()
-    setup.acceptor.stuck_since -= STUCK
+    setup.acceptor.pacer.stuck_since -= STUCK
     setup.wait_over()
-    assert setup.acceptor.unshared_next == 2  # an episode of taking over, then the worker accepts freely
-    setup.acceptor.waited_until -= 1.0  # ... for a second
+    assert setup.acceptor.pacer.unshared_next == 2  # an episode of taking over, then the worker accepts freely
+    setup.acceptor.pacer.waited_until -= 1.0  # ... for a second
     setup.sibling.publish(0, 0)  # the sibling's connections closed meanwhile (it took none)
     before = len(setup.adopted)
     setup.accept_round()  # ahead again: waits, and the new wait knows nothing of the old one
     assert len(setup.adopted) == before and setup.acceptor.resume_handle is not None
-    assert setup.acceptor.stuck_since is None and setup.acceptor.unshared_next == 1
+    assert setup.acceptor.pacer.stuck_since is None and setup.acceptor.pacer.unshared_next == 1
     setup.wait_over()
     assert len(setup.adopted) == before  # no take-over at once: the sibling gets its STUCK seconds
 
@@ -128,10 +128,10 @@ def test_a_take_over_that_finds_the_queue_empty_leaves_nothing_for_later(setup):
             break
     setup.wait_over()  # no sibling took one (there was none to take): from now on, stuck or idle?
     assert setup.accept_round() == 0  # a wake-up (the loop's, for a connection gone meanwhile): waits
-    setup.acceptor.stuck_since -= STUCK
+    setup.acceptor.pacer.stuck_since -= STUCK
     setup.wait_over()
-    assert setup.acceptor.listening and setup.acceptor.unshared == 0
-    assert setup.acceptor.stuck_since is None and setup.acceptor.unshared_next == 1
+    assert setup.acceptor.listening and setup.acceptor.pacer.unshared == 0
+    assert setup.acceptor.pacer.stuck_since is None and setup.acceptor.pacer.unshared_next == 1
 
 
 def test_a_closed_connection_ends_the_wait_once_the_worker_is_no_longer_ahead(setup):

@@ -15,11 +15,23 @@ reader sees either the old value or the new one.
 from __future__ import annotations
 
 import mmap
+import time
 
 SLOTS = 256  # workers beyond this many accept without a share (never seen: a worker is a process)
 FREE = -2  # no worker holds the slot
 IDLE = -1  # a worker holds it but accepts nothing (booting or stopping)
 _HIGH = 0  # index of the value saying how many slots were ever handed out (readers scan no further)
+
+
+PAUSE = 0.001  # how long a worker ahead of its siblings leaves the queue to them before it looks again
+# siblings that took nothing for this long are stuck (or the system did not run them): the worker takes
+# over. Not sooner: a keep-alive connection stays where it lands, and on a busy machine a sibling may wait
+# several time slices (milliseconds each) to run; a stall that short must not decide where a burst goes.
+STUCK = 0.05
+# waits less than this apart are one episode of waiting (STUCK counts within one); a wait after the worker
+# accepted freely for longer starts afresh, so a sibling stuck long ago counts for nothing now
+EPISODE_GAP = 0.01
+TAKE_OVER_MOST = 64  # connections taken at once from stuck siblings, at most
 
 
 def slack(mine: int) -> int:
@@ -94,3 +106,61 @@ class AcceptShare:
         values = self.values
         return sum(values[at + 1] for at in range(1, 1 + 2 * values[_HIGH], 2)
                    if at != self.open_at and values[at] != FREE)
+
+
+class AcceptPacer:
+    """The fair-share policy of one worker's accept loop, whatever runs it (server/loop_acceptor.py on an
+    asyncio loop, the thread worker on its selector): before each accept, whether to take the connection or
+    to leave the queue to the siblings for PAUSE; after each such wait, whether they look stuck.
+
+    Stuck siblings (they took nothing for STUCK seconds) are taken over from: 1 connection, then twice as
+    many after each further wait, so a queue never waits long on them.
+    """
+
+    def __init__(self, share: AcceptShare):
+        self.share = share
+        self.others_before = 0  # the siblings' accepted total when this worker began to wait
+        self.stuck_since: float | None = None
+        self.waited_until = 0.0  # monotonic: when the last wait ended
+        self.unshared = 0  # connections still to take whatever the shares say (a take-over in progress)
+        self.unshared_next = 1
+
+    def may_accept(self, load: int) -> bool:
+        """Before an accept, with the worker's `load` (open connections): take it, or wait?"""
+        if self.unshared > 0:
+            self.unshared -= 1
+            return True
+        return not self.share.ahead(load)
+
+    def begin_wait(self) -> None:
+        """The worker leaves the queue alone for a while."""
+        if time.monotonic() - self.waited_until > EPISODE_GAP:
+            self.stuck_since = None
+            self.unshared_next = 1
+        self.others_before = self.share.others_accepted()
+
+    def end_wait(self) -> bool:
+        """The wait is over: True when the siblings took nothing for STUCK seconds (take_over is due)."""
+        now = time.monotonic()
+        self.waited_until = now
+        if self.share.others_accepted() != self.others_before:
+            self.stuck_since = None
+            self.unshared_next = 1
+        elif self.stuck_since is None:  # busy siblings, or an empty queue
+            self.stuck_since = now
+        elif now - self.stuck_since >= STUCK:
+            return True
+        return False
+
+    def take_over(self) -> None:
+        """The next `unshared_next` accepts are taken whatever the shares say (the caller makes them now:
+        an allowance left over would take a burst that came when the siblings are well again)."""
+        self.unshared = self.unshared_next
+        self.unshared_next = min(2 * self.unshared_next, TAKE_OVER_MOST)
+
+    def took_over(self, taken: int) -> None:
+        """The take-over's accepts are made: `taken` connections."""
+        self.unshared = 0
+        if not taken:  # the queue was empty: nobody was stuck
+            self.stuck_since = None
+            self.unshared_next = 1

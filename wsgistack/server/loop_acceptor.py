@@ -15,19 +15,11 @@ import socket
 import time
 from collections.abc import Callable
 
-from wsgistack.server.accept_share import AcceptShare
+from wsgistack.server.accept_share import PAUSE, AcceptPacer, AcceptShare
 
 log = logging.getLogger("wsgistack.server")
 
 BATCH = 64  # connections taken per wake-up at most: the loop's other work gets its turn between batches
-PAUSE = 0.001  # how long a worker ahead of its siblings leaves the queue to them before it looks again
-# siblings that took nothing for this long are stuck (or the system did not run them): the worker takes
-# over. Not sooner: a keep-alive connection stays where it lands, and on a busy machine a sibling may wait
-# several time slices (milliseconds each) to run; a stall that short must not decide where a burst goes.
-STUCK = 0.05
-# waits less than this apart are one episode of waiting (STUCK counts within one); a wait after the worker
-# accepted freely for longer starts afresh, so a sibling stuck long ago counts for nothing now
-EPISODE_GAP = 0.01
 # accept() failed (out of file descriptors or memory, or refused): the queue stays readable, so accepting
 # again at once would spin
 RESOURCE_PAUSE = 0.1
@@ -50,13 +42,7 @@ class LoopAcceptor:
         self.listening = False
         self.stopped = False
         self.resume_handle: asyncio.TimerHandle | None = None
-        self.others_before = 0  # the siblings' accepted total when this worker began to wait
-        # connections taken whatever the shares say, once the siblings took none for STUCK seconds: one,
-        # then twice as many after each further wait; so a queue never waits long on stuck siblings
-        self.stuck_since: float | None = None
-        self.waited_until = 0.0  # monotonic: when the last wait ended
-        self.unshared = 0
-        self.unshared_next = 1
+        self.pacer = AcceptPacer(share) if share is not None else None
         self.warned_at = 0.0
 
     def start(self) -> None:
@@ -101,14 +87,11 @@ class LoopAcceptor:
             self.listening = False
 
     def _readable(self, sock: socket.socket) -> None:
-        share = self.share
+        share, pacer = self.share, self.pacer
         for _ in range(BATCH):
-            if share is not None:
-                if self.unshared > 0:
-                    self.unshared -= 1
-                elif share.ahead(self.load()):
-                    self._wait(PAUSE)
-                    break
+            if pacer is not None and not pacer.may_accept(self.load()):
+                self._wait(PAUSE)
+                break
             try:
                 conn, _ = sock.accept()
             except (BlockingIOError, InterruptedError):
@@ -126,43 +109,27 @@ class LoopAcceptor:
     def _wait(self, delay: float) -> None:
         """Leave the queue alone for `delay` seconds."""
         self._unlisten()
-        if time.monotonic() - self.waited_until > EPISODE_GAP:
-            self.stuck_since = None
-            self.unshared_next = 1
-        if self.share is not None:
-            self.others_before = self.share.others_accepted()
+        if self.pacer is not None:
+            self.pacer.begin_wait()
         if self.resume_handle is None:
             self.resume_handle = self.loop.call_later(delay, self._resume)
 
     def _resume(self) -> None:
         self.resume_handle = None
-        self.waited_until = time.monotonic()
-        share = self.share
-        if share is not None:
-            if share.others_accepted() != self.others_before:
-                self.stuck_since = None
-                self.unshared_next = 1
-            elif self.stuck_since is None:  # busy siblings, or an empty queue
-                self.stuck_since = time.monotonic()
-            elif time.monotonic() - self.stuck_since >= STUCK:
-                self._take_over()
-                if self.resume_handle is not None:  # still ahead once those were taken: waits again
-                    return
+        if self.pacer is not None and self.pacer.end_wait():
+            self._take_over(self.pacer)
+            if self.resume_handle is not None:  # still ahead once those were taken: waits again
+                return
         self._listen()
 
-    def _take_over(self) -> None:
-        """Take `unshared_next` connections now, whatever the shares say (never later: an allowance
-        left over would take a burst that came when the siblings are well again)."""
-        self.unshared = self.unshared_next
-        self.unshared_next = min(2 * self.unshared_next, BATCH)
+    def _take_over(self, pacer: AcceptPacer) -> None:
+        """Take connections now whatever the shares say: the siblings took none for a while."""
+        pacer.take_over()
         before = self.accepted
         for sock in self.socks:
             if self.resume_handle is None:
                 self._readable(sock)
-        self.unshared = 0
-        if self.accepted == before:  # the queue was empty: nobody was stuck
-            self.stuck_since = None
-            self.unshared_next = 1
+        pacer.took_over(self.accepted - before)
 
     def _cannot_accept(self, exc: OSError) -> None:
         """One line now and then, never a traceback; the connections wait in the queue meanwhile."""
