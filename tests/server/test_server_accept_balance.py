@@ -1,14 +1,17 @@
-"""Event workers share the connections (server/accept_share.py): the first to wake no longer takes all that
-is queued, which could leave one core serving every keep-alive connection. And a worker whose loop is
-stuck does not hold up the connections that its share would have been."""
+"""Event and thread workers share the connections (server/accept_share.py): the first to wake no longer takes
+all that is queued, which could leave one core serving every keep-alive connection. And a worker whose loop
+is stuck, or that the system stopped, does not hold up the connections that its share would have been."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import time
 from collections import Counter
 
+import pytest
 from balance import answered_by, both_accepting, close_and_wait, keep_one_loaded, queued_burst
 from polling import wait_for
 
@@ -41,8 +44,9 @@ def served(server) -> tuple[socket.socket, int]:
     return sock, ask_pid(sock)
 
 
-def test_new_connections_go_to_the_worker_that_holds_fewer(start_server):
-    server = start_server("balance_app:app", "-w", "2", "-k", "event", "--log-level", "info")
+@pytest.mark.parametrize("worker_class", ["event", "thread"])
+def test_new_connections_go_to_the_worker_that_holds_fewer(start_server, worker_class):
+    server = start_server("balance_app:app", "-w", "2", "-k", worker_class, "--log-level", "info")
     pids = server.wait_workers(2)
     for sock in both_accepting(lambda: served(server), pids):
         close_and_wait(sock)
@@ -77,4 +81,23 @@ def test_a_stuck_worker_does_not_hold_up_new_connections(start_server):
         sleeper.close()
     # all answered by the other worker, long before the stuck one could have taken its share
     assert answered == Counter({(pids - {stuck}).pop(): 24})
+    assert took < 1.5, took
+
+
+@pytest.mark.parametrize("worker_class", ["event", "thread"])
+def test_a_stopped_worker_does_not_hold_up_new_connections(start_server, worker_class):
+    server = start_server("balance_app:app", "-w", "2", "-k", worker_class, "--log-level", "info")
+    pids = server.wait_workers(2)
+    for sock in both_accepting(lambda: served(server), pids):
+        close_and_wait(sock)
+    stopped = min(pids)
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        answered = answered_by([server.connect() for _ in range(24)], ask_pid)
+        took = time.monotonic() - started
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    # all answered by the other worker: past a few, it waits for its stopped sibling, then takes over
+    assert answered == Counter({(pids - {stopped}).pop(): 24})
     assert took < 1.5, took

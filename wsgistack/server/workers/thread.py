@@ -1,6 +1,10 @@
 """The thread worker: a pool of threads runs the app; the main thread accepts, parks idle connections (kept
 alive, or new with no byte of a request yet) in a selector, and beats the heartbeat only while no app call
 is stuck past --timeout.
+
+The workers share the listen queue fairly (server/accept_share.py, as the event worker): one that holds far
+more connections than a sibling leaves the next ones to it for a moment, where it used to take everything
+queued, and then served a whole load test's connections while its sibling had none.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from wsgistack.server.accept_share import PAUSE, AcceptPacer
 from wsgistack.server.context import ServeContext
 from wsgistack.server.protocols.choose import blocking_connection
 from wsgistack.server.protocols.http import HTTPConnection
@@ -44,6 +49,10 @@ class ThreadWorker(Worker):
         self.lock = threading.Lock()
         self.accepting = False
         self.emptying: list = []  # listeners whose queue this stopping worker still empties
+        # fair shares of the listen queue: the policy, what this worker accepted, the end of a wait for siblings
+        self.pacer = AcceptPacer(self.accept_share) if self.accept_share is not None else None
+        self.accepted = 0
+        self.resume_at: float | None = None
         self.ctx = self.serve_context(keep_alive=lambda: self.alive and settings.keep_alive > 0,
                                       on_request=self._request_started, beat=lambda: None)
         self.connection_class = blocking_connection(self.ctx.protocol)
@@ -55,6 +64,7 @@ class ThreadWorker(Worker):
             # wait in the kernel rather than in a slot (those it hands over anyway are parked, see _accept)
             defer_accept(listener.sock, self.ctx.client_timeout)
         self._set_accepting(True)
+        self._publish()
         interval = self.beat_interval(settings)
         stopping_since = None
         try:
@@ -68,7 +78,8 @@ class ThreadWorker(Worker):
                         return
                 if self._healthy():
                     self.heartbeat.beat()
-                for key, _ in self.selector.select(interval):
+                wait = interval if self.resume_at is None else min(interval, self.resume_at - time.monotonic())
+                for key, _ in self.selector.select(max(0.0, wait)):
                     if key.data == "wakeup":
                         self.drain_wakeups()
                     elif key.data == "listener":
@@ -77,6 +88,8 @@ class ThreadWorker(Worker):
                         self._dispatch(key.data)
                 self._take_returned()
                 self._close_idle(stopping_since)
+                self._publish()
+                self._resume_if_due()
                 if self.ctx.metrics is not None:  # connections handed to the pool: on a thread, or waiting
                     self.ctx.metrics.app_threads(min(self.busy, threads), max(0, self.busy - threads))
         finally:
@@ -109,7 +122,7 @@ class ThreadWorker(Worker):
     def _set_accepting(self, on: bool) -> None:
         # accept up to --worker-connections and queue ready connections FIFO for the pool: accepting only
         # while a thread was free let parked keep-alive connections starve queued ones (p99 in seconds)
-        if on == self.accepting:
+        if on == self.accepting or on and self.resume_at is not None:  # (a wait for siblings ends by itself)
             return
         self.accepting = on
         for listener in self.listeners:
@@ -122,6 +135,9 @@ class ThreadWorker(Worker):
 
     def _begin_stop(self) -> None:
         """Stop accepting; when the whole server stops, first empty the listen queues (see base)."""
+        self.resume_at = None
+        if self.accept_share is not None:
+            self.accept_share.stop()
         if not self.empty_backlog:
             self._set_accepting(False)
             self.close_listeners()
@@ -145,11 +161,47 @@ class ThreadWorker(Worker):
     def _capacity_left(self) -> bool:
         return self.busy + len(self.idle) < self.settings.worker_connections
 
+    # -- fair shares of the listen queue ----------------------------------------------------------------
+
+    def _publish(self) -> None:
+        """Tell the siblings how many connections this worker holds (not once it stopped accepting)."""
+        if self.accept_share is not None and self.alive:
+            self.accept_share.publish(self.busy + len(self.idle), self.accepted)
+
+    def _leave_to_siblings(self) -> None:
+        """Far ahead of a sibling: no accept for a moment (or until this worker holds fewer)."""
+        self._set_accepting(False)
+        assert self.pacer is not None
+        self.pacer.begin_wait()
+        self.resume_at = time.monotonic() + PAUSE
+
+    def _resume_if_due(self) -> None:
+        """End a wait for the siblings once its time is up or this worker holds fewer; take over from them
+        when they took nothing for a while (AcceptPacer)."""
+        if self.resume_at is None or self.pacer is None or not self.alive:
+            return
+        if time.monotonic() < self.resume_at and self.pacer.share.ahead(self.busy + len(self.idle)):
+            return
+        self.resume_at = None
+        if self.pacer.end_wait():
+            self.pacer.take_over()
+            before = self.accepted
+            self._set_accepting(True)
+            for listener in self.listeners:
+                if self.accepting and listener.sock.fileno() >= 0:
+                    self._accept(listener.sock)
+            self.pacer.took_over(self.accepted - before)
+        elif self._capacity_left() or self.idle:
+            self._set_accepting(True)
+
     def _accept(self, listener) -> None:
         while self.alive or listener in self.emptying:
             full = not self._capacity_left()
             if full and not self.idle:
                 self._set_accepting(False)  # every connection is in a request: new ones wait in the backlog
+                return
+            if self.pacer is not None and self.alive and not self.pacer.may_accept(self.busy + len(self.idle)):
+                self._leave_to_siblings()
                 return
             try:
                 sock, peer = self._accept_one(listener)
@@ -170,6 +222,8 @@ class ThreadWorker(Worker):
             else:
                 # nothing sent yet: wait in the selector, not in a thread, and be sheddable while idle
                 self._park(conn, time.monotonic() + self.ctx.client_timeout)
+            self.accepted += 1
+            self._publish()  # at once: a sibling deciding meanwhile sees this worker as it is
             if not admitted_all:
                 self._set_accepting(False)  # the idle ones were all receiving a request: no more for now
                 return
