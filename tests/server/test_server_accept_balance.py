@@ -44,12 +44,18 @@ def served(server) -> tuple[socket.socket, int]:
     return sock, ask_pid(sock)
 
 
-@pytest.mark.parametrize("worker_class", ["event", "thread"])
-def test_new_connections_go_to_the_worker_that_holds_fewer(start_server, worker_class):
-    server = start_server("balance_app:app", "-w", "2", "-k", worker_class, "--log-level", "info")
+def start_two(start_server, *args: str):
+    """Two workers, each having accepted (and closed) a connection: both take their shares from now on."""
+    server = start_server("balance_app:app", "-w", "2", *args, "--log-level", "info")
     pids = server.wait_workers(2)
     for sock in both_accepting(lambda: served(server), pids):
         close_and_wait(sock)
+    return server, pids
+
+
+@pytest.mark.parametrize("worker_class", ["event", "thread"])
+def test_new_connections_go_to_the_worker_that_holds_fewer(start_server, worker_class):
+    server, pids = start_two(start_server, "-k", worker_class)
     # keep-alive connections on both, then those of one worker closed: `busy` holds HELD or more, `idle` none
     _, idle, held = keep_one_loaded(dict(served(server) for _ in range(2 * HELD)), pids)
     assert len(held) >= HELD
@@ -65,10 +71,7 @@ def test_new_connections_go_to_the_worker_that_holds_fewer(start_server, worker_
 
 def test_a_stuck_worker_does_not_hold_up_new_connections(start_server):
     # --threads 1: the app runs on the loop, so a sleeping request stops that worker from accepting
-    server = start_server("balance_app:app", "-w", "2", "-k", "event", "--threads", "1", "--log-level", "info")
-    pids = server.wait_workers(2)
-    for sock in both_accepting(lambda: served(server), pids):
-        close_and_wait(sock)
+    server, pids = start_two(start_server, "-k", "event", "--threads", "1")
     sleeper = server.connect()
     try:
         sleeper.sendall(b"GET /?s=3 HTTP/1.1\r\nHost: test\r\n\r\n")
@@ -86,10 +89,7 @@ def test_a_stuck_worker_does_not_hold_up_new_connections(start_server):
 
 @pytest.mark.parametrize("worker_class", ["event", "thread"])
 def test_a_stopped_worker_does_not_hold_up_new_connections(start_server, worker_class):
-    server = start_server("balance_app:app", "-w", "2", "-k", worker_class, "--log-level", "info")
-    pids = server.wait_workers(2)
-    for sock in both_accepting(lambda: served(server), pids):
-        close_and_wait(sock)
+    server, pids = start_two(start_server, "-k", worker_class)
     stopped = min(pids)
     os.kill(stopped, signal.SIGSTOP)
     try:
