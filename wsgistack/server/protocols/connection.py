@@ -39,6 +39,7 @@ class BlockingConnection:
         that the sync worker's heartbeat goes on while a peer is slow."""
         sock = self.sock
         if self.try_first:
+            self.ctx.beat()  # at every read, as below: a long upload that keeps coming is no stuck worker
             try:
                 return sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
             except BlockingIOError:
