@@ -19,7 +19,7 @@ from proxies import start_proxy  # noqa: F401 (a fixture)
 HELD = 32
 BURST = 20
 # the process holding HELD takes none of the burst while its sibling runs (32 > 20 + slack 8); this leaves
-# room for a sibling the machine did not run for a while (after loop_acceptor.STUCK the other takes over)
+# room for a sibling the machine did not run for a while (after accept_share.STUCK the other takes over)
 LEAST_SHARE = 16
 BODY = b"balanced\n"
 

@@ -16,7 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from wsgistack.server.accept_share import PAUSE, AcceptPacer
+from wsgistack.server.accept_share import PAUSE, AcceptPacer, wide_slack
 from wsgistack.server.context import ServeContext
 from wsgistack.server.protocols.choose import blocking_connection
 from wsgistack.server.protocols.http import HTTPConnection
@@ -50,7 +50,7 @@ class ThreadWorker(Worker):
         self.accepting = False
         self.emptying: list = []  # listeners whose queue this stopping worker still empties
         # fair shares of the listen queue: the policy, what this worker accepted, the end of a wait for siblings
-        self.pacer = AcceptPacer(self.accept_share) if self.accept_share is not None else None
+        self.pacer = AcceptPacer(self.accept_share, wide_slack) if self.accept_share is not None else None
         self.accepted = 0
         self.resume_at: float | None = None
         self.ctx = self.serve_context(keep_alive=lambda: self.alive and settings.keep_alive > 0,
@@ -180,7 +180,7 @@ class ThreadWorker(Worker):
         when they took nothing for a while (AcceptPacer)."""
         if self.resume_at is None or self.pacer is None or not self.alive:
             return
-        if time.monotonic() < self.resume_at and self.pacer.share.ahead(self.busy + len(self.idle)):
+        if time.monotonic() < self.resume_at and self.pacer.ahead(self.busy + len(self.idle)):
             return
         self.resume_at = None
         if self.pacer.end_wait():
