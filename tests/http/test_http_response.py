@@ -7,7 +7,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from wsgistack.http import dates
+from wsgistack.http import dates, heads
 from wsgistack.http.dates import http_date
 from wsgistack.http.errors import HTTPError, error_body, status_line_text
 from wsgistack.http.framing import Framing
@@ -447,6 +447,32 @@ def test_build_head_refuses_bad_status(status):
 def test_build_head_refuses_bad_headers_before_building():
     with pytest.raises(ResponseError):
         build_head("200 OK", [("X", "ok"), ("Y", "a\r\nZ: b")], "GET", "1.1", True)
+
+
+def test_remembered_fields_and_statuses_change_nothing_of_the_checks():
+    """Checked fields and statuses are remembered (heads.py); what was refused before still is."""
+    fields = [("Content-Type", "text/plain"), ("Content-Length", "2")]
+    first = build_head("200 OK", list(fields), "GET", "1.1", True)
+    for _ in range(3):
+        check_status("200 OK")
+        check_headers(list(fields))
+    assert build_head("200 OK", list(fields), "GET", "1.1", True)[0] == first[0]
+    for bad in ([("Content-Type", "text/plain\r\nX: y")], [["Content-Type", "text/plain"]],
+                [("Content-Type", "text/plain", "x")], [("Content-Length", "x")]):
+        with pytest.raises(ResponseError):
+            check_headers(bad)
+    with pytest.raises(ResponseError):
+        check_status("200 OK\r\n")
+
+
+def test_the_memory_of_checked_fields_is_bounded():
+    for n in range(heads._SEEN_MAX * 2 + 10):
+        check_headers([("Set-Cookie", f"id={n}")])
+        check_status(f"299 Status {n}")
+    assert len(heads._seen_fields) <= heads._SEEN_MAX
+    assert len(heads._seen_statuses) <= heads._SEEN_MAX
+    head, _, _, _ = build_head("200 OK", [("Set-Cookie", "id=1")], "GET", "1.1", True)
+    assert b"\r\nSet-Cookie: id=1\r\n" in head
 
 
 # -- Framing directly ----------------------------------------------------------------------------------

@@ -44,6 +44,14 @@ _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _STATUS = re.compile(r"([1-9][0-9][0-9]) [^\x00-\x08\x0a-\x1f\x7f]*")
 _DIGITS = re.compile(r"[0-9]+")
 
+# Statuses and fields that passed the checks below, with what build_head needs of a field (its lower-cased
+# name and its line). An app sends the same few on every response, so each is checked and written once rather
+# than per response (regular expressions and an encode each: about a third of a plain hello's head). Bounded:
+# an app that sends a new value every time (a Set-Cookie) starts the memory afresh when it fills.
+_SEEN_MAX = 4096
+_seen_statuses: dict[str, int] = {}
+_seen_fields: dict[tuple[str, str], tuple[str, str]] = {}
+
 _UPSTREAM_LIMITS = Limits()  # what `wsgistack serve` accepts by default (0 would be no limit)
 # Host, X-Forwarded-For/-Proto/-Host/-Port and X-Request-ID: always sent, whatever the client sent
 _ADDED_FIELDS = 6
@@ -63,6 +71,10 @@ class UpstreamHeadTooLarge(Exception):
 
 def check_status(status: str) -> int:
     """The numeric code of a WSGI status string like '200 OK'; raises ResponseError if malformed."""
+    if status.__class__ is str:
+        code = _seen_statuses.get(status)
+        if code is not None:
+            return code
     if not isinstance(status, str):
         raise ResponseError(f"status must be a str, not {type(status).__name__}")
     match = _STATUS.fullmatch(status)
@@ -72,14 +84,25 @@ def check_status(status: str) -> int:
         status.encode("latin-1")
     except UnicodeEncodeError:
         raise ResponseError(f"status {status!r} is not latin-1") from None
-    return int(match.group(1))
+    code = int(match.group(1))
+    if status.__class__ is str:
+        if len(_seen_statuses) >= _SEEN_MAX:
+            _seen_statuses.clear()
+        _seen_statuses[status] = code
+    return code
 
 
 def check_headers(headers: list[tuple[str, str]]) -> None:
     """Refuse header names that are not tokens and values with control characters (response splitting)."""
     if not isinstance(headers, list):
         raise ResponseError(f"headers must be a list, not {type(headers).__name__}")
+    seen = _seen_fields
     for item in headers:
+        try:
+            if item in seen:
+                continue
+        except TypeError:  # unhashable: not a field of str, which the checks below say
+            pass
         if not (isinstance(item, tuple) and len(item) == 2):
             raise ResponseError(f"header {item!r} is not a (name, value) tuple")
         name, value = item
@@ -91,8 +114,13 @@ def check_headers(headers: list[tuple[str, str]]) -> None:
             value.encode("latin-1")
         except UnicodeEncodeError:
             raise ResponseError(f"header {name!r} is not latin-1: {value!r}") from None
-        if name.lower() == "content-length" and not _DIGITS.fullmatch(value.strip()):
+        lower = name.lower()
+        if lower == "content-length" and not _DIGITS.fullmatch(value.strip()):
             raise ResponseError(f"invalid Content-Length {value!r}")
+        if name.__class__ is str and value.__class__ is str:  # a subclass may render otherwise next time
+            if len(seen) >= _SEEN_MAX:
+                seen.clear()
+            seen[(name, value)] = (lower, f"{name}: {value}\r\n")
 
 
 def write_head(start_line: str, lines: list[str]) -> bytes:
@@ -147,8 +175,14 @@ def build_head(
     out: list[str] = []
     length: int | None = None
     has_date = has_server = False
-    for name, value in headers:
-        lower = name.lower()
+    seen = _seen_fields
+    for item in headers:
+        name, value = item
+        known = seen.get(item)  # checked above or by the caller, so of str: hashable
+        if known is None:
+            lower, line = name.lower(), f"{name}: {value}\r\n"
+        else:
+            lower, line = known
         if lower in HOP_BY_HOP:
             # the server owns connection management and transfer coding (PEP 3333); an app's "close" is honoured
             if lower == "connection" and "close" in value.lower():
@@ -164,7 +198,7 @@ def build_head(
             has_date = True
         elif lower == "server":
             has_server = True
-        out.append(f"{name}: {value}\r\n")
+        out.append(line)
 
     framing = choose_framing(code, method, length, version)
     if code < 200 or code == 204:

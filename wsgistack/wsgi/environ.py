@@ -15,6 +15,20 @@ from wsgistack.http.trust import ProxyTrust
 from wsgistack.wsgi.file_wrapper import FileWrapper
 
 _SPECIAL = {"CONTENT_TYPE", "CONTENT_LENGTH"}
+# Field name -> environ key ("User-Agent" -> "HTTP_USER_AGENT"): clients send the same few names, spelled
+# the same way, on every request. Bounded like every per-request memory: a client inventing names empties it.
+_ENVIRON_KEYS: dict[str, str] = {}
+_KEYS_MAX = 1024
+
+
+def _environ_key(name: str) -> str:
+    key = name.upper().replace("-", "_")
+    if key not in _SPECIAL:
+        key = "HTTP_" + key
+    if len(_ENVIRON_KEYS) >= _KEYS_MAX:
+        _ENVIRON_KEYS.clear()
+    _ENVIRON_KEYS[name] = key
+    return key
 
 
 @dataclass(frozen=True)
@@ -128,7 +142,8 @@ def build_environ(
     environ: dict[str, Any] = {
         "REQUEST_METHOD": head.method,
         "SCRIPT_NAME": "",
-        "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
+        # nothing to decode in most paths (and llhttp lets only ASCII through): the percent-decoding skipped
+        "PATH_INFO": path if "%" not in path and path.isascii() else unquote_to_bytes(path).decode("latin-1"),
         "QUERY_STRING": query,
         "RAW_URI": head.target,
         "REQUEST_URI": head.target,
@@ -148,10 +163,9 @@ def build_environ(
         "wsgi.input_terminated": True,
         "wsgi.file_wrapper": FileWrapper,
     }
+    keys = _ENVIRON_KEYS
     for name, value in head.headers:
-        key = name.upper().replace("-", "_")
-        if key not in _SPECIAL:
-            key = "HTTP_" + key
+        key = keys.get(name) or _environ_key(name)
         if key in environ:
             separator = "; " if key == "HTTP_COOKIE" else ","
             environ[key] = environ[key] + separator + value

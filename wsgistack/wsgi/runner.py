@@ -106,7 +106,7 @@ def run_app(app: Callable[..., Any], environ: dict[str, Any], sink: ResponseSink
             sink.send_file(*source)
         else:
             if not head_sent and isinstance(iterable, (list, tuple)) and len(iterable) <= 1:
-                _add_length(pending, sum(len(piece) for piece in iterable), environ)
+                _add_length(pending, len(iterable[0]) if iterable else 0, environ)
             for piece in iterable:
                 if piece:
                     write(piece)
@@ -145,9 +145,10 @@ def _add_length(pending: list[Any], length: int, environ: dict[str, Any]) -> Non
     status, headers = pending
     if status is None or environ["REQUEST_METHOD"] == "HEAD" or status[:1] == "1" or status[:3] in ("204", "304"):
         return
-    if not any(name.lower() in ("content-length", "transfer-encoding")
-                                       for name, _ in headers):
-        headers.append(("Content-Length", str(length)))
+    for name, _ in headers:
+        if name.lower() in ("content-length", "transfer-encoding"):
+            return
+    headers.append(("Content-Length", str(length)))
 
 
 def _app_failed(sink: ResponseSink, result: AppResult, environ: dict[str, Any]) -> None:
