@@ -4,17 +4,28 @@ the calls need (--threads auto, the default).
 Lighter than concurrent.futures.ThreadPoolExecutor on the hot path: no Future (with its Condition and
 locks) per request, just a C-implemented SimpleQueue. Nobody waits on a result: the call reports back itself.
 
-Sizing itself: when a call finds every thread in a call, the pool looks at the calls in progress. If they
-spend most of their time off the CPU (waiting on a database, another service, a sleep), threads are added
-for every call waiting, so none waits behind a blocked one. If they run on the CPU, none is added: Python
-runs one thread at a time (the GIL), and more threads would only take turns, which costs throughput. A call
-starts holding the GIL, so its time off the CPU is time it gave the GIL away, in I/O or a sleep. A thread
-idle for IDLE_EXIT seconds leaves, down to the minimum.
+Sizing itself: while calls wait for a thread, a watcher thread looks at the threads in a call. Python runs
+one thread at a time (the GIL), so more threads help only calls that wait on something outside the process:
+a database, another service, a sleep. The kernel says where each thread is (/proc/self/task/TID/syscall):
+in a system call that waits on I/O or a timer, on a lock (futex: the GIL, a lock of the app's, such as a
+pool of connections all in use), or running. If half the threads sampled wait on I/O and the process left
+its core idle part of the look, the pool doubles, up to the calls waiting, so none waits behind a blocked
+one. If none waits on I/O, one thread leaves (down to the minimum): threads added in a spell of waiting
+would otherwise stay to crowd a CPU-bound load, since under load they never idle long enough to leave.
+A thread idle for IDLE_EXIT seconds leaves too.
+
+Why the kernel's word and not the clocks: a thread's CPU clock stops both when it waits on I/O and when
+it waits for the GIL, which under load is most of a short call's time; read as waiting, that grew Flask's
+hello to 20 threads a worker on a slow machine (half the req/s of 2). The process's CPU clock stops as
+well when the machine is busy with other processes. Where /proc has no such file (not Linux), the pool
+grows when the process left its core idle half a look.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import platform
 import queue
 import threading
 import time
@@ -26,8 +37,41 @@ log = logging.getLogger("wsgistack.server")
 _STOP = None
 MINIMUM = 2  # threads a self-sizing pool keeps: one call may block without the others waiting on it
 IDLE_EXIT = 10.0  # seconds a thread beyond the minimum waits for a call before it leaves
-OFF_CPU = 0.5  # calls in progress off the CPU more than this share of their time: add threads
-YOUNG = 0.002  # calls younger than this (seconds) tell too little; the pool looks again this much later
+LOOK = 0.005  # seconds of one look: the GIL changes hands every 5 ms when contended
+ROOM = 0.9  # a process that ran on a core less than this share of a look has room for more threads
+SAMPLE = 8  # threads in a call whose system call a look reads
+# the system calls that wait on a lock rather than on I/O, by machine (numbers from the kernel's unistd.h)
+LOCK_CALLS = {"x86_64": {"202", "449"}, "aarch64": {"98", "449"}}.get(platform.machine())
+
+
+class ThreadStates:
+    """Where threads of this process are, from /proc/self/task/TID/syscall; the files stay open, since an
+    open costs ten times a read."""
+
+    def __init__(self) -> None:
+        self.files: dict[int, int] = {}
+        here = f"/proc/self/task/{threading.get_native_id()}/syscall"
+        self.works = LOCK_CALLS is not None and os.path.exists(here)
+
+    def waiting_on_io(self, tids: list[int]) -> tuple[int, int]:
+        """(threads waiting in a system call that is not a lock, threads read)."""
+        on_io = read = 0
+        for tid in tids:
+            try:
+                fd = self.files.get(tid)
+                if fd is None:
+                    fd = self.files[tid] = os.open(f"/proc/self/task/{tid}/syscall", os.O_RDONLY)
+                call = os.pread(fd, 16, 0).split(maxsplit=1)[0].decode()
+            except (OSError, IndexError):  # the thread has ended
+                continue
+            read += 1
+            on_io += call.isdigit() and call not in LOCK_CALLS  # else "running" (or runnable), or a lock
+        return on_io, read
+
+    def keep_only(self, tids: set[int]) -> None:
+        """Close the files of threads not among `tids`."""
+        for tid in [tid for tid in self.files if tid not in tids]:
+            os.close(self.files.pop(tid))
 
 
 def app_threads_cap(settings: Any) -> int:
@@ -46,13 +90,14 @@ class AppThreads:
         self.maximum = size if size is not None else max(maximum, MINIMUM)
         self.minimum = size if size is not None else MINIMUM
         self.threads: set[threading.Thread] = set()
-        self.lock = threading.Lock()  # guards `threads`, `serial` and the look-again timer (not the hot path)
+        self.lock = threading.Lock()  # guards `threads`, `serial`, `retire`, the watcher (not the hot path)
         self.serial = 0
         self.stopping = False
-        # auto: each thread's call in progress, as (thread CPU clock id, wall start, CPU start); a thread
-        # writes and removes only its own entry
-        self.running: dict[int, tuple[int, float, float]] = {}
-        self.again: threading.Timer | None = None
+        # auto: the threads in a call, by ident, with their kernel thread ids; each adds and removes itself
+        self.running: dict[int, int] = {}
+        self.retire = False  # the next thread to end a call leaves (unless the pool is at its minimum)
+        self.looking = threading.Event()  # set: the watcher looks, and goes on while calls wait
+        self.watcher: threading.Thread | None = None
         for _ in range(self.minimum):
             self._add_thread()
 
@@ -64,57 +109,68 @@ class AppThreads:
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run fn(*args) on the next free thread."""
         self.calls.put((fn, args))
-        if not self.fixed and len(self.running) >= len(self.threads) and len(self.threads) < self.maximum:
-            self._maybe_grow()
+        if not self.fixed and not self.looking.is_set() and self._calls_wait():
+            self._start_looking()
 
     def shutdown(self) -> None:
         """Let the threads end once the calls queued before this one are done."""
         with self.lock:
             self.stopping = True
             count = len(self.threads)
-            if self.again is not None:
-                self.again.cancel()
+        self.looking.set()  # the watcher sees `stopping` and ends
         for _ in range(count):
             self.calls.put(_STOP)
 
     # -- sizing ----------------------------------------------------------------------------------------
 
-    def _maybe_grow(self) -> None:
-        """Every thread is in a call: threads for the waiting calls if the calls in progress are blocked."""
-        verdict = self._blocked()
+    def _calls_wait(self) -> bool:
+        """More calls queued than threads out of a call (a burst is queued before any thread starts one)."""
+        return len(self.running) + self.calls.qsize() > len(self.threads)
+
+    def _start_looking(self) -> None:
         with self.lock:
             if self.stopping:
                 return
-            if verdict is None:  # too young to tell: look again shortly (one timer at a time)
-                if self.again is None:
-                    self.again = threading.Timer(YOUNG, self._look_again)
-                    self.again.daemon = True
-                    self.again.start()
-                return
-            if verdict:
-                waiting = self.calls.qsize()
-                for _ in range(min(max(waiting, 1), self.maximum - len(self.threads))):
-                    self._add_thread()
+            if self.watcher is None:
+                self.watcher = threading.Thread(target=self._watch, name=f"{self.name}_watch", daemon=True)
+                self.watcher.start()
+        self.looking.set()
 
-    def _look_again(self) -> None:
+    def _watch(self) -> None:
+        """Look while calls wait; sleep on `looking` otherwise."""
+        states = ThreadStates()
+        try:
+            while True:
+                self.looking.wait()
+                if self.stopping:
+                    return
+                wall, cpu = time.monotonic(), time.process_time()
+                time.sleep(LOOK)
+                busy = (time.process_time() - cpu) / (time.monotonic() - wall)
+                if states.works:
+                    states.keep_only({thread.native_id for thread in list(self.threads)})
+                    on_io, read = states.waiting_on_io(list(self.running.values())[:SAMPLE])
+                    grow = bool(read) and 2 * on_io >= read and busy < ROOM
+                    self._resize(grow=grow, shrink=read > 0 and on_io == 0)
+                else:
+                    self._resize(grow=busy < ROOM / 2, shrink=False)
+                self.looking.clear()
+                if self._calls_wait():  # a submit that saw `looking` set just before the clear
+                    self.looking.set()
+        finally:
+            states.keep_only(set())
+
+    def _resize(self, grow: bool, shrink: bool) -> None:
         with self.lock:
-            self.again = None
-        if self.calls.qsize() and len(self.running) >= len(self.threads) and len(self.threads) < self.maximum:
-            self._maybe_grow()
-
-    def _blocked(self) -> bool | None:
-        """Whether the calls in progress spend most of their time off the CPU; None when they are too young."""
-        now = time.monotonic()
-        wall = cpu = 0.0
-        for clock, started, cpu_started in list(self.running.values())[:16]:  # a sample is enough
-            try:
-                cpu += time.clock_gettime(clock) - cpu_started
-            except OSError:  # the thread ended meanwhile
-                continue
-            wall += now - started
-        if wall < YOUNG:
-            return None
-        return 1.0 - cpu / wall > OFF_CPU
+            if self.stopping or not self._calls_wait():
+                return
+            size = len(self.threads)
+            if grow:  # threads started by the last look may not have taken a call yet: count them as free
+                waiting = len(self.running) + self.calls.qsize() - size
+                for _ in range(min(waiting, size, self.maximum - size)):
+                    self._add_thread()
+            elif shrink and size > self.minimum:
+                self.retire = True
 
     def _add_thread(self) -> None:
         self.serial += 1
@@ -122,9 +178,11 @@ class AppThreads:
         self.threads.add(thread)
         thread.start()
 
-    def _leave(self) -> bool:
-        """Whether this idle thread may leave (the pool stays at its minimum)."""
+    def _leave(self, retire: bool = False) -> bool:
+        """Whether this thread, idle or told to retire, may leave (the pool stays at its minimum)."""
         with self.lock:
+            if retire:
+                self.retire = False
             if self.fixed or self.stopping or len(self.threads) <= self.minimum:
                 return False
             self.threads.discard(threading.current_thread())
@@ -135,7 +193,7 @@ class AppThreads:
     def _work(self) -> None:
         calls = self.calls
         ident = threading.get_ident()
-        clock = time.pthread_getcpuclockid(ident) if not self.fixed else 0
+        tid = threading.get_native_id()
         running = self.running
         while True:
             try:
@@ -150,7 +208,7 @@ class AppThreads:
                 return
             fn, args = item
             if not self.fixed:
-                running[ident] = (clock, time.monotonic(), time.clock_gettime(clock))
+                running[ident] = tid
             try:
                 fn(*args)
             except BaseException:
@@ -158,3 +216,5 @@ class AppThreads:
             finally:
                 if not self.fixed:
                     running.pop(ident, None)
+            if self.retire and self._leave(retire=True):
+                return
