@@ -8,7 +8,7 @@ import time
 
 from polling import wait_for
 
-from wsgistack.server.app_threads import MINIMUM, AppThreads
+from wsgistack.server.app_threads import MINIMUM, AppThreads, ThreadStates
 
 
 def _spin(seconds: float) -> None:
@@ -19,7 +19,7 @@ def _spin(seconds: float) -> None:
 
 
 def _spin_then_block(started: list, release: threading.Event, name: str) -> None:
-    """50 ms on the CPU, then a wait outside the process (a sleep, as on a database's answer) until released."""
+    """50 ms on the CPU, then a wait outside the process (a sleep, as for a database) until released."""
     started.append(name)
     _spin(0.05)
     deadline = time.monotonic() + 10
@@ -127,3 +127,44 @@ def test_calls_waiting_on_a_lock_of_the_app_get_no_threads():
     finally:
         pool_in_use.release()
         pool.shutdown()
+
+
+def test_the_kernel_tells_a_thread_waiting_on_io_from_one_waiting_on_a_lock():
+    states = ThreadStates()
+    assert states.works  # Linux on x86_64 or aarch64: what the tests and CI run on
+    held = threading.Lock()
+    held.acquire()
+    done = threading.Event()
+    tids: dict[str, int] = {}
+
+    def sleeper() -> None:
+        tids["sleep"] = threading.get_native_id()
+        while not done.is_set():
+            time.sleep(0.01)
+
+    def locked() -> None:
+        tids["lock"] = threading.get_native_id()
+        held.acquire(timeout=10)
+
+    threads = [threading.Thread(target=sleeper), threading.Thread(target=locked)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(tids) == 2, message="both threads started")
+        # a thread is seen between two waits now and then: ask until the kernel has seen each in its wait
+        wait_for(lambda: states.waiting_on_io([tids["sleep"]]) == (1, 1), message="the sleeper in its sleep")
+        seen_on_io = False
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:  # a thread waiting on a lock is never waiting on I/O
+            seen_on_io |= states.waiting_on_io([tids["lock"]])[0] > 0
+        assert not seen_on_io
+        assert states.waiting_on_io([tids["lock"]]) == (0, 1)
+    finally:
+        done.set()
+        held.release()
+        for thread in threads:
+            thread.join()
+    # ended (the kernel lets a thread go a moment after join returns): nothing read, and their files closed
+    ended = [tids["sleep"], tids["lock"]]
+    wait_for(lambda: states.waiting_on_io(ended) == (0, 0), message="both threads gone")
+    assert states.files == {}

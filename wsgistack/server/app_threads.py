@@ -62,7 +62,10 @@ class ThreadStates:
                 if fd is None:
                     fd = self.files[tid] = os.open(f"/proc/self/task/{tid}/syscall", os.O_RDONLY)
                 call = os.pread(fd, 16, 0).split(maxsplit=1)[0].decode()
-            except (OSError, IndexError):  # the thread has ended
+            except (OSError, IndexError):  # the thread has ended (a new one may get its id: open afresh)
+                fd = self.files.pop(tid, None)
+                if fd is not None:
+                    os.close(fd)
                 continue
             read += 1
             on_io += call.isdigit() and call not in LOCK_CALLS  # else "running" (or runnable), or a lock
