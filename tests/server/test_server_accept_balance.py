@@ -1,4 +1,4 @@
-"""Event and thread workers share the connections (server/accept_share.py): the first to wake no longer takes
+"""Event, tornado and thread workers share the connections (server/accept_share.py): the first to wake no longer takes
 all that is queued, which could leave one core serving every keep-alive connection. And a worker whose loop
 is stuck, or that the system stopped, does not hold up the connections that its share would have been."""
 
@@ -16,8 +16,8 @@ from balance import answered_by, both_accepting, close_and_wait, keep_one_loaded
 from polling import wait_for
 
 # connections the busy worker holds: it takes none of the burst while its sibling runs, being more than its
-# slack ahead of it all along (event: 32 > 20 + slack 8; thread: 48 > 20 + wide_slack 24)
-HELD = {"event": 32, "thread": 48}
+# slack ahead of it all along (event, tornado: 32 > 20 + slack 8; thread: 48 > 20 + wide_slack 24)
+HELD = {"event": 32, "tornado": 32, "thread": 48}
 BURST = 20
 # room for a sibling the machine did not run for a while (after accept_share.STUCK the other takes over)
 LEAST_SHARE = 16
@@ -54,7 +54,7 @@ def start_two(start_server, *args: str):
     return server, pids
 
 
-@pytest.mark.parametrize("worker_class", ["event", "thread"])
+@pytest.mark.parametrize("worker_class", ["event", "tornado", "thread"])
 def test_new_connections_go_to_the_worker_that_holds_fewer(start_server, worker_class):
     server, pids = start_two(start_server, "-k", worker_class)
     # keep-alive connections on both, then those of one worker closed: `busy` holds HELD or more, `idle` none
@@ -88,7 +88,7 @@ def test_a_stuck_worker_does_not_hold_up_new_connections(start_server):
     assert took < 1.5, took
 
 
-@pytest.mark.parametrize("worker_class", ["event", "thread"])
+@pytest.mark.parametrize("worker_class", ["event", "tornado", "thread"])
 def test_a_stopped_worker_does_not_hold_up_new_connections(start_server, worker_class):
     server, pids = start_two(start_server, "-k", worker_class)
     stopped = min(pids)

@@ -1,17 +1,19 @@
 """The tornado worker: Tornado's IOLoop and IOStream in front, the WSGI app in a thread pool.
 
 This is the classic "Tornado's non-blocking server in front of a WSGI app" deployment, under wsgistack's
-master (signals, timeouts, reloads, logs). Tornado's TCPServer accepts and its IOStreams do every read and
-write on its IOLoop; each request is framed by wsgistack's own strict parser and each response by our head
-writer (`protocols/http_tornado.py`), so what reaches the app, and what a malformed request is answered,
-are the same as in the other worker classes. docs/workers.md says what still differs.
+master (signals, timeouts, reloads, logs). Tornado's IOStreams do every read and write on its IOLoop. The
+accepts are the event worker's (server/loop_acceptor.py), which leave a burst of connections to a sibling
+that holds fewer: tornado's TCPServer took all it could (wrk's 64 connections on 2 workers: 64/0 in 4 of
+13 warm runs, at half the req/s of an even split). Each request is framed by wsgistack's own strict parser
+and each response by our head writer (`protocols/http_tornado.py`), so what reaches the app, and what a
+malformed request is answered, are the same as in the other worker classes. docs/workers.md says what
+still differs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import sys
 import time
@@ -20,6 +22,7 @@ from typing import Any
 from wsgistack.event_loop import new_event_loop
 from wsgistack.server.app_threads import AppThreads, app_threads_cap
 from wsgistack.server.context import ServeContext
+from wsgistack.server.loop_acceptor import LoopAcceptor
 from wsgistack.server.protocols.http_tornado import RECV_SIZE, TornadoConnections, TornadoHTTPConnection
 from wsgistack.server.sockets import accept_backlog
 from wsgistack.server.workers.base import SELF_CHECK_TIMEOUT, STOP_GRACE_IDLE, Worker
@@ -47,10 +50,15 @@ class TornadoWorker(Worker):
         for listener in self.listeners:
             listener.sock.setblocking(False)
         self.stopping_since: float | None = None
-        self.adopting: set[asyncio.Task] = set()  # connections taken from the listen queue while stopping
+        # the task serving each accepted connection, from the accept on: the worker's load for the fair share
+        self.adopting: set[asyncio.Task] = set()
         self.ioloop.add_handler(self.wakeup_r, self._on_wakeup, IOLoop.READ)
+        adopting = self.adopting
+        self.acceptor = LoopAcceptor(asyncio.get_event_loop(), [listener.sock for listener in self.listeners],
+                                     self._adopt_accepted, lambda: len(adopting), self.accept_share)
         self.report_booted()  # before any listener serves (see EventWorker)
-        self.server.add_sockets([listener.sock for listener in self.listeners])
+        if self.stopping_since is None:
+            self.acceptor.start()
         self._tick()
         try:
             self.ioloop.start()
@@ -89,27 +97,34 @@ class TornadoWorker(Worker):
 
     def _begin_stop(self, now: float) -> None:
         self.stopping_since = now
-        # a copy of each listening socket outlives the server's stop (which closes its own), so the queue
-        # is emptied on it when the whole server stops
-        copies = [socket.socket(fileno=os.dup(listener.sock.fileno())) for listener in self.listeners
-                  if self.empty_backlog and listener.sock.fileno() >= 0]
-        self.server.stop()
-        if copies:
+        self.acceptor.stop()
+        if self.empty_backlog:  # the whole server stops: first take what waits in the listen queues
             self.connections.limit = sys.maxsize  # what waits is finite (the door is shut): take all of it
-        for copy in copies:
-            for sock, address in accept_backlog(copy):
-                self._adopt(sock, address)
-            copy.close()
+            for listener in self.listeners:
+                if listener.sock.fileno() >= 0:
+                    for sock, address in accept_backlog(listener.sock):
+                        self._adopt(sock, address)
         self.close_listeners()
 
+    def _adopt_accepted(self, sock: socket.socket, listening: socket.socket) -> None:
+        """A connection the acceptor took: served with its peer's address, as tornado's accept gives it."""
+        try:
+            address = sock.getpeername()
+        except OSError:  # the client is already gone
+            sock.close()
+            return
+        self._adopt(sock, address)
+
     def _adopt(self, sock: socket.socket, address: Any) -> None:
-        """Serve a connection this worker accepted itself, as the TCPServer serves those it accepts."""
+        """Serve an accepted connection as tornado's TCPServer serves those it accepts."""
         from tornado.iostream import IOStream
 
         stream = IOStream(sock, read_chunk_size=RECV_SIZE)
         task = asyncio.ensure_future(self.server.handle_stream(stream, address))
         self.adopting.add(task)  # counted until it is served (the loop holds tasks weakly)
         task.add_done_callback(self.adopting.discard)
+        if self.accept_share is not None:  # after the discard: the siblings see the load without it
+            task.add_done_callback(lambda _: self.acceptor.closed_one())
 
     def _tick(self) -> None:
         """Once per beat interval: heartbeat, deadlines, and the graceful stop."""
