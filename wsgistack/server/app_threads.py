@@ -38,6 +38,10 @@ _STOP = None
 MINIMUM = 2  # threads a self-sizing pool keeps: one call may block without the others waiting on it
 IDLE_EXIT = 10.0  # seconds a thread beyond the minimum waits for a call before it leaves
 LOOK = 0.005  # seconds of one look: the GIL changes hands every 5 ms when contended
+# a look that added no thread makes the next one twice as long, up to this: each look takes the GIL from the
+# app's threads several times, which cost Flask's hello 6-9% while a look came every 5 ms
+LOOK_MOST = 0.1
+CALM = 1.0  # seconds without calls waiting after which looks start short again (the load has changed)
 ROOM = 0.9  # a process that ran on a core less than this share of a look has room for more threads
 SAMPLE = 8  # threads in a call whose system call a look reads
 # the system calls that wait on a lock rather than on I/O, by machine (numbers from the kernel's unistd.h)
@@ -142,38 +146,47 @@ class AppThreads:
     def _watch(self) -> None:
         """Look while calls wait; sleep on `looking` otherwise."""
         states = ThreadStates()
+        look = LOOK
         try:
             while True:
-                self.looking.wait()
+                if not self.looking.is_set():
+                    calm_since = time.monotonic()
+                    self.looking.wait()
+                    if time.monotonic() - calm_since > CALM:
+                        look = LOOK  # calls wait again after a long calm: a new load, looked at closely
                 if self.stopping:
                     return
                 wall, cpu = time.monotonic(), time.process_time()
-                time.sleep(LOOK)
+                time.sleep(look)
                 busy = (time.process_time() - cpu) / (time.monotonic() - wall)
                 if states.works:
                     states.keep_only({thread.native_id for thread in list(self.threads)})
                     on_io, read = states.waiting_on_io(list(self.running.values())[:SAMPLE])
                     grow = bool(read) and 2 * on_io >= read and busy < ROOM
-                    self._resize(grow=grow, shrink=read > 0 and on_io == 0)
+                    grew = self._resize(grow=grow, shrink=read > 0 and on_io == 0)
                 else:
-                    self._resize(grow=busy < ROOM / 2, shrink=False)
+                    grew = self._resize(grow=busy < ROOM / 2, shrink=False)
+                look = LOOK if grew else min(2 * look, LOOK_MOST)
                 self.looking.clear()
                 if self._calls_wait():  # a submit that saw `looking` set just before the clear
                     self.looking.set()
         finally:
             states.keep_only(set())
 
-    def _resize(self, grow: bool, shrink: bool) -> None:
+    def _resize(self, grow: bool, shrink: bool) -> bool:
+        """Threads for the calls waiting, or one less; whether any was added."""
         with self.lock:
             if self.stopping or not self._calls_wait():
-                return
+                return False
             size = len(self.threads)
             if grow:  # threads started by the last look may not have taken a call yet: count them as free
                 waiting = len(self.running) + self.calls.qsize() - size
                 for _ in range(min(waiting, size, self.maximum - size)):
                     self._add_thread()
-            elif shrink and size > self.minimum:
+                return len(self.threads) > size
+            if shrink and size > self.minimum:
                 self.retire = True
+            return False
 
     def _add_thread(self) -> None:
         self.serial += 1
