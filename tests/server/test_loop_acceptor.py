@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from wsgistack.event_loop import new_event_loop
-from wsgistack.server.accept_share import FREE, IDLE, STUCK, AcceptBoard, AcceptShare, slack
+from wsgistack.server.accept_share import FREE, IDLE, REBALANCE_EVERY, STUCK, AcceptBoard, AcceptShare, slack
 from wsgistack.server.loop_acceptor import RESOURCE_PAUSE, LoopAcceptor
 
 QUEUED = 40
@@ -151,6 +151,45 @@ def test_a_stopped_worker_is_no_measure_for_its_siblings(setup):
     assert setup.board.values[setup.acceptor.share.open_at] == IDLE
     # the sibling, alone now, is never "ahead", however many it holds
     assert not setup.sibling.ahead(1000)
+
+
+def kept(acceptor: LoopAcceptor, responses: int) -> list[bool]:
+    """Whether each of the next `responses` responses keeps its connection."""
+    return [acceptor.keeps_connection() for _ in range(responses)]
+
+
+def test_a_worker_far_ahead_hands_half_the_difference_over(setup):
+    setup.adopted.extend(socket.socket() for _ in range(31))  # this worker holds 31, the sibling 3
+    setup.sibling.publish(3, 3)
+    setup.acceptor.rebalance()
+    # 31 > 3 + slack(31): (31 - 3) // 2 = 14 responses say Connection: close, the ones after keep theirs
+    assert kept(setup.acceptor, 16) == [False] * 14 + [True] * 2
+    # the next look comes a beat later, and finds the two even (the clients went to the sibling)
+    setup.acceptor.pacer.rebalanced_at -= REBALANCE_EVERY
+    while len(setup.adopted) > 17:
+        setup.adopted.pop().close()
+    setup.sibling.publish(17, 17)
+    setup.acceptor.rebalance()
+    assert all(kept(setup.acceptor, 20))
+
+
+def test_a_look_within_the_beat_hands_nothing_more_over(setup):
+    setup.acceptor.rebalance()  # the sibling holds none, nor this worker
+    setup.adopted.extend(socket.socket() for _ in range(20))
+    setup.acceptor.rebalance()  # soon after: not looked at again, though 20 > 0 + slack(20)
+    assert all(kept(setup.acceptor, 20))
+
+
+def test_no_hand_over_within_the_slack_nor_to_a_sibling_that_does_not_accept(setup):
+    setup.adopted.extend(socket.socket() for _ in range(10))
+    setup.sibling.publish(2, 2)
+    setup.acceptor.rebalance()  # 10 is not more than 2 + slack(10) = 10
+    assert all(kept(setup.acceptor, 10))
+    setup.adopted.extend(socket.socket() for _ in range(20))
+    setup.sibling.stop()  # booting or stopping: it would take none of them
+    setup.acceptor.pacer.rebalanced_at -= REBALANCE_EVERY
+    setup.acceptor.rebalance()
+    assert all(kept(setup.acceptor, 30))
 
 
 @pytest.mark.parametrize("code", [errno.EMFILE, errno.EPERM], ids=["EMFILE", "EPERM"])

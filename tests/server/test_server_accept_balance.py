@@ -102,3 +102,61 @@ def test_a_stopped_worker_does_not_hold_up_new_connections(start_server, worker_
     # all answered by the other worker: past a few, it waits for its stopped sibling, then takes over
     assert answered == Counter({(pids - {stopped}).pop(): 24})
     assert took < 1.5, took
+
+
+class Client:
+    """A keep-alive client as browsers and proxies are: it asks on its connection, and opens a new one when a
+    response said `Connection: close`."""
+
+    def __init__(self, server):
+        self.server = server
+        self.sock: socket.socket | None = None
+
+    def ask(self) -> int:
+        """The pid of the worker that answered this request."""
+        if self.sock is None:
+            self.sock = self.server.connect()
+        self.sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + content_length(data):
+            chunk = self.sock.recv(4096)
+            assert chunk, f"connection closed after {data!r}"
+            data += chunk
+        head, body = data.split(b"\r\n\r\n", 1)
+        if re.search(rb"(?im)^connection: *close", head):
+            self.sock.close()
+            self.sock = None
+        return int(body)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+
+@pytest.mark.parametrize("worker_class", ["event", "tornado", "thread"])
+def test_keep_alive_connections_taken_while_a_sibling_could_not_are_handed_over(start_server, worker_class):
+    # the case of a cold start: one worker booted and took every connection while its sibling still imported
+    # the app; keep-alive connections stay where they land, so one core would serve them all for good
+    server, pids = start_two(start_server, "-k", worker_class)
+    count = HELD[worker_class]  # far enough ahead of none to hand over (thread: beyond its wide slack)
+    stopped = min(pids)
+    other = (pids - {stopped}).pop()
+    clients = [Client(server) for _ in range(count)]
+    try:
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            first = Counter(client.ask() for client in clients)
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+        assert first == Counter({other: count})
+
+        # the clients go on asking: the loaded worker hands some of its connections over
+        def split() -> Counter | None:
+            answered = Counter(client.ask() for client in clients)
+            return answered if answered[stopped] >= count // 4 else None
+
+        answered = wait_for(split, timeout=10, interval=0.05, message="connections handed to the sibling")
+    finally:
+        for client in clients:
+            client.close()
+    assert answered[other] >= count // 4, answered

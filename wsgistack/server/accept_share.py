@@ -33,6 +33,9 @@ STUCK = 0.05
 # accepted freely for longer starts afresh, so a sibling stuck long ago counts for nothing now
 EPISODE_GAP = 0.01
 TAKE_OVER_MOST = 64  # connections taken at once from stuck siblings, at most
+# how often a worker compares its keep-alive connections with its siblings' to hand some over (see
+# AcceptPacer.rebalance): once a beat, so the connections it gave up have landed before it looks again
+REBALANCE_EVERY = 1.0
 
 
 def slack(mine: int) -> int:
@@ -104,12 +107,17 @@ class AcceptShare:
     def ahead(self, mine: int, slack_of: Callable[[int], int] = slack) -> bool:
         """Whether `mine` open connections are more than slack_of(mine) above the least loaded accepting
         sibling."""
+        least = self.least_other()
+        return least >= 0 and mine > least + slack_of(mine)
+
+    def least_other(self) -> int:
+        """The open connections of the least loaded accepting sibling; -1 when none accepts."""
         values = self.values
         least = -1
         for at in range(1, 1 + 2 * values[_HIGH], 2):
             if at != self.open_at and values[at] >= 0 and (least < 0 or values[at] < least):
                 least = values[at]
-        return least >= 0 and mine > least + slack_of(mine)
+        return least
 
     def others_accepted(self) -> int:
         """Connections every sibling ever accepted: it grows while they take from the queue."""
@@ -125,6 +133,13 @@ class AcceptPacer:
 
     Stuck siblings (they took nothing for STUCK seconds) are taken over from: 1 connection, then twice as
     many after each further wait, so a queue never waits long on them.
+
+    Shares decide only where a connection lands, and a keep-alive connection stays there. A worker that
+    took connections while its sibling could not (the sibling still importing the app at start-up, or
+    replaced after --max-requests) would keep them all: measured on a cold start, wrk's 64 connections all
+    on one of 2 workers in 2 of 4 runs, at half the throughput. So a worker far ahead hands some over
+    (rebalance): its next responses say `Connection: close`, and the client's new connection goes to the
+    sibling, since this worker, still ahead, leaves the queue to it.
     """
 
     def __init__(self, share: AcceptShare, slack_of: Callable[[int], int] = slack):
@@ -135,6 +150,8 @@ class AcceptPacer:
         self.waited_until = 0.0  # monotonic: when the last wait ended
         self.unshared = 0  # connections still to take whatever the shares say (a take-over in progress)
         self.unshared_next = 1
+        self.to_hand_over = 0  # keep-alive connections still to close after their response (rebalance)
+        self.rebalanced_at = 0.0
 
     def may_accept(self, load: int) -> bool:
         """Before an accept, with the worker's `load` (open connections): take it, or wait?"""
@@ -146,6 +163,26 @@ class AcceptPacer:
     def ahead(self, load: int) -> bool:
         """Whether a worker holding `load` connections is far enough ahead of a sibling to wait."""
         return self.share.ahead(load, self.slack_of)
+
+    def rebalance(self, load: int) -> None:
+        """At most once per REBALANCE_EVERY (call it as often as convenient): when `load` is more than the
+        slack ahead of the least loaded sibling, hand half the difference over. Half: the sibling gains
+        what this worker gives, so the two meet in the middle rather than swap places."""
+        now = time.monotonic()
+        if now - self.rebalanced_at < REBALANCE_EVERY:
+            return
+        self.rebalanced_at = now
+        least = self.share.least_other()
+        ahead = least >= 0 and load > least + self.slack_of(load)
+        self.to_hand_over = (load - least) // 2 if ahead else 0
+
+    def keeps_connection(self) -> bool:
+        """Whether a response may keep its connection open; False while connections are being handed over.
+        App threads ask too: two at once may hand over one more than due, which the next look corrects."""
+        if self.to_hand_over <= 0:
+            return True
+        self.to_hand_over -= 1
+        return False
 
     def begin_wait(self) -> None:
         """The worker leaves the queue alone for a while."""

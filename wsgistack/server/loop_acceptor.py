@@ -43,6 +43,9 @@ class LoopAcceptor:
         self.stopped = False
         self.resume_handle: asyncio.TimerHandle | None = None
         self.pacer = AcceptPacer(share) if share is not None else None
+        # whether a response may keep its connection (not those being handed over): asked per response
+        self.keeps_connection: Callable[[], bool] = (
+            (lambda: True) if self.pacer is None else self.pacer.keeps_connection)
         self.warned_at = 0.0
 
     def start(self) -> None:
@@ -72,6 +75,11 @@ class LoopAcceptor:
         if self.resume_handle is not None and not share.ahead(load):
             self.resume_handle.cancel()
             self._resume()
+
+    def rebalance(self) -> None:
+        """Once a beat: hand keep-alive connections over when far ahead of a sibling (AcceptPacer.rebalance)."""
+        if self.pacer is not None and not self.stopped:
+            self.pacer.rebalance(self.load())
 
     def _listen(self) -> None:
         if not self.listening and not self.stopped:

@@ -44,8 +44,10 @@ class EventWorker(Worker):
         if pool is not None and settings.threads is None and settings.inline_below > 0:
             inline_calls = InlineCalls(quick=min(settings.inline_below, SLOW / 2))
         self.registry = ConnectionRegistry(settings.worker_connections, pool, inline_calls)
-        self.ctx = self.serve_context(keep_alive=lambda: self.alive and settings.keep_alive > 0,
-                                      on_request=self.count_request, beat=lambda: None)
+        # a response keeps its connection unless the worker stops, or hands it to a sibling (accept_share.py)
+        self.ctx = self.serve_context(
+            keep_alive=lambda: self.alive and settings.keep_alive > 0 and self.acceptor.keeps_connection(),
+            on_request=self.count_request, beat=lambda: None)
         self.protocol_class = event_protocol(self.ctx.protocol)
         self.loop.add_reader(self.wakeup_r, self._on_wakeup)
         self.stopping_since: float | None = None
@@ -84,6 +86,7 @@ class EventWorker(Worker):
         oldest = registry.oldest_request()
         if not self.settings.timeout or oldest is None or now - oldest < self.settings.timeout:
             self.heartbeat.beat()
+        self.acceptor.rebalance()
         if self.ctx is not None and self.ctx.metrics is not None:
             self.ctx.metrics.connections_now(registry.accepted, len(registry.connections),
                                              registry.refused + registry.shed)

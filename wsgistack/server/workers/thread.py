@@ -53,8 +53,12 @@ class ThreadWorker(Worker):
         self.pacer = AcceptPacer(self.accept_share, wide_slack) if self.accept_share is not None else None
         self.accepted = 0
         self.resume_at: float | None = None
-        self.ctx = self.serve_context(keep_alive=lambda: self.alive and settings.keep_alive > 0,
-                                      on_request=self._request_started, beat=lambda: None)
+        # a response keeps its connection unless the worker stops, or hands it to a sibling (accept_share.py)
+        pacer = self.pacer
+        self.ctx = self.serve_context(
+            keep_alive=lambda: (self.alive and settings.keep_alive > 0
+                                and (pacer is None or pacer.keeps_connection())),
+            on_request=self._request_started, beat=lambda: None)
         self.connection_class = blocking_connection(self.ctx.protocol)
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, "wakeup")
         self.report_booted()
@@ -167,6 +171,8 @@ class ThreadWorker(Worker):
         """Tell the siblings how many connections this worker holds (not once it stopped accepting)."""
         if self.accept_share is not None and self.alive:
             self.accept_share.publish(self.busy + len(self.idle), self.accepted)
+            if self.pacer is not None:
+                self.pacer.rebalance(self.busy + len(self.idle))
 
     def _leave_to_siblings(self) -> None:
         """Far ahead of a sibling: no accept for a moment (or until this worker holds fewer)."""

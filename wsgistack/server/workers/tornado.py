@@ -43,8 +43,10 @@ class TornadoWorker(Worker):
         asyncio.set_event_loop(new_event_loop())
         self.ioloop = IOLoop.current()
         self.pool = AppThreads(settings.threads, maximum=app_threads_cap(settings))
-        self.ctx = self.serve_context(keep_alive=lambda: self.alive and settings.keep_alive > 0,
-                                      on_request=self.count_request, beat=lambda: None)
+        # a response keeps its connection unless the worker stops, or hands it to a sibling (accept_share.py)
+        self.ctx = self.serve_context(
+            keep_alive=lambda: self.alive and settings.keep_alive > 0 and self.acceptor.keeps_connection(),
+            on_request=self.count_request, beat=lambda: None)
         self.connections = TornadoConnections(self.pool.submit, settings.worker_connections)
         self.server = _tcp_server(self.ctx, self.connections)
         for listener in self.listeners:
@@ -136,6 +138,7 @@ class TornadoWorker(Worker):
         oldest = self.connections.oldest_request()
         if not timeout or oldest is None or now - oldest < timeout:
             self.heartbeat.beat()
+        self.acceptor.rebalance()
         stopping = self.stopping_since
         for conn in list(self.connections.open):
             # parked keep-alive connections get a moment for a last request (answered with Connection: close)
