@@ -47,8 +47,9 @@ def start(start_proxy, tmp_path: Path):
     return proxy, pids
 
 
-def ask(sock: socket.socket) -> None:
-    """One keep-alive request on `sock`, answered whole."""
+def ask(sock: socket.socket) -> bool:
+    """One keep-alive request on `sock`, answered whole: whether the connection stays open (the response
+    did not say `Connection: close`)."""
     sock.sendall(b"GET /f.txt HTTP/1.1\r\nHost: test\r\n\r\n")
     data = b""
     while not data.endswith(BODY):
@@ -56,6 +57,7 @@ def ask(sock: socket.socket) -> None:
         assert chunk, f"connection closed after {data!r}"
         data += chunk
     assert data.startswith(b"HTTP/1.1 200 "), data
+    return b"\r\nconnection: close\r\n" not in data.split(b"\r\n\r\n", 1)[0].lower() + b"\r\n"
 
 
 def holder(sock: socket.socket, pids: set[int]) -> int:
@@ -66,7 +68,9 @@ def holder(sock: socket.socket, pids: set[int]) -> int:
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         local_port, remote_port = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
-        if (local_port, remote_port) == (server_port, client_port):
+        # inode 0: a closed socket of an earlier connection between the same ports, in TIME_WAIT after the
+        # server closed it (as one handed over to a sibling is)
+        if (local_port, remote_port) == (server_port, client_port) and fields[9] != "0":
             inode = fields[9]
     assert inode is not None, "the server side of the connection"
     for pid in pids:
@@ -124,3 +128,36 @@ def test_a_stopped_worker_does_not_hold_up_new_connections(start_proxy, tmp_path
     # all answered by the other worker: the shares never wait long on a sibling that takes nothing
     assert answered == Counter({(pids - {stopped}).pop(): 24})
     assert took < 1.5, took
+
+
+def test_keep_alive_connections_taken_while_a_sibling_could_not_are_handed_over(start_proxy, tmp_path):
+    # one worker took every connection while the other could not (stopped here; at a start, still booting):
+    # keep-alive clients stay where they land, so it hands some over by closing them after a response
+    proxy, pids = start(start_proxy, tmp_path)
+    for sock in both_accepting(lambda: served(proxy, pids), pids):
+        close_and_wait(sock)
+    stopped = min(pids)
+    other = (pids - {stopped}).pop()
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        socks = [proxy.connect() for _ in range(HELD)]
+        first = Counter(answered_holder(sock, pids) for sock in socks)
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    try:
+        assert first == Counter({other: HELD})
+
+        def split() -> Counter | None:
+            """Each client asks again, on a new connection where it was told to close (as clients do)."""
+            for at in range(len(socks)):
+                while not ask(socks[at]):  # until a response keeps the connection: its holder has it open
+                    socks[at].close()
+                    socks[at] = proxy.connect()
+            holders = Counter(holder(sock, pids) for sock in socks)
+            return holders if holders[stopped] >= HELD // 4 else None
+
+        holders = wait_for(split, timeout=10, interval=0.05, message="connections handed to the sibling")
+    finally:
+        for sock in socks:
+            sock.close()
+    assert holders[other] >= HELD // 4, holders

@@ -115,6 +115,9 @@ class Host:
     def forget(self, connection: ClientConnection) -> None:
         self.idle.pop(connection, None)
 
+    def keeps_connection(self) -> bool:
+        return True  # one process: no sibling to hand connections to
+
 
 class Proxy:
     """One ProxyState on a real loop; the upstream servers' connects are made (or refused) by the test."""

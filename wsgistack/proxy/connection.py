@@ -68,6 +68,9 @@ class ConnectionHost(Protocol):
     def admit(self, connection: Any) -> str | None:
         """Count a new connection in; why it is refused, or None."""
 
+    def keeps_connection(self) -> bool:
+        """Whether a response may keep its connection (not one being handed to a sibling process)."""
+
     def forget(self, connection: Any) -> None:
         """The connection is closed: it counts no more."""
 
@@ -375,7 +378,7 @@ class ClientConnection(asyncio.Protocol):
         head, route = self.head, self.route
         assert head is not None
         self.begun = time.monotonic()
-        keep_alive = head.keep_alive and not self.server.stopping
+        keep_alive = head.keep_alive and not self.server.stopping and self.server.keeps_connection()
         metrics = self.state.metrics
         if metrics is not None:
             metrics.started()  # request_done counts it answered, whichever way it ends

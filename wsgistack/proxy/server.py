@@ -29,6 +29,7 @@ import signal
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 from wsgistack.config.errors import ConfigError
@@ -84,6 +85,8 @@ class ProxyServer:
         self.adopting: set[asyncio.Task] = set()  # accepted sockets on their way to a transport (TLS: handshake)
         self.health: HealthChecker | None = None
         self.stopping = False
+        # whether a response may keep its client's connection: not those handed to a sibling (accept_share.py)
+        self.keeps_connection: Callable[[], bool] = lambda: True
         self._stopped: asyncio.Event | None = None
         self.announces = True  # tells systemd of its state (Type=notify); not a worker of `workers = N`
         self.master_pid: int | None = None  # a worker of `workers = N`: its master's pid
@@ -220,6 +223,7 @@ class ProxyServer:
         self.acceptor = LoopAcceptor(loop, list(self.accepting), self._adopt,
                                      lambda: len(self.connections) + len(self.adopting), self.accept_share)
         self.acceptor.start()
+        self.keeps_connection = self.acceptor.keeps_connection
         for signum, handler in ((signal.SIGHUP, self.reload), (signal.SIGUSR1, self.reopen_logs),
                                 (signal.SIGTERM, self.stop), (signal.SIGINT, self.stop),
                                 (signal.SIGQUIT, self.stop)):
@@ -264,7 +268,7 @@ class ProxyServer:
 
     async def _sweep(self) -> None:
         """Four times a second: client timeouts and the upstreams' health for the metrics; once a second: idle
-        upstream connections."""
+        upstream connections, and the balance of client connections with the siblings."""
         ticks = 0
         while True:
             await asyncio.sleep(TICK)
@@ -275,6 +279,8 @@ class ProxyServer:
                 self.metrics.publish_upstreams(self.state.server_states(now))
             ticks += 1
             if ticks % 4 == 0:
+                if self.acceptor is not None:
+                    self.acceptor.rebalance()
                 for server in self.state.all_servers():
                     server.pool.sweep()
 
