@@ -195,6 +195,19 @@ def test_the_cache_writes_the_current_date_and_the_rest_as_stored(monkeypatch):
     assert got == data.replace(data[data.index(b"Date: ") + 6:][:29], b"Thu, 01 Jan 2099 00:00:00 GMT")
 
 
+def test_the_cache_copies_an_answer_only_when_the_second_changed(monkeypatch):
+    cache = ReplyCache()
+    cache.put("k", _answer(b"x" * 10_000), 10_000)
+    date = "Thu, 01 Jan 2099 00:00:00 GMT"
+    monkeypatch.setattr("wsgistack.proxy.static_cache.http_date", lambda: date)
+    first, _ = cache.get("k")
+    assert cache.get("k")[0] is first  # the same second: the same bytes, not a copy per request
+    date = "Thu, 01 Jan 2099 00:00:01 GMT"
+    second, _ = cache.get("k")
+    assert second is not first and b"Date: Thu, 01 Jan 2099 00:00:01 GMT\r\n" in second
+    assert second.replace(b":01 GMT", b":00 GMT") == first and cache.get("k")[0] is second
+
+
 def test_the_cache_is_bounded_in_entries_and_bytes_and_drops_the_oldest():
     cache = ReplyCache(entries=3, size=10_000)
     for key in "abcd":

@@ -4,8 +4,10 @@ A plain GET or HEAD of a small file (no Range, no conditional field) gets the sa
 the Date field, and working them out again (the lookup, the validators, the head, the file's bytes) was half
 of the proxy's time per request on a 10 KiB file. `ReplyCache` keeps those answers for `SECONDS`, the time
 static.py keeps what a URL path led to, so a file changed on disk is served fresh within that time, as
-before. The Date is spliced in at each use. The cache is bounded in entries and bytes; the oldest entry
-goes first.
+before. The cache is bounded in entries and bytes; the oldest entry goes first.
+
+The Date is written into an answer only when the second changed since its last use, rather than spliced in
+at each use, which copied the whole answer per request (a 10 KiB answer: 0.45 µs a lookup against 0.66).
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ _DATE_LENGTH = 29  # an IMF-fixdate is always 29 characters
 
 
 class _Entry:
-    """An answer cut around its Date value; `sent` is its body's length (0 for HEAD), for the access log."""
+    """A whole answer, its Date value at `at`; `sent` is its body's length (0 for HEAD), for the access log."""
 
-    __slots__ = ("after", "before", "expires", "sent", "size")
+    __slots__ = ("at", "date", "expires", "sent", "size", "whole")
 
-    def __init__(self, expires: float, before: bytes, after: bytes, sent: int):
-        self.expires, self.before, self.after, self.sent = expires, before, after, sent
-        self.size = len(before) + len(after)
+    def __init__(self, expires: float, whole: bytes, at: int, sent: int):
+        self.expires, self.whole, self.at, self.sent = expires, whole, at, sent
+        self.date = whole[at:at + _DATE_LENGTH].decode("latin-1")
+        self.size = len(whole)
 
 
 class ReplyCache:
@@ -52,7 +55,12 @@ class ReplyCache:
         if entry.expires <= time.monotonic():
             self._drop(key)
             return None
-        return entry.before + http_date().encode("latin-1") + entry.after, entry.sent
+        date = http_date()
+        if date != entry.date:  # once a second at most: the answer is not copied per request
+            at = entry.at
+            entry.whole = entry.whole[:at] + date.encode("latin-1") + entry.whole[at + _DATE_LENGTH:]
+            entry.date = date
+        return entry.whole, entry.sent
 
     def put(self, key: Hashable, data: bytes, sent: int) -> None:
         """Keep `data` (a whole answer whose head has a Date field) unless it is too big."""
@@ -66,7 +74,7 @@ class ReplyCache:
             return
         if key in self._entries:
             self._drop(key)
-        entry = _Entry(time.monotonic() + self.seconds, data[:at], data[at + _DATE_LENGTH:], sent)
+        entry = _Entry(time.monotonic() + self.seconds, data, at, sent)
         while self._entries and (len(self._entries) >= self.max_entries or self.size + entry.size > self.max_size):
             self._drop(next(iter(self._entries)))  # dicts keep insertion order: the oldest first
         self._entries[key] = entry
