@@ -9,6 +9,7 @@ import signal
 import socket
 from collections import Counter
 from collections.abc import Callable
+from typing import cast
 
 from polling import wait_for
 
@@ -70,3 +71,13 @@ def answered_by(socks: list[socket.socket], who: Callable[[socket.socket], int])
     finally:
         for sock in socks:
             sock.close()
+
+
+def until_split(ask_all: Callable[[], Counter], pids: set[int], least: int) -> Counter:
+    """Ask all clients again and again (`ask_all` says which process each is on now) until every process
+    holds at least `least` of them; what the last round saw."""
+    def split() -> Counter | None:
+        on = ask_all()
+        return on if all(on[pid] >= least for pid in pids) else None
+
+    return cast(Counter, wait_for(split, timeout=10, interval=0.05, message="connections handed to the sibling"))

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from balance import answered_by, both_accepting, close_and_wait, keep_one_loaded, queued_burst
+from balance import answered_by, both_accepting, close_and_wait, keep_one_loaded, queued_burst, until_split
 from polling import wait_for
 from processes import children_of
 from proxies import start_proxy  # noqa: F401 (a fixture)
@@ -147,17 +147,15 @@ def test_keep_alive_connections_taken_while_a_sibling_could_not_are_handed_over(
     try:
         assert first == Counter({other: HELD})
 
-        def split() -> Counter | None:
+        def ask_all() -> Counter:
             """Each client asks again, on a new connection where it was told to close (as clients do)."""
             for at in range(len(socks)):
                 while not ask(socks[at]):  # until a response keeps the connection: its holder has it open
                     socks[at].close()
                     socks[at] = proxy.connect()
-            holders = Counter(holder(sock, pids) for sock in socks)
-            return holders if holders[stopped] >= HELD // 4 else None
+            return Counter(holder(sock, pids) for sock in socks)
 
-        holders = wait_for(split, timeout=10, interval=0.05, message="connections handed to the sibling")
+        until_split(ask_all, pids, HELD // 4)
     finally:
         for sock in socks:
             sock.close()
-    assert holders[other] >= HELD // 4, holders

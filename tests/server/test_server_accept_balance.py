@@ -12,7 +12,7 @@ import time
 from collections import Counter
 
 import pytest
-from balance import answered_by, both_accepting, close_and_wait, keep_one_loaded, queued_burst
+from balance import answered_by, both_accepting, close_and_wait, keep_one_loaded, queued_burst, until_split
 from polling import wait_for
 
 # connections the busy worker holds: it takes none of the burst while its sibling runs, being more than its
@@ -151,12 +151,7 @@ def test_keep_alive_connections_taken_while_a_sibling_could_not_are_handed_over(
         assert first == Counter({other: count})
 
         # the clients go on asking: the loaded worker hands some of its connections over
-        def split() -> Counter | None:
-            answered = Counter(client.ask() for client in clients)
-            return answered if answered[stopped] >= count // 4 else None
-
-        answered = wait_for(split, timeout=10, interval=0.05, message="connections handed to the sibling")
+        until_split(lambda: Counter(client.ask() for client in clients), pids, count // 4)
     finally:
         for client in clients:
             client.close()
-    assert answered[other] >= count // 4, answered
